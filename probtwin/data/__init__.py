@@ -1,0 +1,20 @@
+"""The data layer: the Recording container, its validation, loaders and batching."""
+
+from probtwin.data.arrays import TrialArray, TrialStack
+from probtwin.data.batching import TrialBatches, batch_arrays
+from probtwin.data.nwb import load_nwb
+from probtwin.data.recording import Recording
+from probtwin.data.sensorium import load_sensorium
+from probtwin.data.splits import split_by_stimulus, split_consecutive
+
+__all__ = [
+    "Recording",
+    "TrialArray",
+    "TrialBatches",
+    "TrialStack",
+    "batch_arrays",
+    "load_nwb",
+    "load_sensorium",
+    "split_by_stimulus",
+    "split_consecutive",
+]

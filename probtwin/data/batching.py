@@ -1,0 +1,87 @@
+"""Minibatches of trials for stochastic variational inference."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from probtwin.data.recording import Recording
+from probtwin.errors import DataError
+
+__all__ = ["TrialBatches", "batch_arrays"]
+
+
+class TrialBatches:
+    """Trial indices in minibatches, reshuffled every epoch, reproducible from a seed.
+
+    Parameters
+    ----------
+    n_trials : int
+        Number of trials to draw from.
+    batch_size : int
+        Trials a batch (the last batch of an epoch may be smaller unless ``drop_last``).
+    shuffle : bool
+        Draw a new permutation each epoch (``numpy.random.default_rng((seed, epoch))``).
+    seed : int
+        Seed of the permutations.
+    drop_last : bool
+        Leave out a last, smaller batch.
+
+    Examples
+    --------
+    >>> batches = TrialBatches(5, batch_size=2, shuffle=False)
+    >>> [b.tolist() for b in batches.epoch(0)]
+    [[0, 1], [2, 3], [4]]
+    """
+
+    def __init__(
+        self, n_trials: int, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False
+    ) -> None:
+        if n_trials < 1:
+            raise DataError("n_trials", "at least one trial", str(n_trials))
+        if batch_size < 1:
+            raise DataError("batch_size", "a positive integer", str(batch_size))
+        self.n_trials = int(n_trials)
+        self.batch_size = int(min(batch_size, n_trials))
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.n_trials, self.batch_size)
+        return full + (rest > 0 and not self.drop_last)
+
+    def epoch(self, epoch: int) -> Iterator[np.ndarray]:
+        """Yield the index arrays of one epoch, each shape (batch,)."""
+        if self.shuffle:
+            order = np.random.default_rng((self.seed, epoch)).permutation(self.n_trials)
+        else:
+            order = np.arange(self.n_trials)
+        for k in range(len(self)):
+            yield order[k * self.batch_size : (k + 1) * self.batch_size]
+
+
+def batch_arrays(recording: Recording, index: np.ndarray, dtype: type = np.float32) -> dict[str, np.ndarray]:
+    """Read the per-trial fields of some trials into memory.
+
+    Parameters
+    ----------
+    recording : Recording
+    index : numpy.ndarray of int, shape (batch,)
+        Positions of the trials in ``recording``.
+    dtype : numpy dtype
+        Float type of the returned arrays.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``"responses"`` and, where the recording has them, ``"stimuli"``, ``"behavior"`` and
+        ``"gaze"``; each with the trials first, shape (batch, ...).
+    """
+    out = {}
+    for field in ("stimuli", "responses", "behavior", "gaze"):
+        values = getattr(recording, field)
+        if values is not None:
+            out[field] = np.asarray(values[index], dtype=dtype)
+    return out

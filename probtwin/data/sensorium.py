@@ -1,0 +1,241 @@
+"""Loader for the Sensorium 2022 (static images) and 2023 (videos) file trees.
+
+A Sensorium data set is a folder (or the ``.zip`` of one) with one ``.npy`` file per trial and
+field under ``data/`` and per-trial and per-neuron metadata under ``meta/``:
+
+======================================  =====================  ==========================
+file                                    2022 (static) shape    2023 (video) shape
+======================================  =====================  ==========================
+``data/images/<i>.npy``                 (1, H, W)              --
+``data/videos/<i>.npy``                 --                     (H, W, frames)
+``data/responses/<i>.npy``              (N,)                   (N, frames)
+``data/behavior/<i>.npy``               (3,)                   (2, frames)
+``data/pupil_center/<i>.npy``           (2,)                   (2, frames)
+``meta/trials/tiers.npy``               (trials,)              (trials,)
+``meta/trials/frame_image_id.npy``      (trials,)              optional
+``meta/neurons/cell_motor_coordinates``  (N, 3)                 (N, 3)
+``meta/neurons/area.npy``               (N,)                   (N,)
+``meta/neurons/unit_ids.npy``           (N,)                   (N,)
+======================================  =====================  ==========================
+
+Trials are read lazily (a :class:`~probtwin.data.arrays.TrialStack` per field), so a whole
+multi-mouse data set need not fit in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from probtwin.data.arrays import TrialStack
+from probtwin.data.recording import Recording
+from probtwin.errors import DataError
+
+__all__ = ["load_sensorium", "SENSORIUM_TIERS"]
+
+#: How the tier labels of the Sensorium releases map to probtwin's tiers.
+SENSORIUM_TIERS = {
+    "train": "train",
+    "validation": "validation",
+    "oracle": "validation",
+    "test": "test",
+    "final_test": "test",
+    "live_test": "test",
+    "live_test_main": "test",
+    "live_test_bonus": "test",
+    "final_test_main": "test",
+    "final_test_bonus": "test",
+}
+
+_STIMULUS_ID_FILES = ("frame_image_id.npy", "video_ids.npy", "stimulus_ids.npy")
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+class _Tree:
+    """Uniform access to the files of a folder or of a zip archive."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if path.is_dir():
+            self.archive = None
+            candidates = [path] + sorted(p for p in path.iterdir() if p.is_dir())
+            roots = [p for p in candidates if (p / "data").is_dir() and (p / "meta").is_dir()]
+            if not roots:
+                raise DataError("path", "a Sensorium folder with data/ and meta/", f"neither in {path}")
+            self.root = roots[0]
+            self.names = None
+        elif path.suffix == ".zip" and path.is_file():
+            self.archive = path
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if not n.endswith("/")]
+            prefixes = sorted({m.group(1) for n in names if (m := re.match(r"(.*?)data/", n))})
+            if not prefixes:
+                raise DataError("path", "a Sensorium .zip with data/ and meta/", f"no data/ in {path}")
+            self.root = prefixes[0]
+            self.names = set(names)
+        else:
+            raise DataError("path", "a Sensorium folder or .zip file", f"{path} (missing or of another kind)")
+
+    def trial_files(self, field: str) -> list[str] | None:
+        pattern = re.compile(r"(\d+)\.npy$")
+        if self.archive is None:
+            folder = self.root / "data" / field
+            if not folder.is_dir():
+                return None
+            files = {int(m.group(1)): str(p) for p in folder.iterdir() if (m := pattern.fullmatch(p.name))}
+        else:
+            prefix = f"{self.root}data/{field}/"
+            files = {
+                int(m.group(1)): n
+                for n in self.names
+                if n.startswith(prefix) and (m := pattern.fullmatch(n[len(prefix) :]))
+            }
+            if not files:
+                return None
+        numbers = sorted(files)
+        if numbers != list(range(len(numbers))):
+            missing = sorted(set(range(numbers[-1] + 1)) - set(numbers))[:5]
+            raise DataError(f"data/{field}", "trial files 0.npy .. n-1.npy", f"missing {missing} in {self.path}")
+        return [files[i] for i in numbers]
+
+    def meta(self, *parts: str) -> np.ndarray | None:
+        if self.archive is None:
+            file = self.root.joinpath("meta", *parts)
+            return np.load(file, allow_pickle=False) if file.is_file() else None
+        name = f"{self.root}meta/{'/'.join(parts)}"
+        if name not in self.names:
+            return None
+        with zipfile.ZipFile(self.archive) as zf:
+            return np.load(io.BytesIO(zf.read(name)), allow_pickle=False)
+
+    def header_shapes(self, files: list[str]) -> list[tuple[int, ...]]:
+        """Shapes of .npy files from their headers, without reading the data."""
+        shapes = []
+        zf = zipfile.ZipFile(self.archive) if self.archive is not None else None
+        try:
+            for name in files:
+                with zf.open(name) if zf is not None else open(name, "rb") as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read = _HEADER_READERS.get(version, np.lib.format.read_array_header_2_0)
+                    shape, _, _ = read(fh)
+                shapes.append(tuple(shape))
+        finally:
+            if zf is not None:
+                zf.close()
+        return shapes
+
+    def stack(self, files: list[str], field: str, transform=None) -> TrialStack:
+        return TrialStack(files, field, transform=transform, archive=self.archive)
+
+
+def load_sensorium(
+    path: str | Path,
+    *,
+    frames: int | None = None,
+    tiers: Sequence[str] | None = None,
+    name: str | None = None,
+) -> Recording:
+    """Read a Sensorium 2022 static or Sensorium 2023 video data set.
+
+    Parameters
+    ----------
+    path : str or Path
+        The data set's folder (holding ``data/`` and ``meta/``, or one sub-folder that does) or
+        its ``.zip``.
+    frames : int, optional
+        Videos only: keep the first ``frames`` frames of every trial. Needed when trials differ
+        in length (Sensorium 2023); without it such a data set raises a DataError that lists the
+        lengths found.
+    tiers : sequence of str, optional
+        Source tier labels to keep (e.g. ``("train", "oracle")`` to leave out test trials whose
+        responses a release withholds). Default: all trials.
+    name : str, optional
+        Session name; default, the folder or archive name.
+
+    Returns
+    -------
+    Recording
+        Images (trials, 1, H, W) with responses (trials, neurons), or videos
+        (trials, 1, frames, H, W) with responses (trials, frames, neurons). Behaviour and pupil
+        centre (as gaze) follow the same layout. Tiers are mapped by :data:`SENSORIUM_TIERS`.
+
+    Examples
+    --------
+    >>> rec = pt.load_sensorium("static21067-10-18-GrayImageNet.zip")  # doctest: +SKIP
+    """
+    path = Path(path)
+    tree = _Tree(path)
+    video = tree.trial_files("videos")
+    images = tree.trial_files("images")
+    if video is None and images is None:
+        raise DataError("path", "data/images or data/videos trial files", f"neither in {path}")
+    responses = tree.trial_files("responses")
+    if responses is None:
+        raise DataError("path", "data/responses trial files", f"none in {path}")
+    stim_files = video if video is not None else images
+    n_trials = len(stim_files)
+
+    if video is not None:
+        lengths = np.array([s[-1] for s in tree.header_shapes(video)])
+        if frames is None and len(np.unique(lengths)) > 1:
+            found = ", ".join(f"{n} frames x {c} trials" for n, c in zip(*np.unique(lengths, return_counts=True)))
+            raise DataError("frames", "trials of equal length, or frames= to keep the first frames of each", found)
+        if frames is not None and (frames < 1 or lengths.min() < frames):
+            raise DataError("frames", f"1 <= frames <= the shortest trial ({lengths.min()})", str(frames))
+        keep = slice(None) if frames is None else slice(0, frames)
+        stimuli = tree.stack(video, "videos", lambda a: np.moveaxis(a[..., keep], -1, 0)[None])
+        per_frame = lambda a: np.ascontiguousarray(a[..., keep].T)  # noqa: E731  (features, frames) -> (frames, features)
+    else:
+        if frames is not None:
+            raise DataError("frames", "None for static images", str(frames))
+        stimuli = tree.stack(images, "images")
+        per_frame = None
+
+    fields = {"responses": tree.stack(responses, "responses", per_frame)}
+    for field, key in (("behavior", "behavior"), ("pupil_center", "gaze")):
+        files = tree.trial_files(field)
+        if files is not None:
+            fields[key] = tree.stack(files, field, per_frame)
+    for key, stack in {"stimuli": stimuli, **fields}.items():
+        if len(stack) != n_trials:
+            raise DataError(f"data/{key}", f"{n_trials} trial files like the stimuli", f"{len(stack)}")
+
+    source_tiers = tree.meta("trials", "tiers.npy")
+    if source_tiers is None:
+        raise DataError("meta/trials/tiers.npy", "a tier label per trial", f"no such file in {path}")
+    source_tiers = source_tiers.astype(str)
+    if source_tiers.shape != (n_trials,):
+        raise DataError("meta/trials/tiers.npy", f"shape ({n_trials},)", f"shape {source_tiers.shape}")
+    unknown = sorted(set(np.unique(source_tiers)) - set(SENSORIUM_TIERS))
+    if unknown:
+        raise DataError("meta/trials/tiers.npy", f"labels among {sorted(SENSORIUM_TIERS)}", str(unknown))
+    stimulus_ids = None
+    for file in _STIMULUS_ID_FILES:
+        stimulus_ids = tree.meta("trials", file)
+        if stimulus_ids is not None:
+            break
+
+    rec = Recording(
+        stimuli,
+        fields["responses"],
+        behavior=fields.get("behavior"),
+        gaze=fields.get("gaze"),
+        neuron_coords=tree.meta("neurons", "cell_motor_coordinates.npy"),
+        neuron_area=tree.meta("neurons", "area.npy"),
+        neuron_ids=tree.meta("neurons", "unit_ids.npy"),
+        tiers=np.array([SENSORIUM_TIERS[t] for t in source_tiers]),
+        stimulus_ids=stimulus_ids,
+        trial_info={"sensorium_tier": source_tiers},
+        name=name or path.name.removesuffix(".zip"),
+    )
+    if tiers is not None:
+        absent = sorted(set(tiers) - set(np.unique(source_tiers)))
+        if absent:
+            raise DataError("tiers", f"labels among {sorted(np.unique(source_tiers))}", str(absent))
+        rec = rec.subset(np.isin(source_tiers, list(tiers)))
+    return rec

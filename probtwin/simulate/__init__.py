@@ -1,0 +1,17 @@
+"""Ground-truth brains: simulated populations with known parameters, for validation and demos."""
+
+from probtwin.simulate.images import pink_noise_images, shift_images
+from probtwin.simulate.noise import LIKELIHOODS, observe
+from probtwin.simulate.population import V1Population, gabor_bank
+from probtwin.simulate.v1 import Simulation, v1
+
+__all__ = [
+    "LIKELIHOODS",
+    "Simulation",
+    "V1Population",
+    "gabor_bank",
+    "observe",
+    "pink_noise_images",
+    "shift_images",
+    "v1",
+]

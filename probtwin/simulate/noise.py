@@ -1,0 +1,126 @@
+"""Observation models of the ground-truth simulators: draws and exact log densities.
+
+Each model takes the true mean response ``mu`` (trials, neurons) and returns responses whose
+expectation is ``mu``, the exact log density of each trial's whole response vector, and the
+model's parameters.
+
+- ``"poisson"``: ``y ~ Poisson(mu)``, independent.
+- ``"zig"``: zero-inflated gamma (Wei et al. 2020): ``y = 0`` with probability ``1 - q_i``, else
+  ``y ~ Gamma(k_i, rate = k_i q_i / mu)``.
+- ``"normal"``: ``y ~ Normal(mu, C C^T + diag(psi))``; with rank 0, independent.
+- ``"lognormal"``: a latent-state flow with ``T(y) = log(1 + y)``:
+  ``log(1 + y) ~ Normal(m, C C^T + diag(psi))`` with ``m = log(1 + mu) - diag(Sigma) / 2``,
+  so that ``E[y] = mu``; density ``N(T(y); m, Sigma) / prod_i (1 + y_i)``.
+
+For the two Gaussian models, ``h_t ~ Normal(0, I_k)`` is the latent state of trial t and
+``C h_t`` its shared fluctuation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.distributions import Gamma, LowRankMultivariateNormal, Poisson
+
+from probtwin.errors import DataError
+
+__all__ = ["LIKELIHOODS", "observe"]
+
+LIKELIHOODS = ("poisson", "zig", "normal", "lognormal")
+
+
+def _low_rank_normal(mean: np.ndarray, loadings: np.ndarray, private: np.ndarray) -> LowRankMultivariateNormal:
+    return LowRankMultivariateNormal(
+        torch.as_tensor(mean, dtype=torch.float64),
+        torch.as_tensor(loadings, dtype=torch.float64),
+        torch.as_tensor(private, dtype=torch.float64),
+    )
+
+
+def observe(
+    mu: np.ndarray,
+    likelihood: str,
+    rank: int,
+    rng: np.random.Generator,
+    noise_scale: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Draw responses around the mean and score them exactly.
+
+    Parameters
+    ----------
+    mu : numpy.ndarray, shape (trials, neurons)
+        True mean responses (positive).
+    likelihood : {"poisson", "zig", "normal", "lognormal"}
+    rank : int
+        Rank of the shared latent state (Gaussian models only; 0 for independent noise).
+    rng : numpy.random.Generator
+    noise_scale : float
+        Multiplies the noise variances of the Gaussian models.
+
+    Returns
+    -------
+    responses : numpy.ndarray, shape (trials, neurons)
+    log_likelihood : numpy.ndarray, shape (trials,)
+        Exact log density (nats) of each trial's response vector under the true model.
+    params : dict of str to numpy.ndarray
+        The noise parameters (``latent_loadings``, ``private_variance``, ``latent_state``, ...).
+    """
+    if likelihood not in LIKELIHOODS:
+        raise DataError("likelihood", f"one of {LIKELIHOODS}", repr(likelihood))
+    if rank < 0:
+        raise DataError("correlated_noise_rank", "a non-negative integer", str(rank))
+    if rank > 0 and likelihood not in ("normal", "lognormal"):
+        raise DataError(
+            "correlated_noise_rank",
+            "0 for 'poisson' and 'zig' (an exact log-likelihood needs the Gaussian latent models: "
+            "likelihood='normal' or 'lognormal')",
+            f"{rank} with likelihood={likelihood!r}",
+        )
+    n_trials, n_neurons = mu.shape
+    mu_t = torch.as_tensor(mu, dtype=torch.float64)
+    params: dict[str, np.ndarray] = {}
+    if likelihood == "poisson":
+        y = rng.poisson(mu).astype(np.float64)
+        ll = Poisson(mu_t).log_prob(torch.as_tensor(y)).sum(-1).numpy()
+        return y, ll, params
+    if likelihood == "zig":
+        q = rng.uniform(0.5, 0.9, n_neurons)
+        k = rng.uniform(1.5, 3.0, n_neurons)
+        nonzero = rng.uniform(size=mu.shape) < q
+        y = np.where(nonzero, rng.gamma(k, mu / (k * q)), 0.0)
+        rate = torch.as_tensor(k * q, dtype=torch.float64) / mu_t
+        k_t = torch.as_tensor(k, dtype=torch.float64).expand_as(mu_t)
+        y_t = torch.as_tensor(y)
+        positive = y_t > 0
+        lp_pos = torch.log(torch.as_tensor(q)) + Gamma(k_t, rate).log_prob(torch.where(positive, y_t, 1.0))
+        lp = torch.where(positive, lp_pos, torch.log1p(-torch.as_tensor(q)).expand_as(mu_t))
+        params.update(zig_probability=q, zig_shape=k)
+        return y, lp.sum(-1).numpy(), params
+
+    # Gaussian latent-state models, in the flow's Gaussian space.
+    if likelihood == "normal":
+        scale = noise_scale * 0.5 * mu.mean(axis=0)  # Fano-like: noise variance ~ half the mean
+    else:
+        scale = np.full(n_neurons, noise_scale * 0.1)
+    shared = 0.5 if rank > 0 else 0.0
+    loadings = rng.standard_normal((n_neurons, max(rank, 1))) * np.sqrt(shared * scale / max(rank, 1))[:, None]
+    loadings = loadings[:, :rank]
+    private = (1.0 - shared) * scale
+    latent = rng.standard_normal((n_trials, rank))
+    eps = rng.standard_normal(mu.shape) * np.sqrt(private)
+    fluctuation = latent @ loadings.T + eps
+    total = private + (loadings**2).sum(axis=1)
+    if likelihood == "normal":
+        mean = mu
+        y = mu + fluctuation
+        z = y
+        jacobian = 0.0
+    else:
+        mean = np.log1p(mu) - total / 2
+        z = mean + fluctuation
+        y = np.expm1(z)
+        jacobian = -z.sum(axis=1)  # log |dT/dy| = -sum_i log(1 + y_i) = -sum_i z_i
+    dist = _low_rank_normal(mean, loadings if rank > 0 else np.zeros((n_neurons, 1)), private)
+    ll = dist.log_prob(torch.as_tensor(z)).numpy() + jacobian
+    params.update(latent_loadings=loadings, private_variance=private, latent_state=latent, latent_mean=mean)
+    return y, ll, params
