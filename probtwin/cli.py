@@ -37,8 +37,10 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"  correlation to average      {np.nanmean(pt.metrics.correlation_to_average(y, mu, ids)):.3f}")
         print(f"  FEVE                        {pt.metrics.feve(y, mu, ids):.3f}")
         print(f"  oracle correlation          {np.nanmean(pt.metrics.oracle_correlation(y, ids)):.3f}")
-        print("  (repeats of an image differ in gaze and behaviour, which the true model knows and the\n"
-              "   repeat-based noise estimate does not, so the truth's FEVE can exceed 1)")
+        print(
+            "  (repeats of an image differ in gaze and behaviour, which the true model knows and the\n"
+            "   repeat-based noise estimate does not, so the truth's FEVE can exceed 1)"
+        )
     ll = truth["log_likelihood"][test.trial_index]
     print(f"  log-likelihood              {ll.mean() / rec.n_neurons / np.log(2):.3f} bits per neuron per trial")
     print(f"  coverage_90 (random. PIT)   {pt.metrics.interval_coverage(draws, y, 0.9):.3f}")
@@ -68,9 +70,11 @@ def _datasets(args: argparse.Namespace) -> int:
             continue
         for rec in recs if isinstance(recs, list) else [recs]:
             tiers = " / ".join(f"{int(np.sum(rec.tiers == t))}" for t in ("train", "validation", "test"))
-            print(f"{label:26s} {rec.name:32s} stimuli {rec.stimuli.shape if rec.stimuli is not None else None} "
-                  f"responses {rec.responses.shape}  train/validation/test {tiers}  "
-                  f"({time.perf_counter() - start:.1f} s)")
+            print(
+                f"{label:26s} {rec.name:32s} stimuli {rec.stimuli.shape if rec.stimuli is not None else None} "
+                f"responses {rec.responses.shape}  train/validation/test {tiers}  "
+                f"({time.perf_counter() - start:.1f} s)"
+            )
     return 0
 
 
@@ -85,8 +89,10 @@ def _bench(args: argparse.Namespace) -> int:
             pt.simulate.v1(n_neurons=args.neurons, n_images=args.images, seed=seed)
             times.append(time.perf_counter() - start)
         per_cell = np.median(times) / (args.neurons * args.images) * 1e9
-        print(f"simulate.v1 {args.neurons} neurons x {args.images} images: median {np.median(times):.2f} s "
-              f"over {args.repeat} runs (min {min(times):.2f} s), {per_cell:.0f} ns per neuron-image")
+        print(
+            f"simulate.v1 {args.neurons} neurons x {args.images} images: median {np.median(times):.2f} s "
+            f"over {args.repeat} runs (min {min(times):.2f} s), {per_cell:.0f} ns per neuron-image"
+        )
     return 0
 
 

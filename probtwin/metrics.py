@@ -34,6 +34,7 @@ __all__ = [
     "fev",
     "feve",
     "oracle_correlation",
+    "split_half_reliability",
     "log_likelihood_bits",
     "bits_per_spike",
     "pit",
@@ -196,6 +197,53 @@ def oracle_correlation(responses: np.ndarray, stimulus_ids: np.ndarray) -> np.nd
     c = counts[inverse][keep].reshape(-1, *([1] * (y.ndim - 1)))
     loo = (means[inverse][keep] * c - y[keep]) / (c - 1)
     return correlation(y[keep].reshape(-1, y.shape[-1]), loo.reshape(-1, y.shape[-1]), axis=0)
+
+
+def split_half_reliability(
+    responses: np.ndarray, stimulus_ids: np.ndarray, n_splits: int = 10, seed: int = 0
+) -> np.ndarray:
+    """Noise ceiling: split-half correlation of per-stimulus means, Spearman-Brown corrected.
+
+    The repeats of each stimulus are split at random into two halves (``floor(r / 2)`` and the
+    rest); per neuron, the means of the two halves are correlated over stimuli, and the
+    correlation ``c`` corrected to the full number of repeats as ``2 c / (1 + c)``. The result is
+    averaged over ``n_splits`` random splits. Stimuli shown once are left out.
+
+    Parameters
+    ----------
+    responses : numpy.ndarray, shape (trials, neurons)
+    stimulus_ids : numpy.ndarray, shape (trials,)
+    n_splits : int
+    seed : int
+
+    Returns
+    -------
+    numpy.ndarray, shape (neurons,)
+    """
+    y = np.asarray(responses, dtype=np.float64)
+    _, counts, inverse = _stimulus_means(y, stimulus_ids)
+    keep = counts[inverse] >= 2
+    if not keep.any():
+        raise DataError("stimulus_ids", "stimuli shown at least twice (repeats)", "no repeated stimulus")
+    y, group = y[keep], np.unique(inverse[keep], return_inverse=True)[1].reshape(-1)
+    n_groups = group.max() + 1
+    counts = np.bincount(group)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    rng = np.random.default_rng(seed)
+    out = np.zeros(y.shape[1:])
+    for _ in range(n_splits):  # a handful of random splits, each vectorised over trials
+        order = np.lexsort((rng.uniform(size=len(group)), group))
+        rank = np.empty(len(group), dtype=np.int64)
+        rank[order] = np.arange(len(group)) - starts[group[order]]
+        half = (rank >= counts[group] // 2).astype(np.int64)
+        sums = np.zeros((n_groups, 2, *y.shape[1:]))
+        np.add.at(sums, (group, half), y)
+        sizes = np.zeros((n_groups, 2))
+        np.add.at(sizes, (group, half), 1)
+        means = sums / sizes.reshape(n_groups, 2, *([1] * (y.ndim - 1)))
+        c = correlation(means[:, 0], means[:, 1], axis=0)
+        out += 2 * c / (1 + c)
+    return out / n_splits
 
 
 def log_likelihood_bits(log_prob: np.ndarray, per_neuron: bool = False) -> float | np.ndarray:

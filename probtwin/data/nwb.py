@@ -91,13 +91,27 @@ def write_nwb(recording: Recording, path: str | Path) -> Path:
         data, stamps, note = _series_layout(x, frame_axis)
         note = json.dumps({**json.loads(note), "kind": rec.stimulus_kind})
         nwb.add_stimulus(
-            TimeSeries(name="stimuli", data=data, unit="a.u.", timestamps=stamps, comments=note,
-                       description=f"probtwin stimuli ({rec.stimulus_kind})")
+            TimeSeries(
+                name="stimuli",
+                data=data,
+                unit="a.u.",
+                timestamps=stamps,
+                comments=note,
+                description=f"probtwin stimuli ({rec.stimulus_kind})",
+            )
         )
     module = nwb.create_processing_module("probtwin", "responses and neuron table written by probtwin")
     data, stamps, note = _series_layout(np.asarray(rec.responses), per_frame)
-    module.add(TimeSeries(name="responses", data=data, unit="a.u.", timestamps=stamps, comments=note,
-                          description="neural responses, neurons in the order of the neurons table"))
+    module.add(
+        TimeSeries(
+            name="responses",
+            data=data,
+            unit="a.u.",
+            timestamps=stamps,
+            comments=note,
+            description="neural responses, neurons in the order of the neurons table",
+        )
+    )
     neuron_columns = [VectorData(name="neuron_id", description="unit id", data=rec.neuron_ids)]
     if rec.neuron_area is not None:
         neuron_columns.append(VectorData(name="area", description="brain area", data=rec.neuron_area))
@@ -110,15 +124,33 @@ def write_nwb(recording: Recording, path: str | Path) -> Path:
         if rec.behavior is not None:
             b = np.asarray(rec.behavior)
             data, stamps, note = _series_layout(b, b.ndim == 3)
-            behavior_module.add(BehavioralTimeSeries(time_series=TimeSeries(
-                name="behavior", data=data, unit="a.u.", timestamps=stamps, comments=note,
-                description="behavioural variables")))
+            behavior_module.add(
+                BehavioralTimeSeries(
+                    time_series=TimeSeries(
+                        name="behavior",
+                        data=data,
+                        unit="a.u.",
+                        timestamps=stamps,
+                        comments=note,
+                        description="behavioural variables",
+                    )
+                )
+            )
         if rec.gaze is not None:
             g = np.asarray(rec.gaze)
             data, stamps, note = _series_layout(g, g.ndim == 3)
-            behavior_module.add(EyeTracking(spatial_series=SpatialSeries(
-                name="gaze", data=data, reference_frame="stimulus coordinates", timestamps=stamps,
-                comments=note, description="eye position (x, y)")))
+            behavior_module.add(
+                EyeTracking(
+                    spatial_series=SpatialSeries(
+                        name="gaze",
+                        data=data,
+                        reference_frame="stimulus coordinates",
+                        timestamps=stamps,
+                        comments=note,
+                        description="eye position (x, y)",
+                    )
+                )
+            )
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
     return path
@@ -155,13 +187,12 @@ def load_nwb(path: str | Path) -> Recording:
         raise DataError("path", "an NWB (HDF5) file", f"{path} ({type(err).__name__}: {err})") from None
     try:
         if "probtwin" not in nwb.processing or nwb.trials is None:
-            raise DataError("path", "an NWB file written by probtwin (trials table, probtwin module)",
-                            f"{path} without them")
+            raise DataError(
+                "path", "an NWB file written by probtwin (trials table, probtwin module)", f"{path} without them"
+            )
         module = nwb.processing["probtwin"]
         trials = nwb.trials
-        trial_info = {
-            c.name.removeprefix("info_"): _labels(c) for c in trials.columns if c.name.startswith("info_")
-        }
+        trial_info = {c.name.removeprefix("info_"): _labels(c) for c in trials.columns if c.name.startswith("info_")}
         neurons = module["neurons"]
         names = neurons.colnames
         stimuli = _unfold(nwb.stimulus["stimuli"]) if "stimuli" in nwb.stimulus else None

@@ -137,9 +137,7 @@ class Recording:
         if neuron_coords is not None:
             neuron_coords = np.asarray(check_array(neuron_coords, "neuron_coords", (2,), allow_stack=False))
             if neuron_coords.shape[0] != n_neurons or neuron_coords.shape[1] not in (2, 3):
-                raise DataError(
-                    "neuron_coords", f"shape ({n_neurons}, 2) or ({n_neurons}, 3)", describe(neuron_coords)
-                )
+                raise DataError("neuron_coords", f"shape ({n_neurons}, 2) or ({n_neurons}, 3)", describe(neuron_coords))
             check_finite(neuron_coords, "neuron_coords")
             neuron_coords = neuron_coords.astype(np.float64)
         if neuron_area is not None:

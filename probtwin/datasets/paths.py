@@ -35,7 +35,8 @@ def data_root(root: str | Path | None = None) -> Path:
         if place.is_dir():
             return place
     raise FileNotFoundError(
-        "probtwin data folder not found; looked in " + ", ".join(str(p) for p in places)
+        "probtwin data folder not found; looked in "
+        + ", ".join(str(p) for p in places)
         + f" (pass root=..., or set {ENV_VAR})"
     )
 
@@ -53,6 +54,7 @@ def data_file(relative: str, root: str | Path | None = None) -> Path:
         if (place / relative).is_file():
             return place / relative
     raise FileNotFoundError(
-        f"missing data file {relative!r}; looked in " + ", ".join(str(p) for p in places)
+        f"missing data file {relative!r}; looked in "
+        + ", ".join(str(p) for p in places)
         + f" (pass root=..., or set {ENV_VAR})"
     )

@@ -40,8 +40,10 @@ def _load_session(files: list[Path], bin_ms: int, window_ms: tuple[int, int]) ->
     start, stop = _SACCADE_MS + window_ms[0], _SACCADE_MS + window_ms[1]
     if not (0 <= start < stop <= n_ms) or (stop - start) % bin_ms:
         raise DataError(
-            "window_ms", f"a window within [-{_SACCADE_MS}, {n_ms - _SACCADE_MS}) ms whose length is a multiple "
-            f"of bin_ms={bin_ms}", repr(window_ms))
+            "window_ms",
+            f"a window within [-{_SACCADE_MS}, {n_ms - _SACCADE_MS}) ms whose length is a multiple of bin_ms={bin_ms}",
+            repr(window_ms),
+        )
     spikes = np.stack([m["resp"][:, start:stop] for m in mats], axis=-1).astype(np.int64)
     n_frames = (stop - start) // bin_ms
     n_loc = PROBE_GRID[0] * PROBE_GRID[1]

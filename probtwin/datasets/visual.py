@@ -160,8 +160,7 @@ def tang_v1(
         images = 1.0 - images
     if image_size is not None:
         images = resize_images(images, image_size)
-    return Recording(images, responses, neuron_ids=ids.astype(str), neuron_area=np.full(len(ids), "V1"),
-                     name="tang_v1")
+    return Recording(images, responses, neuron_ids=ids.astype(str), neuron_area=np.full(len(ids), "V1"), name="tang_v1")
 
 
 def allen_v1(root: str | Path | None = None, image_size: int | None = None) -> Recording:
@@ -191,5 +190,4 @@ def allen_v1(root: str | Path | None = None, image_size: int | None = None) -> R
     tiers[test] = "test"
     rest = np.flatnonzero(tiers == "train")
     tiers[rest[np.random.RandomState(0).permutation(len(rest))[: len(rest) // 10]]] = "validation"
-    return Recording(images, responses, neuron_area=np.full(responses.shape[1], "V1"), tiers=tiers,
-                     name="allen_v1")
+    return Recording(images, responses, neuron_area=np.full(responses.shape[1], "V1"), tiers=tiers, name="allen_v1")

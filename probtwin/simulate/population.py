@@ -31,8 +31,12 @@ PUPIL_LEVELS = 16
 
 
 def gabor_bank(
-    positions: np.ndarray, orientation: np.ndarray, frequency: np.ndarray, sigma: np.ndarray,
-    phase: np.ndarray, size: tuple[int, int],
+    positions: np.ndarray,
+    orientation: np.ndarray,
+    frequency: np.ndarray,
+    sigma: np.ndarray,
+    phase: np.ndarray,
+    size: tuple[int, int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Even and odd Gabor filters, mean-free, unit L2 norm.
 
@@ -107,8 +111,14 @@ class V1Population:
         return self.orientation_shift != 0
 
     def _bank(self, neurons: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return gabor_bank(self.rf_position[neurons], theta, self.spatial_frequency[neurons],
-                          self.envelope_sigma[neurons], self.phase[neurons], self.image_size)
+        return gabor_bank(
+            self.rf_position[neurons],
+            theta,
+            self.spatial_frequency[neurons],
+            self.envelope_sigma[neurons],
+            self.phase[neurons],
+            self.image_size,
+        )
 
     def _drive(self, flat: np.ndarray, even: np.ndarray, odd: np.ndarray, complex_cell: np.ndarray) -> np.ndarray:
         e = flat @ even.T

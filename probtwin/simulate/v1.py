@@ -42,8 +42,12 @@ class Simulation:
     population: V1Population
     config: dict = field(default_factory=dict)
 
-    def respond(self, images: np.ndarray, behavior: np.ndarray | None = None, gaze: np.ndarray | None = None,
-                ) -> np.ndarray:
+    def respond(
+        self,
+        images: np.ndarray,
+        behavior: np.ndarray | None = None,
+        gaze: np.ndarray | None = None,
+    ) -> np.ndarray:
         """True mean responses of the simulated neurons to new images, shape (n, neurons).
 
         See :meth:`V1Population.mean_response`; ``behavior=None`` is the average state.
@@ -158,7 +162,8 @@ def v1(
         complex_cell=rng.uniform(size=n_neurons) < complex_fraction,
         amplitude=mean_rate * rng.lognormal(0.0, 0.3, n_neurons),
         threshold=rng.uniform(0.0, 1.0, n_neurons),
-        behavior_weights=behavior_gain * np.column_stack(
+        behavior_weights=behavior_gain
+        * np.column_stack(
             [rng.normal(1.0, 0.5, n_neurons), rng.normal(0, 0.5, n_neurons), rng.normal(0.5, 0.5, n_neurons)]
         ),
         orientation_shift=np.where(shifted, np.deg2rad(pupil_shift_degrees), 0.0),
@@ -223,10 +228,20 @@ def v1(
         **noise,
     }
     config = dict(
-        n_neurons=n_neurons, n_images=n_images, repeats=repeats, image_size=tuple(image_size), seed=seed,
-        likelihood=likelihood, correlated_noise_rank=correlated_noise_rank, noise_scale=noise_scale,
-        pupil_shift_fraction=pupil_shift_fraction, pupil_shift_degrees=pupil_shift_degrees,
-        complex_fraction=complex_fraction, rf_scatter=rf_scatter, gaze_std=gaze_std,
-        behavior_gain=behavior_gain, mean_rate=mean_rate,
+        n_neurons=n_neurons,
+        n_images=n_images,
+        repeats=repeats,
+        image_size=tuple(image_size),
+        seed=seed,
+        likelihood=likelihood,
+        correlated_noise_rank=correlated_noise_rank,
+        noise_scale=noise_scale,
+        pupil_shift_fraction=pupil_shift_fraction,
+        pupil_shift_degrees=pupil_shift_degrees,
+        complex_fraction=complex_fraction,
+        rf_scatter=rf_scatter,
+        gaze_std=gaze_std,
+        behavior_gain=behavior_gain,
+        mean_rate=mean_rate,
     )
     return Simulation(recording, truth, population, config)
