@@ -40,6 +40,13 @@ def _series_layout(x: np.ndarray, per_frame: bool) -> tuple[np.ndarray, np.ndarr
     return data, stamps, json.dumps({"frames": frames, "shape": list(x.shape)})
 
 
+def _series(cls, name: str, x: np.ndarray, per_frame: bool, description: str, note: dict | None = None, **kwargs):
+    """An NWB series of a per-trial or per-frame field, time first, with its layout in ``comments``."""
+    data, stamps, layout = _series_layout(x, per_frame)
+    comments = json.dumps({**json.loads(layout), **(note or {})})
+    return cls(name=name, data=data, timestamps=stamps, comments=comments, description=description, **kwargs)
+
+
 def _unfold(series) -> np.ndarray:
     layout = json.loads(series.comments)
     return np.asarray(series.data[:]).reshape(layout["shape"])
@@ -84,32 +91,28 @@ def write_nwb(recording: Recording, path: str | Path) -> Path:
 
     per_frame = rec.n_frames is not None
     if rec.stimuli is not None:
-        frame_axis = rec.stimulus_kind in ("videos", "task")
         x = np.asarray(rec.stimuli)
         if rec.stimulus_kind == "videos":
             x = np.moveaxis(x, 2, 1)  # (trials, frames, C, H, W): frames next to trials
-        data, stamps, note = _series_layout(x, frame_axis)
-        note = json.dumps({**json.loads(note), "kind": rec.stimulus_kind})
-        nwb.add_stimulus(
-            TimeSeries(
-                name="stimuli",
-                data=data,
-                unit="a.u.",
-                timestamps=stamps,
-                comments=note,
-                description=f"probtwin stimuli ({rec.stimulus_kind})",
-            )
-        )
-    module = nwb.create_processing_module("probtwin", "responses and neuron table written by probtwin")
-    data, stamps, note = _series_layout(np.asarray(rec.responses), per_frame)
-    module.add(
-        TimeSeries(
-            name="responses",
-            data=data,
+        stimuli = _series(
+            TimeSeries,
+            "stimuli",
+            x,
+            rec.stimulus_kind in ("videos", "task"),
+            f"probtwin stimuli ({rec.stimulus_kind})",
+            {"kind": rec.stimulus_kind},
             unit="a.u.",
-            timestamps=stamps,
-            comments=note,
-            description="neural responses, neurons in the order of the neurons table",
+        )
+        nwb.add_stimulus(stimuli)
+    module = nwb.create_processing_module("probtwin", "responses and neuron table written by probtwin")
+    module.add(
+        _series(
+            TimeSeries,
+            "responses",
+            np.asarray(rec.responses),
+            per_frame,
+            "neural responses, neurons in the order of the neurons table",
+            unit="a.u.",
         )
     )
     neuron_columns = [VectorData(name="neuron_id", description="unit id", data=rec.neuron_ids)]
@@ -123,31 +126,22 @@ def write_nwb(recording: Recording, path: str | Path) -> Path:
         behavior_module = nwb.create_processing_module("behavior", "behaviour and eye tracking")
         if rec.behavior is not None:
             b = np.asarray(rec.behavior)
-            data, stamps, note = _series_layout(b, b.ndim == 3)
             behavior_module.add(
                 BehavioralTimeSeries(
-                    time_series=TimeSeries(
-                        name="behavior",
-                        data=data,
-                        unit="a.u.",
-                        timestamps=stamps,
-                        comments=note,
-                        description="behavioural variables",
-                    )
+                    time_series=_series(TimeSeries, "behavior", b, b.ndim == 3, "behavioural variables", unit="a.u.")
                 )
             )
         if rec.gaze is not None:
             g = np.asarray(rec.gaze)
-            data, stamps, note = _series_layout(g, g.ndim == 3)
             behavior_module.add(
                 EyeTracking(
-                    spatial_series=SpatialSeries(
-                        name="gaze",
-                        data=data,
+                    spatial_series=_series(
+                        SpatialSeries,
+                        "gaze",
+                        g,
+                        g.ndim == 3,
+                        "eye position (x, y)",
                         reference_frame="stimulus coordinates",
-                        timestamps=stamps,
-                        comments=note,
-                        description="eye position (x, y)",
                     )
                 )
             )
