@@ -1,15 +1,20 @@
 """probtwin: probabilistic digital twins of neural populations, on Pyro."""
 
-from probtwin import datasets, metrics, simulate
+from probtwin import datasets, infer, metrics, simulate
 from probtwin.data import Recording, load_nwb, load_sensorium
 from probtwin.errors import DataError
+from probtwin.twins import ImageTwin, Prediction, load
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DataError",
+    "ImageTwin",
+    "Prediction",
     "Recording",
     "datasets",
+    "infer",
+    "load",
     "load_nwb",
     "load_sensorium",
     "metrics",

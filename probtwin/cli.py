@@ -11,40 +11,115 @@ import numpy as np
 __all__ = ["main"]
 
 
+def _figure(path: str, observed, predicted, true_pos=None, recovered=None, title: str = "") -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = 2 if true_pos is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.5), squeeze=False)
+    ax = axes[0, 0]
+    ax.scatter(predicted.ravel(), observed.ravel(), s=3, alpha=0.3)
+    top = float(max(np.max(predicted), np.max(observed)))
+    ax.plot([0, top], [0, top], "k--", lw=1)
+    ax.set(xlabel="predicted mean response", ylabel="observed response", title=f"test trials {title}")
+    if true_pos is not None:
+        ax = axes[0, 1]
+        ax.errorbar(
+            true_pos[:, 0],
+            recovered["mean"][:, 0],
+            yerr=[
+                recovered["mean"][:, 0] - recovered["lower"][:, 0],
+                recovered["upper"][:, 0] - recovered["mean"][:, 0],
+            ],
+            fmt="o",
+            ms=3,
+            alpha=0.6,
+            label="x",
+        )
+        ax.errorbar(
+            true_pos[:, 1],
+            recovered["mean"][:, 1],
+            yerr=[
+                recovered["mean"][:, 1] - recovered["lower"][:, 1],
+                recovered["upper"][:, 1] - recovered["mean"][:, 1],
+            ],
+            fmt="o",
+            ms=3,
+            alpha=0.6,
+            label="y",
+        )
+        lim = [0, float(max(true_pos.max(), recovered["mean"].max()))]
+        ax.plot(lim, lim, "k--", lw=1)
+        ax.set(
+            xlabel="true receptive-field centre (px)",
+            ylabel="readout position, 90% interval (px)",
+            title="recovered receptive fields",
+        )
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _demo(args: argparse.Namespace) -> int:
     import probtwin as pt
 
-    print(f"probtwin {pt.__version__}: simulating a V1 population (seed {args.seed}) ...")
+    torch_threads(args)
+    if args.data == "cowley_v4":
+        rec = pt.datasets.cowley_v4("201025", image_size=56)
+        truth = None
+        print(rec)
+    else:
+        print(f"probtwin {pt.__version__}: simulating a V1 population (seed {args.seed}) ...")
+        sim = pt.simulate.v1(n_neurons=args.neurons, n_images=args.images, repeats=args.repeats, seed=args.seed)
+        rec, truth = sim.recording, sim.truth
+        print(rec)
+    twin = pt.ImageTwin(rec)
     start = time.perf_counter()
-    sim = pt.simulate.v1(n_neurons=args.neurons, n_images=args.images, repeats=args.repeats, seed=args.seed)
-    print(f"simulated in {time.perf_counter() - start:.2f} s\n")
-    rec = sim.recording
-    print(rec)
-    truth = sim.truth
-    print("\nground truth:")
-    print(f"  receptive fields (x, y) px  {np.round(truth['rf_position'][:3], 1).tolist()} ...")
-    print(f"  complex cells               {int(truth['complex_cell'].sum())} of {rec.n_neurons}")
-    print(f"  mean response              {truth['mean_response'].mean():.3f} spikes per trial")
+    history = twin.fit(max_epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+    print(
+        f"\nfitted in {(time.perf_counter() - start) / 60:.1f} min: {len(history)} epochs, {history.stopped}, "
+        f"best validation correlation {history.best_score:.3f} (epoch {history.best_epoch})"
+    )
+    scores = twin.evaluate(rec, "test", seed=args.seed)
+    print("\ntest scores:")
+    for key, value in scores.items():
+        print(f"  {key:26s} {value:.3f}" if isinstance(value, float) else f"  {key:26s} {value}")
     test = rec.split("test")
-    y = np.asarray(test.responses)
-    mu = truth["mean_response"][test.trial_index]
-    rng = np.random.default_rng(args.seed)
-    draws = rng.poisson(mu, size=(200, *mu.shape))
-    print("\nthe true model scored like a twin would be (test tier, Sensorium 2022 metrics):")
-    print(f"  single-trial correlation    {np.nanmean(pt.metrics.single_trial_correlation(y, mu)):.3f}")
-    if test.has_repeats:
-        ids = test.stimulus_ids
-        print(f"  correlation to average      {np.nanmean(pt.metrics.correlation_to_average(y, mu, ids)):.3f}")
-        print(f"  FEVE                        {pt.metrics.feve(y, mu, ids):.3f}")
-        print(f"  oracle correlation          {np.nanmean(pt.metrics.oracle_correlation(y, ids)):.3f}")
+    pred = twin.predict(test, seed=args.seed)
+    recovered = None
+    if truth is not None:
+        mu = truth["mean_response"][test.trial_index]
+        y = np.asarray(test.responses)
         print(
-            "  (repeats of an image differ in gaze and behaviour, which the true model knows and the\n"
-            "   repeat-based noise estimate does not, so the truth's FEVE can exceed 1)"
+            f"  (the true model: single-trial correlation {np.nanmean(pt.metrics.single_trial_correlation(y, mu)):.3f})"
         )
-    ll = truth["log_likelihood"][test.trial_index]
-    print(f"  log-likelihood              {ll.mean() / rec.n_neurons / np.log(2):.3f} bits per neuron per trial")
-    print(f"  coverage_90 (random. PIT)   {pt.metrics.interval_coverage(draws, y, 0.9):.3f}")
+        recovered = twin.readout_positions()
+        err = np.linalg.norm(recovered["mean"] - truth["rf_position"], axis=1)
+        inside = np.all((recovered["lower"] <= truth["rf_position"]) & (truth["rf_position"] <= recovered["upper"]), 1)
+        print("\nreceptive fields: readout positions against the true centres")
+        print(f"  median error               {np.median(err):.2f} px")
+        print(f"  true centre inside the 90% interval (x and y) for {inside.mean():.0%} of the neurons")
+    path = _figure(
+        args.figure,
+        np.asarray(test.responses),
+        pred.mean,
+        None if truth is None else truth["rf_position"],
+        recovered,
+        f"({rec.name})",
+    )
+    print(f"\nfigure written to {path}")
     return 0
+
+
+def torch_threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def _datasets(args: argparse.Namespace) -> int:
@@ -81,6 +156,7 @@ def _datasets(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     import probtwin as pt
 
+    torch_threads(args)
     if args.what == "simulate":
         pt.simulate.v1(n_neurons=50, n_images=100, seed=0)  # warm-up
         times = []
@@ -93,6 +169,32 @@ def _bench(args: argparse.Namespace) -> int:
             f"simulate.v1 {args.neurons} neurons x {args.images} images: median {np.median(times):.2f} s "
             f"over {args.repeat} runs (min {min(times):.2f} s), {per_cell:.0f} ns per neuron-image"
         )
+    elif args.what == "svi-step":
+        from probtwin.bench.speed import side_by_side
+
+        sim = pt.simulate.v1(n_neurons=args.neurons, n_images=max(args.images, 256), seed=0)
+        twin = pt.ImageTwin(sim.recording).to(pt.infer.resolve_device(args.device))
+        r = side_by_side(twin, batch_size=args.batch_size, steps=args.repeat)
+        print(
+            f"one step, batch {r['batch_size']}, {args.neurons} neurons, {twin.device}: SVI {r['svi'] * 1e3:.1f} ms, "
+            f"plain PyTorch (point-estimate readout) {r['plain'] * 1e3:.1f} ms, ratio {r['ratio']:.3f} "
+            f"(medians of {r['steps']} steps each, interleaved)"
+        )
+    elif args.what == "predict-memory":
+        from probtwin.bench.speed import predict_memory
+
+        sim = pt.simulate.v1(n_neurons=args.neurons, n_images=args.images, seed=0)
+        twin = pt.ImageTwin(sim.recording)
+        stimuli = np.asarray(sim.recording.stimuli)
+        r = predict_memory(twin, stimuli, num_samples=100)
+        print(
+            f"predict 100 draws x {args.images} images x {args.neurons} neurons: {r['seconds']:.1f} s, output "
+            f"{r['output_mib']:.0f} MiB, peak resident memory added {r['peak_added_mib']:.0f} MiB"
+        )
+    else:
+        from probtwin.bench.accuracy import run_accuracy
+
+        run_accuracy(args.datasets or None, seed=0, max_epochs=args.epochs, progress=False)
     return 0
 
 
@@ -100,19 +202,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``probtwin`` console script."""
     parser = argparse.ArgumentParser(prog="probtwin", description="Probabilistic digital twins of the brain.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="simulate a population and print its summary")
+    demo = sub.add_parser("demo", help="simulate a population (or load real data), fit an ImageTwin, report")
+    demo.add_argument("--data", choices=["simulation", "cowley_v4"], default="simulation")
     demo.add_argument("--neurons", type=int, default=200)
-    demo.add_argument("--images", type=int, default=1000)
-    demo.add_argument("--repeats", type=int, default=2)
+    demo.add_argument("--images", type=int, default=2000)
+    demo.add_argument("--repeats", type=int, default=1)
+    demo.add_argument("--epochs", type=int, default=60)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--threads", type=int, default=None)
+    demo.add_argument("--figure", default="probtwin_demo.png")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)
     data = sub.add_parser("datasets", help="load every real data set found and print shapes and splits")
     data.set_defaults(run=_datasets)
-    bench = sub.add_parser("bench", help="print performance figures")
-    bench.add_argument("what", choices=["simulate"])
+    bench = sub.add_parser("bench", help="print performance and accuracy figures")
+    bench.add_argument("what", choices=["simulate", "svi-step", "predict-memory", "accuracy"])
     bench.add_argument("--neurons", type=int, default=1000)
     bench.add_argument("--images", type=int, default=5000)
     bench.add_argument("--repeat", type=int, default=3)
+    bench.add_argument("--batch-size", type=int, default=64)
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--epochs", type=int, default=200)
+    bench.add_argument("--threads", type=int, default=None)
+    bench.add_argument("--datasets", nargs="*", default=None)
     bench.set_defaults(run=_bench)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -6,13 +6,23 @@ import pytest
 from probtwin.cli import main
 
 
-def test_demo_prints_the_summary_and_calibrated_truth(capsys):
-    assert main(["demo", "--neurons", "40", "--images", "200", "--repeats", "2"]) == 0
+def test_demo_fits_a_twin_and_writes_a_figure(capsys, tmp_path):
+    figure = tmp_path / "demo.png"
+    args = ["demo", "--neurons", "20", "--images", "200", "--epochs", "2", "--quiet", "--figure", str(figure)]
+    assert main(args) == 0
     out = capsys.readouterr().out
-    assert "Recording('simulated_v1_seed0': 400 trials x 40 neurons" in out
-    line = next(x for x in out.splitlines() if "coverage_90" in x)
-    assert abs(float(line.split()[-1]) - 0.9) < 0.05
-    assert "FEVE" in out and "bits per neuron per trial" in out
+    assert "Recording('simulated_v1_seed0': 200 trials x 20 neurons" in out
+    for key in ("single_trial_correlation", "log_likelihood_bits", "coverage_90", "median error", "90% interval"):
+        assert key in out
+    assert figure.is_file() and figure.stat().st_size > 10_000
+
+
+def test_bench_svi_step_and_predict_memory(capsys):
+    assert main(["bench", "svi-step", "--neurons", "20", "--images", "100", "--repeat", "2", "--batch-size", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "SVI" in out and "ratio" in out
+    assert main(["bench", "predict-memory", "--neurons", "20", "--images", "30"]) == 0
+    assert "peak resident memory" in capsys.readouterr().out
 
 
 def test_bench_simulate_prints_a_time(capsys):

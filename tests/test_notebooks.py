@@ -8,7 +8,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path, shared_data, tmp_path):
+def test_notebook_executes(path, shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBTWIN_QUICK", "1")  # small settings; the kernel inherits the environment
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(path, as_version=4)

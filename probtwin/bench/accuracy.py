@@ -1,0 +1,108 @@
+"""Accuracy on the real image data sets: the twin with default settings beside ridge regression on
+pixels, fitted in the same run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from probtwin import datasets, metrics
+from probtwin.data.recording import Recording
+from probtwin.datasets.visual import resize_images
+from probtwin.twins.image import ImageTwin
+
+__all__ = ["DATASETS", "ridge_baseline", "run_accuracy"]
+
+#: Loader and likelihood of each data set (dF/F data can be negative: a Gaussian likelihood).
+DATASETS: dict[str, tuple[Callable[[], Recording], str]] = {
+    "cowley_v4_201025": (lambda: datasets.cowley_v4("201025", image_size=56), "poisson"),
+    "cowley_v4_210224": (lambda: datasets.cowley_v4("210224", image_size=56), "poisson"),
+    "cowley_v4_210325": (lambda: datasets.cowley_v4("210325", image_size=56), "poisson"),
+    "tang_v1": (lambda: datasets.tang_v1(), "normal"),
+    "allen_v1": (lambda: datasets.allen_v1(), "normal"),
+}
+
+
+def _pixels(rec: Recording, size: int) -> np.ndarray:
+    x = np.asarray(rec.stimuli, dtype=np.float32).mean(axis=1, keepdims=True)  # grey
+    return resize_images(x, size).reshape(rec.n_trials, -1)
+
+
+def ridge_baseline(
+    rec: Recording, size: int = 14, alphas: tuple[float, ...] = tuple(10.0 ** np.arange(-1, 6))
+) -> float:
+    """Test single-trial correlation of ridge regression on ``size`` x ``size`` grey pixels.
+
+    The penalty is chosen on the validation tier (or the train tier where there is none).
+    """
+    x = _pixels(rec, size)
+    y = np.asarray(rec.responses, dtype=np.float64)
+    tr, te = rec.tiers == "train", rec.tiers == "test"
+    va = rec.tiers == "validation" if np.any(rec.tiers == "validation") else tr
+    mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-8
+    z = (x - mu) / sd
+    ym = y[tr].mean(0)
+    u, s, vt = np.linalg.svd(z[tr], full_matrices=False)
+    uty = u.T @ (y[tr] - ym)
+
+    def fit(alpha: float) -> np.ndarray:
+        return vt.T @ ((s / (s**2 + alpha))[:, None] * uty)
+
+    best = max(alphas, key=lambda a: np.nanmean(metrics.single_trial_correlation(y[va], z[va] @ fit(a) + ym)))
+    return float(np.nanmean(metrics.single_trial_correlation(y[te], z[te] @ fit(best) + ym)))
+
+
+def run_accuracy(
+    names: list[str] | None = None,
+    seed: int = 0,
+    max_epochs: int = 200,
+    joint: bool = True,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Fit the twin with default settings on each data set and print its test scores beside ridge."""
+    rows = []
+    for name in names or list(DATASETS):
+        load, likelihood = DATASETS[name]
+        try:
+            rec = load()
+        except FileNotFoundError as err:
+            log(f"{name}: skipped ({err})")
+            continue
+        start = time.perf_counter()
+        twin = ImageTwin(rec, likelihood=likelihood)
+        history = twin.fit(max_epochs=max_epochs, seed=seed, progress=progress)
+        seconds = time.perf_counter() - start
+        scores = twin.evaluate(rec, "test", seed=seed)
+        ridge = ridge_baseline(rec)
+        row = {
+            "data": name,
+            "likelihood": likelihood,
+            "epochs": len(history),
+            "fit_seconds": seconds,
+            "ridge_correlation": ridge,
+            **scores,
+        }
+        rows.append(row)
+        log(
+            f"{name:18s} twin {scores['single_trial_correlation']:.3f}  ridge {ridge:.3f}  "
+            f"ll {scores['log_likelihood_bits']:.3f} bits  coverage_90 {scores['coverage_90']:.3f}  "
+            f"({len(history)} epochs, {seconds / 60:.1f} min)"
+        )
+    if joint and {"cowley_v4_201025", "cowley_v4_210224"} <= {r["data"] for r in rows}:
+        recs = [DATASETS[n][0]() for n in ("cowley_v4_201025", "cowley_v4_210224")]
+        start = time.perf_counter()
+        twin = ImageTwin(recs)
+        history = twin.fit(max_epochs=max_epochs, seed=seed, progress=progress)
+        seconds = time.perf_counter() - start
+        for rec in recs:
+            scores = twin.evaluate(rec, "test", seed=seed)
+            separate = next(r for r in rows if r["data"] == rec.name)
+            rows.append({"data": f"joint:{rec.name}", "epochs": len(history), "fit_seconds": seconds, **scores})
+            log(
+                f"joint {rec.name:18s} twin {scores['single_trial_correlation']:.3f}  "
+                f"(separate {separate['single_trial_correlation']:.3f}; one core, {seconds / 60:.1f} min)"
+            )
+    return rows

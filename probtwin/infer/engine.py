@@ -1,0 +1,192 @@
+"""The fitting loop: Adam with gradient clipping, a plateau learning-rate schedule, early stopping
+on a validation score with the best state restored, checkpoints that a fit resumes from, and a
+progress bar.
+
+The loop knows nothing of the model: it drives any object with
+
+- ``parameters()`` (torch parameters) and ``state_dict()`` / ``load_state_dict()``;
+- ``epoch_batches(epoch)``: an iterable of batches;
+- ``loss_terms(batch)``: an :class:`~probtwin.infer.elbo.ElboTerms`;
+- ``validation_score()``: a number, higher is better (e.g. validation correlation), and
+  ``train()`` / ``eval()`` modes.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+__all__ = ["FitConfig", "History", "Fittable", "run_fit"]
+
+
+class Fittable(Protocol):
+    def parameters(self) -> Any: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> Any: ...
+    def epoch_batches(self, epoch: int) -> Any: ...
+    def loss_terms(self, batch: Any) -> Any: ...
+    def validation_score(self) -> float: ...
+    def train(self, mode: bool = True) -> Any: ...
+
+
+@dataclass
+class FitConfig:
+    """Settings of :func:`run_fit`.
+
+    Attributes
+    ----------
+    max_epochs : int
+    lr : float
+        Adam's initial learning rate.
+    clip_norm : float
+        Gradients are clipped to this global norm.
+    patience : int
+        Epochs without a better validation score before the learning rate decays.
+    lr_decay : float
+        Factor of each decay.
+    max_lr_decays : int
+        After this many decays, the next plateau stops the fit.
+    min_delta : float
+        Improvement that counts.
+    seed : int
+    progress : bool
+    checkpoint : str or None
+        File written after every epoch; a fit started with an existing file resumes from it.
+    """
+
+    max_epochs: int = 100
+    lr: float = 5e-3
+    clip_norm: float = 10.0
+    patience: int = 5
+    lr_decay: float = 0.3
+    max_lr_decays: int = 3
+    min_delta: float = 1e-4
+    seed: int = 0
+    progress: bool = True
+    checkpoint: str | None = None
+
+
+@dataclass
+class History:
+    """Per-epoch record of a fit: one dict per epoch, and how it ended."""
+
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = -math.inf
+    stopped: str = ""
+    device: str = "cpu"
+
+    def __getitem__(self, key: str) -> list:
+        return [e[key] for e in self.epochs]
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def __repr__(self) -> str:
+        last = self.epochs[-1] if self.epochs else {}
+        return (
+            f"History({len(self.epochs)} epochs on {self.device}, best epoch {self.best_epoch} "
+            f"(validation {self.best_score:.4f}), stopped: {self.stopped}; last {last})"
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def run_fit(twin: Fittable, config: FitConfig, device: torch.device) -> History:
+    """Fit by stochastic gradient ascent on the ELBO; return the per-epoch history.
+
+    Each epoch records ``elbo``, ``log_likelihood``, ``kl`` and ``factor`` (summed over the epoch's
+    batches, each batch an estimate of the full-data value, then averaged), ``validation``,
+    ``lr`` and ``seconds``.
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(config.seed)
+    optimizer = torch.optim.Adam(twin.parameters(), lr=config.lr)
+    history = History(device=str(device))
+    state = {"epoch": 0, "since_best": 0, "decays": 0, "best_state": None}
+    path = Path(config.checkpoint) if config.checkpoint else None
+    if path is not None and path.is_file():
+        saved = torch.load(path, map_location=device, weights_only=True)
+        twin.load_state_dict(saved["twin"])
+        optimizer.load_state_dict(saved["optimizer"])
+        history = History(**{**saved["history"], "device": str(device)})
+        state = saved["engine"]
+        torch.set_rng_state(saved["rng"])
+    bar = tqdm(total=config.max_epochs, initial=state["epoch"], disable=not config.progress, desc="fit", unit="epoch")
+    if config.progress:
+        bar.write(f"probtwin: fitting on {device}")
+    while state["epoch"] < config.max_epochs:
+        epoch = state["epoch"]
+        start = time.perf_counter()
+        twin.train()
+        sums = {"elbo": 0.0, "log_likelihood": 0.0, "kl": 0.0, "factor": 0.0}
+        n_batches = 0
+        for batch in twin.epoch_batches(epoch):
+            terms = twin.loss_terms(batch)
+            optimizer.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            torch.nn.utils.clip_grad_norm_(twin.parameters(), config.clip_norm)
+            optimizer.step()
+            for key in sums:
+                sums[key] += float(getattr(terms, key).detach())
+            n_batches += 1
+        twin.train(False)
+        with torch.no_grad():
+            score = float(twin.validation_score())
+        record = {k: v / max(n_batches, 1) for k, v in sums.items()}
+        record.update(
+            epoch=epoch, validation=score, lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start
+        )
+        history.epochs.append(record)
+        if score > history.best_score + config.min_delta:
+            history.best_score, history.best_epoch = score, epoch
+            state["best_state"] = copy.deepcopy(twin.state_dict())
+            state["since_best"] = 0
+        else:
+            state["since_best"] += 1
+        state["epoch"] = epoch + 1
+        bar.update(1)
+        bar.set_postfix(elbo=f"{record['elbo']:.4g}", val=f"{score:.4f}", lr=f"{record['lr']:.1e}")
+        if state["since_best"] >= config.patience:
+            if state["decays"] >= config.max_lr_decays:
+                history.stopped = f"early stopping after {epoch + 1} epochs"
+                state["epoch"] = config.max_epochs
+            else:
+                state["decays"] += 1
+                state["since_best"] = 0
+                twin.load_state_dict(state["best_state"])
+                for group in optimizer.param_groups:
+                    group["lr"] *= config.lr_decay
+        if path is not None:
+            _atomic_save(
+                {
+                    "twin": twin.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "engine": state,
+                    "history": history.to_dict(),
+                    "rng": torch.get_rng_state(),
+                },
+                path,
+            )
+    bar.close()
+    if not history.stopped:
+        history.stopped = f"max_epochs ({config.max_epochs})"
+    if state["best_state"] is not None:
+        twin.load_state_dict(state["best_state"])
+    twin.train(False)
+    return history

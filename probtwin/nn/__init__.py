@@ -1,0 +1,17 @@
+"""Deterministic torch building blocks (no Pyro): cores, readouts, shifters, modulators."""
+
+from probtwin.nn.core import ConvCore, laplace_penalty
+from probtwin.nn.modulator import Modulator
+from probtwin.nn.readout import GaussianReadout, PositionPredictor, read_features, readout_response
+from probtwin.nn.shifter import Shifter
+
+__all__ = [
+    "ConvCore",
+    "GaussianReadout",
+    "Modulator",
+    "PositionPredictor",
+    "Shifter",
+    "laplace_penalty",
+    "read_features",
+    "readout_response",
+]

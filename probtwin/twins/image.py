@@ -1,0 +1,314 @@
+"""ImageTwin: a deep feature core with a Bayesian, brain-informed readout.
+
+The generative story, for session s, trial t (image x_t, behaviour b_t, gaze g_t) and neuron i:
+
+    core            F = F_theta([x_t, b_t])                      point estimate, weight prior
+    position        p_i ~ Normal(m_phi(c_i), sigma_p^2 I)        m_phi: MLP of cortical coordinates
+                                                                 (Normal(0, 1) without coordinates)
+    feature weights w_i ~ Normal(0, tau^2 I)
+    bias            beta_i ~ Normal(0, 10^2)
+    shift           delta_t = h_psi(g_t)                          shifter, when there is gaze
+    gain            gain_ti = exp(u_i . z_psi(b_t))                modulator, when there is behaviour
+    mean            lambda_ti = f(w_i . F[p_i + delta_t] + beta_i) gain_ti,  f = ELU + 1 or softplus
+    response        y_ti ~ likelihood(lambda_ti)                  independent given lambda
+
+The posterior over (p_i, w_i, beta_i) is mean-field Normal; core, shifter, modulator, position
+MLP, sigma_p, tau and the noise parameters are point estimates (empirical Bayes). Trials form a
+subsampled plate, so a minibatch's likelihood is scaled to the whole train tier.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from probtwin.data.recording import Recording
+from probtwin.errors import DataError
+from probtwin.nn import ConvCore, Modulator, PositionPredictor, Shifter, readout_response
+from probtwin.twins.base import SessionSpec, Twin
+
+__all__ = ["ImageTwin"]
+
+NOISE_MODELS = ("independent",)
+
+
+def _inverse_softplus(x: torch.Tensor) -> torch.Tensor:
+    return x + torch.log(-torch.expm1(-x))
+
+
+class _Readout(nn.Module):
+    """One session's per-neuron variational parameters, priors, shifter and modulator."""
+
+    def __init__(self, spec: SessionSpec, channels: int, config: dict, bias_init: torch.Tensor) -> None:
+        super().__init__()
+        n = spec.n_neurons
+        init = config["init_range"]
+        self.position_loc = nn.Parameter(torch.empty(n, 2).uniform_(-init, init))
+        self.position_scale = nn.Parameter(_inverse_softplus(torch.full((n, 2), config["init_scale"])))
+        self.weight_loc = nn.Parameter(torch.randn(n, channels) * 0.01)
+        self.weight_scale = nn.Parameter(_inverse_softplus(torch.full((n, channels), config["init_scale"] * 0.1)))
+        self.bias_loc = nn.Parameter(bias_init.clone())
+        self.bias_scale = nn.Parameter(_inverse_softplus(torch.full((n,), config["init_scale"] * 0.1)))
+        self.log_tau = nn.Parameter(torch.tensor(float(np.log(config["weight_prior_scale"]))))
+        if spec.neuron_coords is not None:
+            coords = torch.as_tensor(spec.neuron_coords, dtype=torch.float32)
+            coords = (coords - coords.mean(0)) / coords.std(0).clamp_min(1e-6)
+            self.register_buffer("coords", coords)
+            self.position_prior = PositionPredictor(coords.shape[1])
+            self.log_sigma_p = nn.Parameter(torch.tensor(float(np.log(config["position_prior_scale"]))))
+        else:
+            self.coords = None
+            self.position_prior = None
+        use_shifter = config["shifter"] if config["shifter"] is not None else spec.has_gaze
+        use_modulator = config["modulator"] if config["modulator"] is not None else spec.n_behavior > 0
+        if use_shifter and not spec.has_gaze:
+            raise DataError("shifter", "a recording with gaze", f"no gaze in {spec.name!r}")
+        if use_modulator and spec.n_behavior == 0:
+            raise DataError("modulator", "a recording with behaviour", f"no behaviour in {spec.name!r}")
+        self.shifter = Shifter() if use_shifter else None
+        self.modulator = Modulator(spec.n_behavior, n) if use_modulator else None
+
+    def position_prior_dist(self) -> dist.Distribution:
+        n = self.position_loc.shape[0]
+        if self.position_prior is None:
+            return dist.Normal(torch.zeros_like(self.position_loc), 1.0).to_event(1)
+        return dist.Normal(self.position_prior(self.coords), torch.exp(self.log_sigma_p).expand(n, 2)).to_event(1)
+
+    def posterior(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {
+            "position": (self.position_loc, F.softplus(self.position_scale)),
+            "weights": (self.weight_loc, F.softplus(self.weight_scale)),
+            "bias": (self.bias_loc, F.softplus(self.bias_scale)),
+        }
+
+
+class ImageTwin(Twin):
+    """A probabilistic twin of a population's responses to images.
+
+    Parameters
+    ----------
+    recordings : Recording or list of Recording
+        Images (trials, C, H, W) with responses (trials, neurons); several sessions (animals)
+        share one core, each with its own readout (Lurz et al. 2021).
+    likelihood : {"poisson", "negative_binomial", "gamma", "zig", "normal"}
+        Observation model. Count likelihoods refuse negative responses (a DataError); they accept
+        trial averages, as the Sensorium baseline's Poisson loss does.
+    noise : {"independent"}
+        Responses independent given the mean.
+    hidden_channels, layers, input_kernel, hidden_kernel : int
+        Core shape (Sensorium 2022 baseline: 64, 4, 9, 7, depth-separable).
+    output : {"elu", "softplus"}
+        Output nonlinearity f (ELU + 1 or softplus); ``normal`` uses the identity.
+    behavior_in_core : bool, optional
+        Feed standardised behaviour to the core as extra channels (Sensorium+), so that state can
+        change selectivity, not only gain. Default: when every session has behaviour.
+    shifter, modulator : bool, optional
+        Default: on when the recordings have gaze, respectively behaviour.
+    position_prior_scale : float
+        Initial sigma_p of the position prior (grid units; learned).
+    weight_prior_scale : float
+        Initial tau of the feature-weight prior (learned).
+    core_prior_scale : float
+        Standard deviation of the Gaussian prior on the core's weights.
+    laplace_weight : float
+        Smoothness penalty on the first layer's kernels, per minibatch as in the Sensorium
+        baseline (``gamma_input``), scaled to the whole train tier.
+    init_range, init_scale : float
+        Initial spread of readout positions and initial posterior scale.
+
+    Examples
+    --------
+    >>> sim = pt.simulate.v1(n_neurons=20, n_images=200, seed=0)  # doctest: +SKIP
+    >>> twin = pt.ImageTwin(sim.recording)                          # doctest: +SKIP
+    >>> twin.fit(max_epochs=5)                                      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        recordings: Recording | list[Recording] | None,
+        likelihood: str = "poisson",
+        noise: str = "independent",
+        *,
+        hidden_channels: int = 64,
+        layers: int = 4,
+        input_kernel: int = 9,
+        hidden_kernel: int = 7,
+        output: str = "elu",
+        behavior_in_core: bool | None = None,
+        shifter: bool | None = None,
+        modulator: bool | None = None,
+        position_prior_scale: float = 0.3,
+        weight_prior_scale: float = 0.1,
+        core_prior_scale: float = 1.0,
+        laplace_weight: float = 6.0,
+        init_range: float = 0.3,
+        init_scale: float = 0.05,
+        _specs: list[SessionSpec] | None = None,
+    ) -> None:
+        if noise not in NOISE_MODELS:
+            raise DataError("noise", f"one of {NOISE_MODELS}", repr(noise))
+        if output not in ("elu", "softplus"):
+            raise DataError("output", "'elu' or 'softplus'", repr(output))
+        config = dict(
+            noise=noise,
+            hidden_channels=hidden_channels,
+            layers=layers,
+            input_kernel=input_kernel,
+            hidden_kernel=hidden_kernel,
+            output=output,
+            behavior_in_core=behavior_in_core,
+            shifter=shifter,
+            modulator=modulator,
+            position_prior_scale=position_prior_scale,
+            weight_prior_scale=weight_prior_scale,
+            core_prior_scale=core_prior_scale,
+            laplace_weight=laplace_weight,
+            init_range=init_range,
+            init_scale=init_scale,
+        )
+        super().__init__(recordings, likelihood, config, specs=_specs)
+        for spec in self.specs:
+            if len(spec.stimulus_shape) != 3:
+                raise DataError(
+                    f"stimuli of {spec.name!r}",
+                    "images (trials, channels, height, width)",
+                    f"trials of shape {tuple(spec.stimulus_shape)}",
+                )
+            if spec.stimulus_shape[0] != self.specs[0].stimulus_shape[0]:
+                raise DataError(
+                    f"stimuli of {spec.name!r}",
+                    f"{self.specs[0].stimulus_shape[0]} channels like {self.specs[0].name!r} (one core)",
+                    f"{spec.stimulus_shape[0]}",
+                )
+        n_behavior = {s.n_behavior for s in self.specs}
+        if behavior_in_core is None:
+            behavior_in_core = len(n_behavior) == 1 and n_behavior != {0}
+        if behavior_in_core and (len(n_behavior) != 1 or n_behavior == {0}):
+            raise DataError("behavior_in_core", "sessions with the same behavioural variables", f"{n_behavior}")
+        self.config["behavior_in_core"] = bool(behavior_in_core)
+        in_channels = self.specs[0].stimulus_shape[0] + (self.specs[0].n_behavior if behavior_in_core else 0)
+        self.core = ConvCore(in_channels, hidden_channels, layers, input_kernel, hidden_kernel)
+        self.readouts = nn.ModuleList(
+            _Readout(spec, hidden_channels, self.config, self._bias_init(k)) for k, spec in enumerate(self.specs)
+        )
+
+    @classmethod
+    def _from_specs(cls, specs: list[SessionSpec], likelihood: str, config: dict) -> ImageTwin:
+        return cls(None, likelihood, **config, _specs=specs)
+
+    def _bias_init(self, k: int) -> torch.Tensor:
+        mean = getattr(self, f"response_mean_{k}").clamp_min(1e-3)
+        if self.likelihood_name == "normal":
+            return mean
+        if self.config["output"] == "softplus":
+            return _inverse_softplus(mean)
+        return torch.where(mean >= 1, mean - 1, torch.log(mean))  # inverse of ELU + 1
+
+    def _link(self, eta: torch.Tensor) -> torch.Tensor:
+        if self.likelihood_name == "normal":
+            return eta
+        if self.config["output"] == "softplus":
+            return F.softplus(eta) + 1e-6
+        return F.elu(eta) + 1.0 + 1e-6
+
+    # ------------------------------------------------------------------ the generative story
+
+    def _features(self, batch: dict) -> torch.Tensor:
+        x = batch["stimuli"]
+        if self.config["behavior_in_core"]:
+            b = batch["behavior"][:, :, None, None].expand(-1, -1, *x.shape[-2:])
+            x = torch.cat([x, b], dim=1)
+        return self.core(x)
+
+    def _mean_from(self, batch: dict, features: torch.Tensor, position, weights, bias) -> torch.Tensor:
+        """Mean responses (batch, neurons), or (draws, batch, neurons) for stacked draws."""
+        r = self.readouts[batch["session"]]
+        shift = r.shifter(batch["gaze"]) if r.shifter is not None else None
+        eta = readout_response(features, position, weights, bias, shift)
+        mean = self._link(eta)
+        if r.modulator is not None:
+            mean = mean * r.modulator(batch["behavior"])
+        return mean
+
+    def _core_log_prior(self, batch: dict) -> torch.Tensor:
+        scale = self.config["core_prior_scale"]
+        sq = sum(p.pow(2).sum() for name, p in self.core.named_parameters() if name.endswith("weight"))
+        per_batch = batch["n_total"] / len(batch["index"])
+        laplace = self.config["laplace_weight"] * self.core.laplace_penalty() * per_batch
+        return (-0.5 * sq / scale**2 - laplace) / len(self.specs)
+
+    def model(self, batch: dict) -> None:
+        k = batch["session"]
+        r = self.readouts[k]
+        n, channels = r.weight_loc.shape
+        features = self._features(batch)
+        pyro.factor("core_prior", self._core_log_prior(batch))
+        tau = torch.exp(r.log_tau)
+        with pyro.plate(f"neurons_{k}", n, dim=-1):
+            position = pyro.sample(f"position_{k}", r.position_prior_dist())
+            weights = pyro.sample(f"weights_{k}", dist.Normal(0.0, tau).expand([n, channels]).to_event(1))
+            bias = pyro.sample(f"bias_{k}", dist.Normal(torch.zeros_like(r.bias_loc), 10.0))
+            mean = self._mean_from(batch, features, position, weights, bias)
+            with pyro.plate(f"trials_{k}", batch["n_total"], subsample=batch["index"], dim=-2):
+                pyro.sample(f"responses_{k}", self.likelihoods[k](mean), obs=batch["responses"])
+
+    def guide(self, batch: dict) -> None:
+        k = batch["session"]
+        r = self.readouts[k]
+        post = r.posterior()
+        with pyro.plate(f"neurons_{k}", r.weight_loc.shape[0], dim=-1):
+            for name in ("position", "weights"):
+                loc, scale = post[name]
+                pyro.sample(f"{name}_{k}", dist.Normal(loc, scale).to_event(1))
+            pyro.sample(f"bias_{k}", dist.Normal(*post["bias"]))
+
+    # ------------------------------------------------------------------ posterior queries
+
+    def _draws(self, k: int, num_samples: int | None, generator: torch.Generator | None) -> dict:
+        """Posterior draws (num_samples, neurons, ...) of the readout; ``None``: the posterior mean."""
+        post = self.readouts[k].posterior()
+        if num_samples is None:
+            return {name: loc[None] for name, (loc, _) in post.items()}
+        out = {}
+        for name, (loc, scale) in post.items():
+            eps = torch.randn((num_samples, *loc.shape), generator=generator).to(loc)
+            out[name] = loc + scale * eps
+        return out
+
+    def _mean(self, batch: dict, draws: dict) -> torch.Tensor:
+        features = self._features(batch)
+        return self._mean_from(batch, features, draws["position"], draws["weights"], draws["bias"])
+
+    def _elements_per_neuron(self, k: int) -> int:
+        return self.config["hidden_channels"]
+
+    @torch.no_grad()
+    def readout_positions(self, session=None, level: float = 0.9, pixels: bool = True) -> dict[str, np.ndarray]:
+        """Posterior of each neuron's readout position (the receptive-field centre it reads from).
+
+        Returns
+        -------
+        dict
+            ``mean``, ``lower``, ``upper`` (neurons, 2) as (x, y), at gaze (0, 0) when the twin has
+            a shifter: image pixels when ``pixels``
+            (pixel centres at integers, as ``truth["rf_position"]`` of the simulator), else grid
+            units in [-1, 1]. The interval is the central ``level`` interval of the
+            (Normal) posterior.
+        """
+        k = self.session_index(session)
+        r = self.readouts[k]
+        loc, scale = r.posterior()["position"]
+        if r.shifter is not None:  # where the neuron reads when the eye is at gaze (0, 0)
+            zero = (torch.zeros(1, 2, device=loc.device) - getattr(self, f"gaze_mean_{k}")) / getattr(
+                self, f"gaze_std_{k}"
+            )
+            loc = loc + r.shifter(zero)
+        z = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + level / 2)))
+        out = {"mean": loc, "lower": loc - z * scale, "upper": loc + z * scale}
+        _, height, width = self.specs[k].stimulus_shape
+        size = torch.tensor([width, height], dtype=loc.dtype, device=loc.device)
+        return {key: ((v + 1) * size - 1).div(2).cpu().numpy() if pixels else v.cpu().numpy() for key, v in out.items()}

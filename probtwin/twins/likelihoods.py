@@ -1,0 +1,129 @@
+"""Observation models of the twins: per-neuron noise parameters (point estimates) and the Pyro
+distribution of responses given the mean response.
+
+=====================  ====================================================  ==================
+name                   distribution of y given the mean lambda               responses allowed
+=====================  ====================================================  ==================
+``poisson``            Poisson(lambda)                                       >= 0
+``negative_binomial``  NegativeBinomial(total_count r_i, mean lambda)        >= 0
+``gamma``              Gamma(k_i, rate k_i / lambda)                         > 0
+``zig``                0 w.p. 1 - q_i, else Gamma(k_i, rate k_i q_i / lambda)  >= 0
+``normal``             Normal(lambda, sigma_i)                               any
+=====================  ====================================================  ==================
+
+The count models accept non-integer responses (trial averages): their log-probability is then
+the Poisson (or negative-binomial) *quasi*-likelihood, the loss of the Sensorium baseline, not a
+density; see the ImageTwin guide page for what the evaluation's figures mean there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pyro import distributions as dist
+from torch import nn
+from torch.distributions import constraints
+from torch.nn import functional as F
+
+from probtwin.errors import DataError
+
+__all__ = ["LIKELIHOODS", "Likelihood", "ZeroInflatedGamma"]
+
+LIKELIHOODS = ("poisson", "negative_binomial", "gamma", "zig", "normal")
+
+
+class ZeroInflatedGamma(dist.TorchDistribution):
+    """``y = 0`` with probability ``1 - q``, else ``Gamma(k, rate)``; mean ``q k / rate``."""
+
+    arg_constraints = {
+        "q": constraints.unit_interval,
+        "concentration": constraints.positive,
+        "rate": constraints.positive,
+    }
+    support = constraints.nonnegative
+
+    def __init__(self, q: torch.Tensor, concentration: torch.Tensor, rate: torch.Tensor, validate_args=None):
+        self.q, self.concentration, self.rate = torch.broadcast_tensors(q, concentration, rate)
+        super().__init__(self.q.shape, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        shape = torch.Size(batch_shape)
+        return ZeroInflatedGamma(self.q.expand(shape), self.concentration.expand(shape), self.rate.expand(shape))
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        positive = value > 0
+        safe = torch.where(positive, value, torch.ones_like(value))
+        gamma = torch.distributions.Gamma(self.concentration, self.rate, validate_args=False).log_prob(safe)
+        return torch.where(positive, torch.log(self.q) + gamma, torch.log1p(-self.q))
+
+    def sample(self, sample_shape=()) -> torch.Tensor:
+        shape = self._extended_shape(torch.Size(sample_shape))
+        with torch.no_grad():
+            g = torch.distributions.Gamma(self.concentration.expand(shape), self.rate.expand(shape)).sample()
+            return torch.where(torch.rand(shape, device=self.q.device) < self.q.expand(shape), g, torch.zeros_like(g))
+
+
+def _inverse_softplus(x: torch.Tensor) -> torch.Tensor:
+    return x + torch.log(-torch.expm1(-x))
+
+
+class Likelihood(nn.Module):
+    """Observation model with per-neuron noise parameters.
+
+    Parameters
+    ----------
+    name : one of :data:`LIKELIHOODS`
+    n_neurons : int
+    """
+
+    def __init__(self, name: str, n_neurons: int) -> None:
+        super().__init__()
+        if name not in LIKELIHOODS:
+            raise DataError("likelihood", f"one of {LIKELIHOODS}", repr(name))
+        self.name = name
+        one = torch.ones(n_neurons)
+        if name == "negative_binomial":
+            self.raw_total_count = nn.Parameter(_inverse_softplus(5.0 * one))
+        if name in ("gamma", "zig"):
+            self.raw_concentration = nn.Parameter(_inverse_softplus(2.0 * one))
+        if name == "zig":
+            self.logit_q = nn.Parameter(torch.zeros(n_neurons))
+        if name == "normal":
+            self.raw_scale = nn.Parameter(_inverse_softplus(one))
+
+    @property
+    def nonnegative(self) -> bool:
+        return self.name in ("poisson", "negative_binomial", "zig", "gamma")
+
+    def check(self, responses_min: float, responses_zero: bool, field: str = "responses") -> None:
+        """Refuse responses outside the support (negative for counts, zero for gamma)."""
+        if self.nonnegative and responses_min < 0:
+            raise DataError(
+                field,
+                f"non-negative responses for likelihood={self.name!r}",
+                f"minimum {responses_min:.4g} (use likelihood='normal' for dF/F)",
+            )
+        if self.name == "gamma" and responses_zero:
+            raise DataError(field, "positive responses for likelihood='gamma'", "exact zeros (use 'zig')")
+
+    def init_scale(self, std: np.ndarray) -> None:
+        """Start the Gaussian noise scale at the responses' standard deviation, shape (neurons,)."""
+        if self.name == "normal":
+            with torch.no_grad():
+                self.raw_scale.copy_(_inverse_softplus(torch.as_tensor(np.maximum(std, 1e-3), dtype=torch.float32)))
+
+    def forward(self, mean: torch.Tensor) -> dist.TorchDistribution:
+        """The distribution of responses, batch shape ``mean.shape`` (..., neurons)."""
+        if self.name == "poisson":
+            return dist.Poisson(mean, validate_args=False)
+        if self.name == "negative_binomial":
+            r = F.softplus(self.raw_total_count)
+            return dist.NegativeBinomial(total_count=r, logits=torch.log(mean) - torch.log(r), validate_args=False)
+        if self.name == "gamma":
+            k = F.softplus(self.raw_concentration)
+            return dist.Gamma(k, k / mean, validate_args=False)
+        if self.name == "zig":
+            k = F.softplus(self.raw_concentration)
+            q = torch.sigmoid(self.logit_q)
+            return ZeroInflatedGamma(q, k, k * q / mean)
+        return dist.Normal(mean, F.softplus(self.raw_scale), validate_args=False)

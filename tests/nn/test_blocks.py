@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from probtwin.nn import (
+    ConvCore,
+    GaussianReadout,
+    Modulator,
+    PositionPredictor,
+    Shifter,
+    laplace_penalty,
+    read_features,
+    readout_response,
+)
+
+
+def test_core_keeps_the_spatial_size_and_centres_features():
+    torch.manual_seed(0)
+    core = ConvCore(1, hidden_channels=4, layers=3).eval()
+    x = torch.zeros(1, 1, 21, 21)
+    base = core(x)
+    x[0, 0, 10, 10] = 1.0
+    diff = (core(x) - base).abs().sum(1)[0]
+    assert core(x).shape == (1, 4, 21, 21)
+    ys, xs = torch.nonzero(diff > 1e-6, as_tuple=True)
+    assert ys.float().mean() == pytest.approx(10, abs=1e-4) or (ys.min() + ys.max()) / 2 == 10
+    assert (xs.min() + xs.max()) / 2 == 10  # the response spreads symmetrically around the input
+    with pytest.raises(ValueError, match="odd"):
+        ConvCore(1, input_kernel=8)
+
+
+def test_laplace_penalty_of_a_delta_kernel():
+    w = torch.zeros(1, 1, 3, 3)
+    w[0, 0, 1, 1] = 1.0
+    assert laplace_penalty(w).item() == pytest.approx(4 * 0.25 + 4 * 1 + 36)
+    smooth = torch.ones(1, 1, 9, 9)
+    assert laplace_penalty(smooth) < laplace_penalty(torch.randn(1, 1, 9, 9))
+
+
+def test_read_features_is_bilinear_in_pixel_coordinates():
+    height, width = 8, 12
+    cols = torch.arange(width, dtype=torch.float32).expand(height, width)
+    rows = torch.arange(height, dtype=torch.float32)[:, None].expand(height, width)
+    features = torch.stack([cols, rows])[None].repeat(2, 1, 1, 1)  # (2, 2, H, W)
+    grid = torch.tensor([[-0.5, 0.25], [0.3, -0.2], [0.0, 0.0]])
+    out = read_features(features, grid)  # (batch, channels, neurons)
+    expected_x = ((grid[:, 0] + 1) * width - 1) / 2
+    expected_y = ((grid[:, 1] + 1) * height - 1) / 2
+    torch.testing.assert_close(out[0, 0], expected_x)
+    torch.testing.assert_close(out[0, 1], expected_y)
+    shifted = read_features(features, grid, shift=torch.tensor([[0.1, 0.0], [0.0, 0.0]]))
+    torch.testing.assert_close(shifted[0, 0], expected_x + 0.1 * width / 2)
+    torch.testing.assert_close(shifted[1, 0], expected_x)
+
+
+def test_readout_with_draws_equals_one_draw_at_a_time():
+    torch.manual_seed(1)
+    features = torch.randn(3, 5, 7, 9)
+    pos, w, b = torch.rand(4, 6, 2) - 0.5, torch.randn(4, 6, 5), torch.randn(4, 6)
+    stacked = readout_response(features, pos, w, b)
+    assert stacked.shape == (4, 3, 6)
+    for d in range(4):
+        torch.testing.assert_close(stacked[d], readout_response(features, pos[d], w[d], b[d]))
+    module = GaussianReadout(6, 5)
+    assert module(features).shape == (3, 6)
+    torch.testing.assert_close(module(features, positions=pos[0], weights=w[0], bias=b[0]), stacked[0])
+
+
+def test_shifter_modulator_and_position_predictor():
+    shifter = Shifter(max_shift=0.2)
+    assert torch.all(shifter(torch.randn(5, 2)) == 0)  # starts with no shift
+    with torch.no_grad():
+        for p in shifter.parameters():
+            p.normal_(0, 10)
+    assert shifter(torch.randn(100, 2)).abs().max() <= 0.2
+    mod = Modulator(3, 4)
+    torch.testing.assert_close(mod(torch.randn(5, 3)), torch.ones(5, 4))  # starts at gain 1
+    assert PositionPredictor(3)(torch.randn(7, 3)).abs().max() < 1
