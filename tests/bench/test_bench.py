@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 import probtwin as pt
 from probtwin.bench import ridge_baseline, run_accuracy
