@@ -26,30 +26,10 @@ def _figure(path: str, observed, predicted, true_pos=None, recovered=None, title
     ax.set(xlabel="predicted mean response", ylabel="observed response", title=f"test trials {title}")
     if true_pos is not None:
         ax = axes[0, 1]
-        ax.errorbar(
-            true_pos[:, 0],
-            recovered["mean"][:, 0],
-            yerr=[
-                recovered["mean"][:, 0] - recovered["lower"][:, 0],
-                recovered["upper"][:, 0] - recovered["mean"][:, 0],
-            ],
-            fmt="o",
-            ms=3,
-            alpha=0.6,
-            label="x",
-        )
-        ax.errorbar(
-            true_pos[:, 1],
-            recovered["mean"][:, 1],
-            yerr=[
-                recovered["mean"][:, 1] - recovered["lower"][:, 1],
-                recovered["upper"][:, 1] - recovered["mean"][:, 1],
-            ],
-            fmt="o",
-            ms=3,
-            alpha=0.6,
-            label="y",
-        )
+        mean, lower, upper = recovered["mean"], recovered["lower"], recovered["upper"]
+        for axis, label in enumerate("xy"):
+            err = [mean[:, axis] - lower[:, axis], upper[:, axis] - mean[:, axis]]
+            ax.errorbar(true_pos[:, axis], mean[:, axis], yerr=err, fmt="o", ms=3, alpha=0.6, label=label)
         lim = [0, float(max(true_pos.max(), recovered["mean"].max()))]
         ax.plot(lim, lim, "k--", lw=1)
         ax.set(
@@ -194,7 +174,7 @@ def _bench(args: argparse.Namespace) -> int:
     else:
         from probtwin.bench.accuracy import run_accuracy
 
-        run_accuracy(args.datasets or None, seed=0, max_epochs=args.epochs, progress=False)
+        run_accuracy(args.datasets or None, seed=0, max_epochs=args.epochs, progress=False, time_limit=args.time_limit)
     return 0
 
 
@@ -207,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--neurons", type=int, default=200)
     demo.add_argument("--images", type=int, default=2000)
     demo.add_argument("--repeats", type=int, default=1)
-    demo.add_argument("--epochs", type=int, default=60)
+    demo.add_argument("--epochs", type=int, default=50)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=None)
     demo.add_argument("--figure", default="probtwin_demo.png")
@@ -225,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--epochs", type=int, default=200)
     bench.add_argument("--threads", type=int, default=None)
     bench.add_argument("--datasets", nargs="*", default=None)
+    bench.add_argument("--time-limit", type=float, default=900.0, help="seconds a fit may take (accuracy)")
     bench.set_defaults(run=_bench)
     args = parser.parse_args(argv)
     return args.run(args)

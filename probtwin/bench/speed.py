@@ -35,6 +35,14 @@ class _PointEstimateNetwork(nn.Module):
         self.shifter = Shifter() if r.shifter is not None else None
         self.modulator = Modulator(r.modulator.embed[0].in_features, n) if r.modulator is not None else None
         self.behavior_in_core = twin.config["behavior_in_core"]
+        self.config = twin.config
+
+    def regularizer(self, batch: dict) -> torch.Tensor:
+        """The same weight decay and Laplace smoothness penalty as the twin's core prior, per batch."""
+        sq = sum(p.pow(2).sum() for name, p in self.core.named_parameters() if name.endswith("weight"))
+        return 0.5 * sq / self.config["core_prior_scale"] ** 2 * len(batch["index"]) / batch["n_total"] + (
+            self.config["laplace_weight"] * self.core.laplace_penalty()
+        )
 
     def forward(self, batch: dict) -> torch.Tensor:
         x = batch["stimuli"]
@@ -51,39 +59,37 @@ def _batch(twin: ImageTwin, batch_size: int) -> dict:
     return twin._batch(0, batch_arrays(train, idx), idx, train.n_trials)
 
 
-def svi_step_time(twin: ImageTwin, batch: dict, steps: int) -> list[float]:
-    """Seconds of each of ``steps`` SVI steps (ELBO, backward, clipping, Adam) on one batch."""
-    opt = torch.optim.Adam(twin.parameters(), lr=1e-4)
-    twin.train()
+def _step_times(loss_fn, module: nn.Module, batch: dict, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` steps: loss, backward, gradient clipping, Adam."""
+    opt = torch.optim.Adam(module.parameters(), lr=1e-4)
+    module.train()
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        loss = twin.loss_terms(batch).loss
+        loss = loss_fn(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(twin.parameters(), 10.0)
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 10.0)
         opt.step()
         _sync(batch)
         times.append(time.perf_counter() - start)
     return times
+
+
+def svi_step_time(twin: ImageTwin, batch: dict, steps: int) -> list[float]:
+    """Seconds of each SVI step (negative ELBO, backward, clipping, Adam) on one batch."""
+    return _step_times(lambda b: twin.loss_terms(b).loss, twin, batch, steps)
 
 
 def plain_step_time(net: nn.Module, batch: dict, steps: int) -> list[float]:
-    """Seconds of each plain step: Poisson loss of the point-estimate network, backward, clipping, Adam."""
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    net.train()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        mean = net(batch)
-        loss = nn.functional.poisson_nll_loss(mean, batch["responses"], log_input=False, reduction="sum")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-        opt.step()
-        _sync(batch)
-        times.append(time.perf_counter() - start)
-    return times
+    """Seconds of each plain step of the point-estimate network: Poisson loss plus the same core
+    regularisers (weight decay, Laplace penalty), backward, clipping, Adam."""
+
+    def loss(b: dict) -> torch.Tensor:
+        nll = nn.functional.poisson_nll_loss(net(b), b["responses"], log_input=False, reduction="sum")
+        return nll + net.regularizer(b)
+
+    return _step_times(loss, net, batch, steps)
 
 
 def _sync(batch: dict) -> None:

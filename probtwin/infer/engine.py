@@ -59,6 +59,8 @@ class FitConfig:
     progress : bool
     checkpoint : str or None
         File written after every epoch; a fit started with an existing file resumes from it.
+    time_limit : float or None
+        Seconds: no epoch starts after this much fitting time (the best state is kept).
     """
 
     max_epochs: int = 100
@@ -71,6 +73,7 @@ class FitConfig:
     seed: int = 0
     progress: bool = True
     checkpoint: str | None = None
+    time_limit: float | None = None
 
 
 @dataclass
@@ -130,7 +133,11 @@ def run_fit(twin: Fittable, config: FitConfig, device: torch.device) -> History:
     bar = tqdm(total=config.max_epochs, initial=state["epoch"], disable=not config.progress, desc="fit", unit="epoch")
     if config.progress:
         bar.write(f"probtwin: fitting on {device}")
+    started = time.perf_counter() - sum(e["seconds"] for e in history.epochs)
     while state["epoch"] < config.max_epochs:
+        if config.time_limit is not None and time.perf_counter() - started > config.time_limit:
+            history.stopped = f"time limit ({config.time_limit:.0f} s) after {state['epoch']} epochs"
+            break
         epoch = state["epoch"]
         start = time.perf_counter()
         twin.train()

@@ -1,6 +1,8 @@
 """Deterministic torch building blocks (no Pyro): cores, readouts, shifters, modulators."""
 
 from probtwin.nn.core import ConvCore, laplace_penalty
+from probtwin.nn.energy import contrast_energy, energy_rf_centres
+from probtwin.nn.mlp import mlp
 from probtwin.nn.modulator import Modulator
 from probtwin.nn.readout import GaussianReadout, PositionPredictor, read_features, readout_response
 from probtwin.nn.shifter import Shifter
@@ -11,7 +13,10 @@ __all__ = [
     "Modulator",
     "PositionPredictor",
     "Shifter",
+    "contrast_energy",
+    "energy_rf_centres",
     "laplace_penalty",
+    "mlp",
     "read_features",
     "readout_response",
 ]

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from probtwin.nn.mlp import mlp
+
 __all__ = ["GaussianReadout", "PositionPredictor", "read_features", "readout_response"]
 
 
@@ -125,13 +127,7 @@ class PositionPredictor(nn.Module):
 
     def __init__(self, in_features: int, hidden: int = 30, layers: int = 2) -> None:
         super().__init__()
-        mods: list[nn.Module] = []
-        width = in_features
-        for _ in range(layers - 1):
-            mods += [nn.Linear(width, hidden), nn.ELU()]
-            width = hidden
-        mods += [nn.Linear(width, 2), nn.Tanh()]
-        self.net = nn.Sequential(*mods)
+        self.net = nn.Sequential(mlp(in_features, hidden, layers, 2, nn.ELU), nn.Tanh())
 
     def forward(self, coordinates: torch.Tensor) -> torch.Tensor:
         return self.net(coordinates)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from probtwin.nn.mlp import mlp
+
 __all__ = ["Shifter"]
 
 
@@ -28,16 +30,9 @@ class Shifter(nn.Module):
 
     def __init__(self, in_features: int = 2, hidden: int = 5, layers: int = 2, max_shift: float = 0.5) -> None:
         super().__init__()
-        mods: list[nn.Module] = []
-        width = in_features
-        for _ in range(layers - 1):
-            mods += [nn.Linear(width, hidden), nn.Tanh()]
-            width = hidden
-        last = nn.Linear(width, 2)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-        mods.append(last)
-        self.net = nn.Sequential(*mods)
+        self.net = mlp(in_features, hidden, layers, 2, nn.Tanh)
+        nn.init.zeros_(self.net[-1].weight)  # start with no shift
+        nn.init.zeros_(self.net[-1].bias)
         self.max_shift = max_shift
 
     def forward(self, gaze: torch.Tensor) -> torch.Tensor:

@@ -241,11 +241,12 @@ class Twin(nn.Module):
         device: str | torch.device = "auto",
         seed: int = 0,
         progress: bool = True,
-        patience: int = 5,
+        patience: int = 10,
         checkpoint: str | Path | None = None,
         clip_norm: float = 10.0,
         lr_decay: float = 0.3,
         max_lr_decays: int = 3,
+        time_limit: float | None = None,
     ) -> History:
         """Fit the twin by stochastic variational inference on the train tiers.
 
@@ -253,7 +254,8 @@ class Twin(nn.Module):
         ``patience`` epochs, the best state is restored and the learning rate multiplied by
         ``lr_decay``, at most ``max_lr_decays`` times before the fit stops; the best state is
         kept. With ``checkpoint``, the state is written after every epoch, and a fit started with
-        an existing checkpoint resumes from it.
+        an existing checkpoint resumes from it. ``time_limit`` (seconds) starts no epoch after that
+        much fitting time.
 
         Returns
         -------
@@ -276,6 +278,7 @@ class Twin(nn.Module):
             seed=seed,
             progress=progress,
             checkpoint=None if checkpoint is None else str(checkpoint),
+            time_limit=time_limit,
         )
         self.history = run_fit(self, config, dev)
         return self.history

@@ -7,7 +7,10 @@ from probtwin.nn import (
     Modulator,
     PositionPredictor,
     Shifter,
+    contrast_energy,
+    energy_rf_centres,
     laplace_penalty,
+    mlp,
     read_features,
     readout_response,
 )
@@ -75,3 +78,28 @@ def test_shifter_modulator_and_position_predictor():
     mod = Modulator(3, 4)
     torch.testing.assert_close(mod(torch.randn(5, 3)), torch.ones(5, 4))  # starts at gain 1
     assert PositionPredictor(3)(torch.randn(7, 3)).abs().max() < 1
+
+
+def test_contrast_energy_is_local():
+    img = torch.zeros(1, 1, 20, 30)
+    img[0, 0, 5:8, 20:23] = 1.0  # a bright patch
+    e = contrast_energy(img, sigma=1.5)[0]
+    y, x = divmod(int(e.argmax()), 30)
+    assert abs(y - 6) <= 1 and abs(x - 21) <= 1
+    assert contrast_energy(torch.full((1, 3, 10, 10), 4.0)).abs().max() < 1e-6  # no contrast, no energy
+
+
+def test_energy_rf_centres_find_where_responses_follow_contrast():
+    torch.manual_seed(0)
+    images = torch.randn(600, 1, 24, 40)
+    e = contrast_energy(images)
+    where = torch.tensor([[5, 4], [30, 18], [20, 12]])  # (x, y)
+    responses = torch.stack([e[:, y, x] for x, y in where], 1) + 0.01 * torch.randn(600, 3)
+    chunks = [(images[i : i + 128], responses[i : i + 128]) for i in range(0, 600, 128)]
+    found = energy_rf_centres(chunks)
+    assert (found - where.float()).abs().max() <= 1
+
+
+def test_mlp_shape():
+    net = mlp(3, 5, 3, 2)
+    assert net(torch.zeros(4, 3)).shape == (4, 2) and len(net) == 5

@@ -154,6 +154,12 @@ def test_checkpoint_resumes_a_fit(sim, tmp_path):
         torch.testing.assert_close(v, full.state_dict()[k], rtol=1e-4, atol=1e-5)
 
 
+def test_time_limit_stops_the_fit(sim):
+    twin = pt.ImageTwin(sim.recording, **SMALL)
+    history = twin.fit(max_epochs=5, progress=False, time_limit=1e-9)
+    assert len(history) == 0 and "time limit" in history.stopped
+
+
 def test_several_sessions_share_one_core(tmp_path):
     a = pt.simulate.v1(n_neurons=10, n_images=120, image_size=(18, 32), seed=1).recording
     b = pt.simulate.v1(n_neurons=14, n_images=100, image_size=(18, 32), seed=2).recording
