@@ -443,8 +443,10 @@ class Twin(nn.Module):
         return path
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> Twin:
+def load(path: str | Path, device: str | torch.device = "cpu", **modules: Any) -> Twin:
     """Load a twin saved by :meth:`Twin.save` (weights only: loading never executes code).
+
+    ``modules`` pass back the modules whose code a twin cannot save (``core=`` for a custom core).
 
     Raises
     ------
@@ -462,7 +464,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Twin:
         raise DataError("path", "a file saved by twin.save", f"{path} (another kind of file)")
     cls = _REGISTRY[payload["class"]]
     specs = [SessionSpec(**s) for s in payload["sessions"]]
-    twin = cls._from_specs(specs, payload["likelihood"], payload["config"])
+    twin = cls._from_specs(specs, payload["likelihood"], payload["config"], **modules)
     twin.load_state_dict(payload["state"])
     if payload.get("history"):
         twin.history = History(**payload["history"])

@@ -126,6 +126,11 @@ class ImageTwin(Twin):
         Start each readout position at the pixel where the neuron's training responses
         correlate best with local contrast energy (``probtwin.nn.energy``), or uniformly at
         random in [-init_range, init_range].
+    core : torch.nn.Module, optional
+        Another core: any module from (batch, channels [+ behaviour], H, W) to feature maps
+        (batch, out_channels, H', W') with an int attribute ``out_channels`` (a pretrained
+        network, a recurrent core). Its weights are saved with the twin, its code is not:
+        ``probtwin.load(path, core=the_same_module)``.
     init_range, init_scale, position_init_scale : float
         Initial spread of readout positions (uniform in [-init_range, init_range] grid units),
         initial posterior scale of weights and bias, and of positions (a wide start lets the
@@ -161,6 +166,7 @@ class ImageTwin(Twin):
         init_scale: float = 0.05,
         position_init_scale: float = 0.1,
         position_init: str = "energy",
+        core: nn.Module | None = None,
         _specs: list[SessionSpec] | None = None,
     ) -> None:
         if noise not in NOISE_MODELS:
@@ -185,6 +191,7 @@ class ImageTwin(Twin):
             init_scale=init_scale,
             position_init_scale=position_init_scale,
             position_init=position_init,
+            custom_core=core is not None,
         )
         if position_init not in ("energy", "uniform"):
             raise DataError("position_init", "'energy' or 'uniform'", repr(position_init))
@@ -209,7 +216,14 @@ class ImageTwin(Twin):
             raise DataError("behavior_in_core", "sessions with the same behavioural variables", f"{n_behavior}")
         self.config["behavior_in_core"] = bool(behavior_in_core)
         in_channels = self.specs[0].stimulus_shape[0] + (self.specs[0].n_behavior if behavior_in_core else 0)
-        self.core = ConvCore(in_channels, hidden_channels, layers, input_kernel, hidden_kernel)
+        if core is None:
+            self.core = ConvCore(in_channels, hidden_channels, layers, input_kernel, hidden_kernel)
+        else:
+            out = getattr(core, "out_channels", None)
+            if not isinstance(out, int):
+                raise DataError("core", "a torch module with an int attribute out_channels", type(core).__name__)
+            self.core = core
+            self.config["hidden_channels"] = hidden_channels = out
         self.readouts = nn.ModuleList(
             _Readout(spec, hidden_channels, self.config, self._bias_init(k)) for k, spec in enumerate(self.specs)
         )
@@ -234,8 +248,21 @@ class ImageTwin(Twin):
             self.readouts[k].position_loc.copy_((2 * centres + 1) / size - 1)
 
     @classmethod
-    def _from_specs(cls, specs: list[SessionSpec], likelihood: str, config: dict) -> ImageTwin:
-        return cls(None, likelihood, **config, _specs=specs)
+    def _from_specs(
+        cls,
+        specs: list[SessionSpec],
+        likelihood: str,
+        config: dict,
+        core: nn.Module | None = None,
+    ) -> ImageTwin:
+        config = dict(config)
+        if config.pop("custom_core", False) and core is None:
+            raise DataError(
+                "core",
+                "the core module this twin was built with (probtwin.load(path, core=...))",
+                "None: a custom core's code is not saved",
+            )
+        return cls(None, likelihood, **config, core=core, _specs=specs)
 
     def _bias_init(self, k: int) -> torch.Tensor:
         mean = getattr(self, f"response_mean_{k}").clamp_min(1e-3)
@@ -275,7 +302,8 @@ class ImageTwin(Twin):
         scale = self.config["core_prior_scale"]
         sq = sum(p.pow(2).sum() for name, p in self.core.named_parameters() if name.endswith("weight"))
         per_batch = batch["n_total"] / len(batch["index"])
-        laplace = self.config["laplace_weight"] * self.core.laplace_penalty() * per_batch
+        penalty = self.core.laplace_penalty() if hasattr(self.core, "laplace_penalty") else 0.0
+        laplace = self.config["laplace_weight"] * penalty * per_batch
         return (-0.5 * sq / scale**2 - laplace) / len(self.specs)
 
     def model(self, batch: dict) -> None:

@@ -154,6 +154,30 @@ def test_checkpoint_resumes_a_fit(sim, tmp_path):
         torch.testing.assert_close(v, full.state_dict()[k], rtol=1e-4, atol=1e-5)
 
 
+class _TinyCore(torch.nn.Module):
+    out_channels = 4
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 5, padding=2)  # 1 image channel + 3 behavioural channels
+
+    def forward(self, x):
+        return torch.nn.functional.elu(self.conv(x))
+
+
+def test_another_core_can_be_plugged_in(sim, tmp_path):
+    twin = pt.ImageTwin(sim.recording, core=_TinyCore())
+    twin.fit(max_epochs=1, progress=False)
+    path = twin.save(tmp_path / "custom.pt")
+    with pytest.raises(pt.DataError, match="core"):
+        pt.load(path)
+    again = pt.load(path, core=_TinyCore())
+    test = sim.recording.split("test")
+    np.testing.assert_array_equal(again.predict(test, num_samples=3).samples, twin.predict(test, num_samples=3).samples)
+    with pytest.raises(pt.DataError, match="out_channels"):
+        pt.ImageTwin(sim.recording, core=torch.nn.Identity())
+
+
 def test_time_limit_stops_the_fit(sim):
     twin = pt.ImageTwin(sim.recording, **SMALL)
     history = twin.fit(max_epochs=5, progress=False, time_limit=1e-9)
