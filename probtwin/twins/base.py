@@ -371,13 +371,9 @@ class Twin(nn.Module):
         session: Any = None,
     ) -> np.ndarray:
         """Posterior predictive responses, observation noise included, (num_samples, trials, neurons)."""
-        pred = self.predict(x, num_samples=num_samples, seed=seed, session=session)
         k, *_ = self._inputs(x, session)
-        mean = torch.as_tensor(pred.samples, device=self.device)
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # seeded, and the caller's random state is left alone
-            torch.manual_seed(int(seed) + 1)
-            return self.likelihoods[k](mean.clamp_min(1e-8)).sample().cpu().numpy()
+        pred = self.predict(x, num_samples=num_samples, seed=seed, session=session)
+        return self._draw_responses(k, pred, seed)
 
     @torch.no_grad()
     def log_predictive(
@@ -388,11 +384,21 @@ class Twin(nn.Module):
         session: Any = None,
     ) -> np.ndarray:
         """Pointwise log posterior predictive density ``log mean_s p(y | theta_s)``, (trials, neurons), nats."""
-        pred = self.predict(rec, num_samples=num_samples, seed=seed, session=session)
         k, *_ = self._inputs(rec, session)
-        y = torch.as_tensor(np.asarray(rec.responses), dtype=torch.float32, device=self.device)
+        pred = self.predict(rec, num_samples=num_samples, seed=seed, session=session)
+        return self._log_predictive(k, pred, np.asarray(rec.responses))
+
+    def _draw_responses(self, k: int, pred: Prediction, seed: int) -> np.ndarray:
+        mean = torch.as_tensor(pred.samples, device=self.device)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # seeded, and the caller's random state is left alone
+            torch.manual_seed(int(seed) + 1)
+            return self.likelihoods[k](mean.clamp_min(1e-8)).sample().cpu().numpy()
+
+    def _log_predictive(self, k: int, pred: Prediction, responses: np.ndarray) -> np.ndarray:
+        y = torch.as_tensor(responses, dtype=torch.float32, device=self.device)
         lp = self.likelihoods[k](torch.as_tensor(pred.samples, device=self.device).clamp_min(1e-8)).log_prob(y)
-        return (torch.logsumexp(lp, 0) - np.log(num_samples)).cpu().numpy()
+        return (torch.logsumexp(lp, 0) - np.log(pred.num_samples)).cpu().numpy()
 
     def evaluate(
         self, rec: Recording, tier: str = "test", num_samples: int = 100, seed: int = 0, session: Any = None
@@ -409,9 +415,11 @@ class Twin(nn.Module):
         """
         part = rec.split(tier) if tier is not None else rec
         y = np.asarray(part.responses)
+        k, *_ = self._inputs(part, session)
         pred = self.predict(part, num_samples=num_samples, seed=seed, session=session)
-        draws = self.sample(part, num_samples=num_samples, seed=seed, session=session)
-        lp = self.log_predictive(part, num_samples=num_samples, seed=seed, session=session)
+        with torch.no_grad():
+            draws = self._draw_responses(k, pred, seed)
+            lp = self._log_predictive(k, pred, y)
         scores = {
             "single_trial_correlation": float(np.nanmean(metrics.single_trial_correlation(y, pred.mean))),
             "log_likelihood_bits": metrics.log_likelihood_bits(lp),
