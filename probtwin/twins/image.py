@@ -126,6 +126,8 @@ class ImageTwin(Twin):
         Start each readout position at the pixel where the neuron's training responses
         correlate best with local contrast energy (``probtwin.nn.energy``), or uniformly at
         random in [-init_range, init_range].
+    seed : int
+        Seed of the initial parameters.
     core : torch.nn.Module, optional
         Another core: any module from (batch, channels [+ behaviour], H, W) to feature maps
         (batch, out_channels, H', W') with an int attribute ``out_channels`` (a pretrained
@@ -167,6 +169,7 @@ class ImageTwin(Twin):
         position_init_scale: float = 0.1,
         position_init: str = "energy",
         core: nn.Module | None = None,
+        seed: int = 0,
         _specs: list[SessionSpec] | None = None,
     ) -> None:
         if noise not in NOISE_MODELS:
@@ -192,6 +195,7 @@ class ImageTwin(Twin):
             position_init_scale=position_init_scale,
             position_init=position_init,
             custom_core=core is not None,
+            seed=seed,
         )
         if position_init not in ("energy", "uniform"):
             raise DataError("position_init", "'energy' or 'uniform'", repr(position_init))
@@ -216,6 +220,13 @@ class ImageTwin(Twin):
             raise DataError("behavior_in_core", "sessions with the same behavioural variables", f"{n_behavior}")
         self.config["behavior_in_core"] = bool(behavior_in_core)
         in_channels = self.specs[0].stimulus_shape[0] + (self.specs[0].n_behavior if behavior_in_core else 0)
+        with torch.random.fork_rng(devices=[]):  # the same seed, the same initial twin
+            torch.manual_seed(seed)
+            self._build(in_channels, core)
+
+    def _build(self, in_channels: int, core: nn.Module | None) -> None:
+        hidden_channels = self.config["hidden_channels"]
+        layers, input_kernel, hidden_kernel = (self.config[k] for k in ("layers", "input_kernel", "hidden_kernel"))
         if core is None:
             self.core = ConvCore(in_channels, hidden_channels, layers, input_kernel, hidden_kernel)
         else:
@@ -227,7 +238,7 @@ class ImageTwin(Twin):
         self.readouts = nn.ModuleList(
             _Readout(spec, hidden_channels, self.config, self._bias_init(k)) for k, spec in enumerate(self.specs)
         )
-        if position_init == "energy" and self.recordings:
+        if self.config["position_init"] == "energy" and self.recordings:
             self._init_positions()
 
     @torch.no_grad()

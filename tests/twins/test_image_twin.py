@@ -178,6 +178,15 @@ def test_another_core_can_be_plugged_in(sim, tmp_path):
         pt.ImageTwin(sim.recording, core=torch.nn.Identity())
 
 
+def test_the_same_seed_builds_the_same_twin(sim):
+    a = pt.ImageTwin(sim.recording, seed=3, **SMALL).state_dict()
+    b = pt.ImageTwin(sim.recording, seed=3, **SMALL).state_dict()
+    c = pt.ImageTwin(sim.recording, seed=4, **SMALL).state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
 def test_time_limit_stops_the_fit(sim):
     twin = pt.ImageTwin(sim.recording, **SMALL)
     history = twin.fit(max_epochs=5, progress=False, time_limit=1e-9)
