@@ -313,12 +313,19 @@ class Twin(nn.Module):
     @torch.no_grad()
     def _predict_mean(self, x: Recording | np.ndarray, session: Any = None, batch_size: int = 256) -> np.ndarray:
         """Mean response under the posterior mean of the per-neuron parameters, (trials, neurons)."""
-        self.train(False)
         k, stimuli, behavior, gaze = self._inputs(x, session)
-        draws = self._draws(k, None, None)
-        out = np.empty((len(stimuli), self.specs[k].n_neurons), dtype=np.float32)
-        for sl, batch in self._chunks(k, stimuli, behavior, gaze, batch_size):
-            out[sl] = self._mean(batch, draws)[0].cpu().numpy()
+        return self._mean_responses(k, stimuli, behavior, gaze, self._draws(k, None, None))[0]
+
+    def _mean_responses(self, k: int, stimuli, behavior, gaze, draws: dict) -> np.ndarray:
+        """Mean responses under stacked draws, (draws, trials, neurons), in chunks of stimuli
+        sized so that the working set stays under ``_MAX_ELEMENTS`` floats."""
+        self.train(False)
+        n_draws = len(next(iter(draws.values())))
+        n_neurons = self.specs[k].n_neurons
+        size = max(1, _MAX_ELEMENTS // max(1, n_draws * n_neurons * self._elements_per_neuron(k)))
+        out = np.empty((n_draws, len(stimuli), n_neurons), dtype=np.float32)
+        for sl, batch in self._chunks(k, stimuli, behavior, gaze, size):
+            out[:, sl] = self._mean(batch, draws).cpu().numpy()
         return out
 
     @torch.no_grad()
@@ -353,13 +360,7 @@ class Twin(nn.Module):
         self.train(False)
         k, stimuli, behavior, gaze = self._inputs(x, session)
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        draws = self._draws(k, num_samples, generator)
-        n_neurons = self.specs[k].n_neurons
-        per_trial = max(1, num_samples * n_neurons * self._elements_per_neuron(k))
-        size = max(1, _MAX_ELEMENTS // per_trial)
-        out = np.empty((num_samples, len(stimuli), n_neurons), dtype=np.float32)
-        for sl, batch in self._chunks(k, stimuli, behavior, gaze, size):
-            out[:, sl] = self._mean(batch, draws).cpu().numpy()
+        out = self._mean_responses(k, stimuli, behavior, gaze, self._draws(k, num_samples, generator))
         return Prediction(out, np.asarray(self.specs[k].neuron_ids))
 
     @torch.no_grad()

@@ -32,14 +32,11 @@ from probtwin.errors import DataError
 from probtwin.nn import ConvCore, Modulator, PositionPredictor, Shifter, readout_response
 from probtwin.nn.energy import energy_rf_centres
 from probtwin.twins.base import SessionSpec, Twin
+from probtwin.twins.likelihoods import inverse_softplus
 
 __all__ = ["ImageTwin"]
 
 NOISE_MODELS = ("independent",)
-
-
-def _inverse_softplus(x: torch.Tensor) -> torch.Tensor:
-    return x + torch.log(-torch.expm1(-x))
 
 
 class _Readout(nn.Module):
@@ -50,11 +47,11 @@ class _Readout(nn.Module):
         n = spec.n_neurons
         init = config["init_range"]
         self.position_loc = nn.Parameter(torch.empty(n, 2).uniform_(-init, init))
-        self.position_scale = nn.Parameter(_inverse_softplus(torch.full((n, 2), config["position_init_scale"])))
+        self.position_scale = nn.Parameter(inverse_softplus(torch.full((n, 2), config["position_init_scale"])))
         self.weight_loc = nn.Parameter(torch.randn(n, channels) * 0.01)
-        self.weight_scale = nn.Parameter(_inverse_softplus(torch.full((n, channels), config["init_scale"] * 0.1)))
+        self.weight_scale = nn.Parameter(inverse_softplus(torch.full((n, channels), config["init_scale"] * 0.1)))
         self.bias_loc = nn.Parameter(bias_init.clone())
-        self.bias_scale = nn.Parameter(_inverse_softplus(torch.full((n,), config["init_scale"] * 0.1)))
+        self.bias_scale = nn.Parameter(inverse_softplus(torch.full((n,), config["init_scale"] * 0.1)))
         self.log_tau = nn.Parameter(torch.tensor(float(np.log(config["weight_prior_scale"]))))
         if spec.neuron_coords is not None:
             coords = torch.as_tensor(spec.neuron_coords, dtype=torch.float32)
@@ -280,7 +277,7 @@ class ImageTwin(Twin):
         if self.likelihood_name == "normal":
             return mean
         if self.config["output"] == "softplus":
-            return _inverse_softplus(mean)
+            return inverse_softplus(mean)
         return torch.where(mean >= 1, mean - 1, torch.log(mean))  # inverse of ELU + 1
 
     def _link(self, eta: torch.Tensor) -> torch.Tensor:

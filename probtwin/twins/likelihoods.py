@@ -63,7 +63,8 @@ class ZeroInflatedGamma(dist.TorchDistribution):
             return torch.where(torch.rand(shape, device=self.q.device) < self.q.expand(shape), g, torch.zeros_like(g))
 
 
-def _inverse_softplus(x: torch.Tensor) -> torch.Tensor:
+def inverse_softplus(x: torch.Tensor) -> torch.Tensor:
+    """The value whose softplus is ``x`` (``x > 0``)."""
     return x + torch.log(-torch.expm1(-x))
 
 
@@ -83,13 +84,13 @@ class Likelihood(nn.Module):
         self.name = name
         one = torch.ones(n_neurons)
         if name == "negative_binomial":
-            self.raw_total_count = nn.Parameter(_inverse_softplus(5.0 * one))
+            self.raw_total_count = nn.Parameter(inverse_softplus(5.0 * one))
         if name in ("gamma", "zig"):
-            self.raw_concentration = nn.Parameter(_inverse_softplus(2.0 * one))
+            self.raw_concentration = nn.Parameter(inverse_softplus(2.0 * one))
         if name == "zig":
             self.logit_q = nn.Parameter(torch.zeros(n_neurons))
         if name == "normal":
-            self.raw_scale = nn.Parameter(_inverse_softplus(one))
+            self.raw_scale = nn.Parameter(inverse_softplus(one))
 
     @property
     def nonnegative(self) -> bool:
@@ -110,7 +111,7 @@ class Likelihood(nn.Module):
         """Start the Gaussian noise scale at the responses' standard deviation, shape (neurons,)."""
         if self.name == "normal":
             with torch.no_grad():
-                self.raw_scale.copy_(_inverse_softplus(torch.as_tensor(np.maximum(std, 1e-3), dtype=torch.float32)))
+                self.raw_scale.copy_(inverse_softplus(torch.as_tensor(np.maximum(std, 1e-3), dtype=torch.float32)))
 
     def forward(self, mean: torch.Tensor) -> dist.TorchDistribution:
         """The distribution of responses, batch shape ``mean.shape`` (..., neurons)."""
