@@ -311,7 +311,7 @@ class Twin(nn.Module):
             yield sl, self._batch(k, arrays)
 
     @torch.no_grad()
-    def _predict_mean(self, x: Recording | np.ndarray, session: Any = None, batch_size: int = 256) -> np.ndarray:
+    def _predict_mean(self, x: Recording | np.ndarray, session: Any = None) -> np.ndarray:
         """Mean response under the posterior mean of the per-neuron parameters, (trials, neurons)."""
         k, stimuli, behavior, gaze = self._inputs(x, session)
         return self._mean_responses(k, stimuli, behavior, gaze, self._draws(k, None, None))[0]
