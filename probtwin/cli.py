@@ -171,11 +171,33 @@ def _bench(args: argparse.Namespace) -> int:
             f"predict 100 draws x {args.images} images x {args.neurons} neurons: {r['seconds']:.1f} s, output "
             f"{r['output_mib']:.0f} MiB, peak resident memory added {r['peak_added_mib']:.0f} MiB"
         )
+    elif args.what.startswith("noise-"):
+        _bench_noise(args)
     else:
         from probtwin.bench.accuracy import run_accuracy
 
         run_accuracy(args.datasets or None, seed=0, max_epochs=args.epochs, progress=False, time_limit=args.time_limit)
     return 0
+
+
+def _bench_noise(args: argparse.Namespace) -> None:
+    from probtwin.bench import noise
+
+    if args.what == "noise-simulation":
+        r = noise.run_flow_noise(
+            n_neurons=args.neurons,
+            n_images=args.images,
+            rank=args.rank or 3,
+            max_epochs=args.epochs,
+            time_limit=args.time_limit,
+        )
+    elif args.what == "noise-v4":
+        r = noise.run_count_noise(rank=args.rank or 3, max_epochs=args.epochs, time_limit=args.time_limit)
+    else:
+        r = noise.step_scaling(rank=args.rank or 8, steps=args.repeat, batch_size=args.batch_size, device=args.device)
+    width = max(map(len, r))
+    for key, value in r.items():
+        print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -196,7 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = sub.add_parser("datasets", help="load every real data set found and print shapes and splits")
     data.set_defaults(run=_datasets)
     bench = sub.add_parser("bench", help="print performance and accuracy figures")
-    bench.add_argument("what", choices=["simulate", "svi-step", "predict-memory", "accuracy"])
+    bench.add_argument(
+        "what",
+        choices=["simulate", "svi-step", "predict-memory", "accuracy", "noise-simulation", "noise-v4", "noise-scale"],
+    )
+    bench.add_argument("--rank", type=int, default=None, help="latent rank (noise benchmarks)")
     bench.add_argument("--neurons", type=int, default=1000)
     bench.add_argument("--images", type=int, default=5000)
     bench.add_argument("--repeat", type=int, default=3)

@@ -34,5 +34,9 @@ class Modulator(nn.Module):
         self.embed = nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh())
         self.loadings = nn.Parameter(torch.zeros(n_neurons, hidden))
 
+    def log_gain(self, behavior: torch.Tensor) -> torch.Tensor:
+        """``u_i . z(b_t)``, (batch, neurons)."""
+        return self.embed(behavior) @ self.loadings.T
+
     def forward(self, behavior: torch.Tensor) -> torch.Tensor:
-        return torch.exp(self.embed(behavior) @ self.loadings.T)
+        return torch.exp(self.log_gain(behavior))

@@ -13,7 +13,10 @@ model's parameters.
   so that ``E[y] = mu``; density ``N(T(y); m, Sigma) / prod_i (1 + y_i)``.
 
 For the two Gaussian models, ``h_t ~ Normal(0, I_k)`` is the latent state of trial t and
-``C h_t`` its shared fluctuation.
+``C h_t`` its shared fluctuation. ``"poisson"`` with a rank above zero is the latent-state count
+model ``y ~ Poisson(mu exp(c_i . h_t - |c_i|^2 / 2))``: its marginal likelihood has no closed
+form, so instead of ``log_likelihood`` it reports ``log_likelihood_given_latent``, the exact log
+probability of each trial given its true latent state.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ def observe(
     rank: int,
     rng: np.random.Generator,
     noise_scale: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    latent_drive: np.ndarray | None = None,
+    latent_drive_correlation: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
     """Draw responses around the mean and score them exactly.
 
     Parameters
@@ -55,13 +60,20 @@ def observe(
         Rank of the shared latent state (Gaussian models only; 0 for independent noise).
     rng : numpy.random.Generator
     noise_scale : float
-        Multiplies the noise variances of the Gaussian models.
+        Multiplies the noise variances of the Gaussian models (and the log-rate variance of the
+        Poisson latent state).
+    latent_drive : numpy.ndarray, shape (trials,), optional
+        A standard-normal trial variable (such as standardised pupil size) that the first latent
+        dimension follows: ``h_t1 = rho d_t + sqrt(1 - rho^2) n_t`` (still Normal(0, 1)).
+    latent_drive_correlation : float in [-1, 1]
+        ``rho``.
 
     Returns
     -------
     responses : numpy.ndarray, shape (trials, neurons)
-    log_likelihood : numpy.ndarray, shape (trials,)
-        Exact log density (nats) of each trial's response vector under the true model.
+    log_likelihood : numpy.ndarray, shape (trials,), or None
+        Exact log density (nats) of each trial's response vector under the true model (None for
+        Poisson with a latent state; see the module docstring).
     params : dict of str to numpy.ndarray
         The noise parameters (``latent_loadings``, ``private_variance``, ``latent_state``, ...).
     """
@@ -69,16 +81,33 @@ def observe(
         raise DataError("likelihood", f"one of {LIKELIHOODS}", repr(likelihood))
     if rank < 0:
         raise DataError("correlated_noise_rank", "a non-negative integer", str(rank))
-    if rank > 0 and likelihood not in ("normal", "lognormal"):
+    if rank > 0 and likelihood == "zig":
         raise DataError(
             "correlated_noise_rank",
-            "0 for 'poisson' and 'zig' (an exact log-likelihood needs the Gaussian latent models: "
-            "likelihood='normal' or 'lognormal')",
+            "0 for 'zig' (a latent state needs likelihood='poisson', 'normal' or 'lognormal')",
             f"{rank} with likelihood={likelihood!r}",
         )
+    if not -1 <= latent_drive_correlation <= 1:
+        raise DataError("latent_pupil_correlation", "a correlation in [-1, 1]", repr(latent_drive_correlation))
     n_trials, n_neurons = mu.shape
     mu_t = torch.as_tensor(mu, dtype=torch.float64)
     params: dict[str, np.ndarray] = {}
+
+    def latent_state() -> np.ndarray:
+        h = rng.standard_normal((n_trials, rank))
+        if rank and latent_drive is not None and latent_drive_correlation:
+            rho = latent_drive_correlation
+            h[:, 0] = rho * latent_drive + np.sqrt(1 - rho**2) * h[:, 0]
+        return h
+
+    if likelihood == "poisson" and rank > 0:
+        loadings = rng.standard_normal((n_neurons, rank)) * np.sqrt(noise_scale * 0.2 / rank)
+        latent = latent_state()
+        rate = mu * np.exp(latent @ loadings.T - 0.5 * (loadings**2).sum(1))
+        y = rng.poisson(rate).astype(np.float64)
+        ll = Poisson(torch.as_tensor(rate)).log_prob(torch.as_tensor(y)).sum(-1).numpy()
+        params.update(latent_loadings=loadings, latent_state=latent, log_likelihood_given_latent=ll)
+        return y, None, params
     if likelihood == "poisson":
         y = rng.poisson(mu).astype(np.float64)
         ll = Poisson(mu_t).log_prob(torch.as_tensor(y)).sum(-1).numpy()
@@ -106,7 +135,7 @@ def observe(
     loadings = rng.standard_normal((n_neurons, max(rank, 1))) * np.sqrt(shared * scale / max(rank, 1))[:, None]
     loadings = loadings[:, :rank]
     private = (1.0 - shared) * scale
-    latent = rng.standard_normal((n_trials, rank))
+    latent = latent_state()
     eps = rng.standard_normal(mu.shape) * np.sqrt(private)
     fluctuation = latent @ loadings.T + eps
     total = private + (loadings**2).sum(axis=1)

@@ -69,6 +69,7 @@ def v1(
     likelihood: str = "poisson",
     correlated_noise_rank: int = 0,
     noise_scale: float = 1.0,
+    latent_pupil_correlation: float = 0.0,
     pupil_shift_fraction: float = 0.0,
     pupil_shift_degrees: float = 30.0,
     complex_fraction: float = 0.3,
@@ -93,9 +94,14 @@ def v1(
     likelihood : {"poisson", "zig", "normal", "lognormal"}
         Observation model (see :mod:`probtwin.simulate.noise`).
     correlated_noise_rank : int
-        Rank of the shared latent state (``"normal"`` and ``"lognormal"`` only).
+        Rank of the shared latent state (``"normal"``, ``"lognormal"`` and ``"poisson"``; see
+        :mod:`probtwin.simulate.noise`).
     noise_scale : float
-        Multiplies the Gaussian models' noise variance.
+        Multiplies the Gaussian models' noise variance (the Poisson latent state's log-rate
+        variance).
+    latent_pupil_correlation : float in [-1, 1]
+        Correlation of the first latent dimension with the standardised pupil size (an arousal
+        state shared by the population, as in mouse V1).
     pupil_shift_fraction : float in [0, 1]
         Fraction of neurons whose preferred orientation changes with pupil.
     pupil_shift_degrees : float
@@ -122,8 +128,9 @@ def v1(
         ``behavior_weights`` (neurons, 3), ``shifted`` (neurons,) bool, ``orientation_shift``
         (neurons,) radians, ``pupil_state`` (trials,), ``gaze`` (trials, 2),
         ``mean_response`` (trials, neurons), ``log_likelihood`` (trials,) and the noise
-        parameters (``latent_loadings``, ``private_variance``, ``latent_state`` when the noise is
-        correlated).
+        parameters (``latent_loadings``, ``private_variance``, ``latent_state`` (trials, k) when
+        the noise is correlated; for Poisson with a latent state ``log_likelihood_given_latent``
+        in place of ``log_likelihood``).
 
     Examples
     --------
@@ -194,7 +201,15 @@ def v1(
         seen = shift_images(canvas[stimulus_ids[sl]], gaze[sl])[crop]  # what the eye sees
         mean_response[sl] = population.mean_response(seen, behavior[sl], gaze=None, chunk=chunk)
 
-    responses, log_likelihood, noise = observe(mean_response, likelihood, correlated_noise_rank, rng, noise_scale)
+    responses, log_likelihood, noise = observe(
+        mean_response,
+        likelihood,
+        correlated_noise_rank,
+        rng,
+        noise_scale,
+        latent_drive=pupil_z,
+        latent_drive_correlation=latent_pupil_correlation,
+    )
     stimuli = canvas[stimulus_ids][crop][:, None]
     recording = Recording(
         stimuli,
@@ -224,7 +239,7 @@ def v1(
         "pupil_state": p.pupil_state(behavior),
         "gaze": gaze,
         "mean_response": mean_response,
-        "log_likelihood": log_likelihood,
+        **({} if log_likelihood is None else {"log_likelihood": log_likelihood}),
         **noise,
     }
     config = dict(
@@ -236,6 +251,7 @@ def v1(
         likelihood=likelihood,
         correlated_noise_rank=correlated_noise_rank,
         noise_scale=noise_scale,
+        latent_pupil_correlation=latent_pupil_correlation,
         pupil_shift_fraction=pupil_shift_fraction,
         pupil_shift_degrees=pupil_shift_degrees,
         complex_fraction=complex_fraction,

@@ -1,8 +1,24 @@
 """The generative models (one file per twin) on a shared Twin base class."""
 
 from probtwin.twins.base import SessionSpec, Twin, load
+from probtwin.twins.flows import MonotoneFlow
 from probtwin.twins.image import ImageTwin
 from probtwin.twins.likelihoods import LIKELIHOODS, Likelihood
+from probtwin.twins.noise import NOISE_MODELS, FlowNoise, IndependentNoise, LatentCountNoise, NoiseModel
 from probtwin.twins.prediction import Prediction
 
-__all__ = ["LIKELIHOODS", "ImageTwin", "Likelihood", "Prediction", "SessionSpec", "Twin", "load"]
+__all__ = [
+    "LIKELIHOODS",
+    "NOISE_MODELS",
+    "FlowNoise",
+    "ImageTwin",
+    "IndependentNoise",
+    "LatentCountNoise",
+    "Likelihood",
+    "MonotoneFlow",
+    "NoiseModel",
+    "Prediction",
+    "SessionSpec",
+    "Twin",
+    "load",
+]

@@ -20,7 +20,7 @@ from probtwin.data.batching import TrialBatches, batch_arrays
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 from probtwin.infer import FitConfig, History, elbo_terms, resolve_device, run_fit
-from probtwin.twins.likelihoods import Likelihood
+from probtwin.twins.noise import NoiseModel, make_noise
 from probtwin.twins.prediction import Prediction
 
 __all__ = ["SessionSpec", "Twin", "load"]
@@ -68,17 +68,49 @@ def _moments(x: Any, axes: tuple[int, ...], chunk: int = 256) -> tuple[np.ndarra
     return mean, np.where(std > 1e-8, std, 1.0)
 
 
+def _response_stats(responses: Any, chunk: int = 1024) -> dict[str, np.ndarray]:
+    """Per-neuron statistics of responses (trials, [frames,] neurons) that the noise models start from."""
+    mean, std = _moments(responses, tuple(range(1, responses.ndim - 1)))
+    n = mean.shape[0]
+    out = {"mean": mean, "std": std, "min": np.full(n, np.inf), "max": np.full(n, -np.inf)}
+    out.update(min_positive=np.full(n, np.inf), zeros=np.zeros(n), positive=np.zeros(n), count=np.zeros(n))
+    log_sum, log_sq, log1p_sum, log1p_sq = (np.zeros(n) for _ in range(4))
+    integer = True
+    for block in responses.chunks(chunk):
+        y = np.asarray(block, dtype=np.float64).reshape(-1, n)
+        positive = y > 0
+        out["min"] = np.minimum(out["min"], y.min(0))
+        out["max"] = np.maximum(out["max"], y.max(0))
+        out["min_positive"] = np.minimum(out["min_positive"], np.where(positive, y, np.inf).min(0))
+        out["zeros"] += (y == 0).sum(0)
+        out["positive"] += positive.sum(0)
+        out["count"] += len(y)
+        logs = np.log(np.where(positive, y, 1.0))
+        log_sum += logs.sum(0)
+        log_sq += (logs**2).sum(0)
+        logp = np.log1p(np.maximum(y, 0.0))
+        log1p_sum += logp.sum(0)
+        log1p_sq += (logp**2).sum(0)
+        integer = integer and bool(np.all(y == np.round(y)))
+    pos = np.maximum(out["positive"], 1)
+    out["log_std"] = np.sqrt(np.maximum(log_sq / pos - (log_sum / pos) ** 2, 0.0))
+    out["log1p_std"] = np.sqrt(np.maximum(log1p_sq / out["count"] - (log1p_sum / out["count"]) ** 2, 0.0))
+    out["integer"] = np.array(integer)
+    return out
+
+
 class Twin(nn.Module):
-    """Base of every twin. Subclasses implement ``model``, ``guide``, ``_draws`` and ``_mean``.
+    """Base of every twin. Subclasses implement ``model``, ``guide``, ``_draws`` and ``_location``.
 
     Parameters
     ----------
     recordings : Recording or list of Recording
         One recording per session; all share the core.
     likelihood : str
-        Observation model (see :mod:`probtwin.twins.likelihoods`).
+        Observation model (see :mod:`probtwin.twins.likelihoods`; ``"flow"`` for the flows).
     config : dict
-        The subclass's settings, saved with the twin.
+        The subclass's settings, saved with the twin; ``noise``, ``latent_rank`` and
+        ``dequantize`` choose the noise model (see :mod:`probtwin.twins.noise`).
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -107,7 +139,17 @@ class Twin(nn.Module):
         self.specs = specs
         self.likelihood_name = likelihood
         self.config = dict(config)
-        self.likelihoods = nn.ModuleList(Likelihood(likelihood, s.n_neurons) for s in specs)
+        self.noise: list[NoiseModel] = nn.ModuleList(
+            make_noise(
+                self.config.get("noise", "independent"),
+                likelihood,
+                s.n_neurons,
+                self.config.get("latent_rank", 0),
+                s.n_behavior,
+                self.config.get("dequantize", False),
+            )
+            for s in specs
+        )
         self.history: History | None = None
         for k, spec in enumerate(specs):
             shape = (spec.stimulus_shape[0],) if spec.stimulus_shape else (1,)
@@ -127,12 +169,9 @@ class Twin(nn.Module):
         """Record each session's statistics over its train tier and check its responses."""
         for k, rec in enumerate(self.recordings):
             train = rec.split("train")
-            y_mean, y_std = _moments(train.responses, tuple(range(1, train.responses.ndim - 1)))
-            y_min = min(float(np.min(c)) for c in train.responses.chunks(1024))
-            y_zero = any(bool(np.any(c == 0)) for c in train.responses.chunks(1024))
-            self.likelihoods[k].check(y_min, y_zero, f"responses of {rec.name!r}")
-            self.likelihoods[k].init_scale(y_std)
-            getattr(self, f"response_mean_{k}").copy_(torch.as_tensor(y_mean, dtype=torch.float32))
+            stats = _response_stats(train.responses)
+            self.noise[k].initialize(stats, f"responses of {rec.name!r}")
+            getattr(self, f"response_mean_{k}").copy_(torch.as_tensor(stats["mean"], dtype=torch.float32))
             if rec.stimuli is not None and rec.stimulus_kind in ("images", "videos"):
                 axes = tuple(range(2, rec.stimuli.ndim))
                 m, s = _moments(train.stimuli, axes)
@@ -316,17 +355,33 @@ class Twin(nn.Module):
         k, stimuli, behavior, gaze = self._inputs(x, session)
         return self._mean_responses(k, stimuli, behavior, gaze, self._draws(k, None, None))[0]
 
-    def _mean_responses(self, k: int, stimuli, behavior, gaze, draws: dict) -> np.ndarray:
-        """Mean responses under stacked draws, (draws, trials, neurons), in chunks of stimuli
-        sized so that the working set stays under ``_MAX_ELEMENTS`` floats."""
+    def _locations(self, k: int, stimuli, behavior, gaze, draws: dict, center: bool = False):
+        """Locations under stacked draws, chunk by chunk of stimuli sized so that the working set
+        stays under ``_MAX_ELEMENTS`` floats.
+
+        Yields
+        ------
+        (slice, batch, loc (draws, chunk, neurons), center (chunk, neurons) or None): ``center``
+        is the location under the posterior mean of the per-neuron parameters.
+        """
         self.train(False)
         n_draws = len(next(iter(draws.values())))
-        n_neurons = self.specs[k].n_neurons
-        size = max(1, _MAX_ELEMENTS // max(1, n_draws * n_neurons * self._elements_per_neuron(k)))
-        out = np.empty((n_draws, len(stimuli), n_neurons), dtype=np.float32)
-        for sl, batch in self._chunks(k, stimuli, behavior, gaze, size):
-            out[:, sl] = self._mean(batch, draws).cpu().numpy()
+        per_trial = n_draws * self.specs[k].n_neurons * (self._elements_per_neuron(k) + self.noise[k].elements)
+        mean_draw = self._draws(k, None, None) if center else None
+        for sl, batch in self._chunks(k, stimuli, behavior, gaze, max(1, _MAX_ELEMENTS // max(1, per_trial))):
+            loc = self._location(batch, draws)
+            yield sl, batch, loc, None if mean_draw is None else self._location(batch, mean_draw)[0]
+
+    def _mean_responses(self, k: int, stimuli, behavior, gaze, draws: dict) -> np.ndarray:
+        """Mean responses under stacked draws, (draws, trials, neurons)."""
+        n_draws = len(next(iter(draws.values())))
+        out = np.empty((n_draws, len(stimuli), self.specs[k].n_neurons), dtype=np.float32)
+        for sl, _, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
+            out[:, sl] = self.noise[k].mean(loc).cpu().numpy()
         return out
+
+    def _posterior_draws(self, k: int, num_samples: int, seed: int) -> dict:
+        return self._draws(k, num_samples, torch.Generator(device="cpu").manual_seed(int(seed)))
 
     @torch.no_grad()
     def predict(
@@ -335,6 +390,7 @@ class Twin(nn.Module):
         num_samples: int = 100,
         seed: int = 0,
         session: Any = None,
+        given: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Prediction:
         """Posterior draws of the mean response to stimuli.
 
@@ -351,17 +407,55 @@ class Twin(nn.Module):
         session : int or str, optional
             Which session's neurons (needed when the twin has several and ``x`` is not one of
             its recordings).
+        given : (neuron_index, responses), optional
+            Observed responses (n, len(neuron_index)) of some neurons on the same trials: the
+            prediction is then of the *other* neurons, conditioned on these through the shared
+            latent state (Gaussian conditioning in a flow's Gaussian space, a Laplace
+            approximation for counts). A twin with independent noise predicts as without.
 
         Returns
         -------
         Prediction
-            ``.samples`` (num_samples, trials, neurons), ``.mean``, ``.quantile(q)``.
+            ``.samples`` (num_samples, trials, neurons), ``.mean``, ``.quantile(q)``; with
+            ``given``, of the other neurons only (``.neuron_ids`` says which).
         """
         self.train(False)
         k, stimuli, behavior, gaze = self._inputs(x, session)
-        generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        out = self._mean_responses(k, stimuli, behavior, gaze, self._draws(k, num_samples, generator))
-        return Prediction(out, np.asarray(self.specs[k].neuron_ids))
+        draws = self._posterior_draws(k, num_samples, seed)
+        ids = np.asarray(self.specs[k].neuron_ids)
+        if given is None:
+            return Prediction(self._mean_responses(k, stimuli, behavior, gaze, draws), ids)
+        index, observed = self._given(k, given, len(stimuli))
+        mask = torch.zeros(len(ids), dtype=torch.bool, device=self.device)
+        mask[torch.as_tensor(index, device=self.device)] = True
+        others = np.flatnonzero(~mask.cpu().numpy())
+        out = np.empty((num_samples, len(stimuli), len(others)), dtype=np.float32)
+        noise = self.noise[k]
+        for sl, batch, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
+            y = torch.zeros(loc.shape[1:], device=self.device)
+            y[:, torch.as_tensor(index, device=self.device)] = self._tensor(observed[sl])
+            mean, cov = noise.latent_posterior(loc, y, mask, batch.get("behavior"))
+            out[:, sl] = noise.conditional_mean(loc, mean, cov)[..., others].cpu().numpy()
+        return Prediction(out, ids[others])
+
+    def _given(self, k: int, given: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Check ``given=(neuron_index, responses)``."""
+        n_neurons = self.specs[k].n_neurons
+        if not isinstance(given, (tuple, list)) or len(given) != 2:
+            raise DataError("given", "a pair (neuron_index, responses)", type(given).__name__)
+        index = np.asarray(given[0])
+        observed = np.asarray(given[1], dtype=np.float32)
+        if index.ndim != 1 or index.dtype.kind not in "iu" or len(index) == 0:
+            raise DataError("given[0]", "a 1-d array of neuron indices", f"{index.dtype} array of shape {index.shape}")
+        if index.min() < 0 or index.max() >= n_neurons or len(np.unique(index)) != len(index):
+            raise DataError("given[0]", f"distinct indices in [0, {n_neurons})", f"{index.tolist()[:10]}")
+        if len(index) == n_neurons:
+            raise DataError("given[0]", "a subset of the neurons (some left to predict)", "all neurons")
+        if observed.shape != (n, len(index)):
+            raise DataError("given[1]", f"responses of shape {(n, len(index))}", f"shape {observed.shape}")
+        if not np.all(np.isfinite(observed)):
+            raise DataError("given[1]", "finite responses", "NaN or infinite values")
+        return index, observed
 
     @torch.no_grad()
     def sample(
@@ -371,10 +465,23 @@ class Twin(nn.Module):
         seed: int = 0,
         session: Any = None,
     ) -> np.ndarray:
-        """Posterior predictive responses, observation noise included, (num_samples, trials, neurons)."""
-        k, *_ = self._inputs(x, session)
-        pred = self.predict(x, num_samples=num_samples, seed=seed, session=session)
-        return self._draw_responses(k, pred, seed)
+        """Posterior predictive responses, observation noise included, (num_samples, trials, neurons).
+
+        Each draw takes a posterior draw of the parameters and then a whole population's response
+        per trial: with a latent state, correlated across neurons.
+        """
+        k, stimuli, behavior, gaze = self._inputs(x, session)
+        draws = self._posterior_draws(k, num_samples, seed)
+        out = np.empty((num_samples, len(stimuli), self.specs[k].n_neurons), dtype=np.float32)
+        for sl, _, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
+            out[:, sl] = self.noise[k].sample(loc, int(seed) + 1 + sl.start).cpu().numpy()
+        return out
+
+    def _check_responses(self, k: int, rec: Recording) -> np.ndarray:
+        y = np.asarray(rec.responses, dtype=np.float32)
+        if y.shape[-1] != self.specs[k].n_neurons:
+            raise DataError("responses", f"{self.specs[k].n_neurons} neurons (the twin's)", f"{y.shape[-1]}")
+        return y
 
     @torch.no_grad()
     def log_predictive(
@@ -384,22 +491,51 @@ class Twin(nn.Module):
         seed: int = 0,
         session: Any = None,
     ) -> np.ndarray:
-        """Pointwise log posterior predictive density ``log mean_s p(y | theta_s)``, (trials, neurons), nats."""
-        k, *_ = self._inputs(rec, session)
-        pred = self.predict(rec, num_samples=num_samples, seed=seed, session=session)
-        return self._log_predictive(k, pred, np.asarray(rec.responses))
+        """Log posterior predictive density of each trial's population response, (trials,), nats.
 
-    def _draw_responses(self, k: int, pred: Prediction, seed: int) -> np.ndarray:
-        mean = torch.as_tensor(pred.samples, device=self.device)
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # seeded, and the caller's random state is left alone
-            torch.manual_seed(int(seed) + 1)
-            return self.likelihoods[k](mean.clamp_min(1e-8)).sample().cpu().numpy()
+        Independent noise: ``sum_i log mean_s p(y_ti | theta_s)`` (the neurons' posteriors are
+        independent). Flows: analytic (see :class:`~probtwin.twins.noise.FlowNoise`). Latent
+        counts: an importance-weighted bound with ``num_samples`` draws.
+        """
+        return self._scores(rec, num_samples, seed, session, conditional=False)["log_predictive"]
 
-    def _log_predictive(self, k: int, pred: Prediction, responses: np.ndarray) -> np.ndarray:
-        y = torch.as_tensor(responses, dtype=torch.float32, device=self.device)
-        lp = self.likelihoods[k](torch.as_tensor(pred.samples, device=self.device).clamp_min(1e-8)).log_prob(y)
-        return (torch.logsumexp(lp, 0) - np.log(pred.num_samples)).cpu().numpy()
+    def _scores(self, rec: Recording, num_samples: int, seed: int, session: Any, conditional: bool) -> dict:
+        """One pass over the trials: posterior mean, predictive draws, log densities and
+        (``conditional``) predictions of each half of the neurons from the other half."""
+        k, stimuli, behavior, gaze = self._inputs(rec, session)
+        y = self._check_responses(k, rec)
+        noise = self.noise[k]
+        n_trials, n_neurons = y.shape
+        draws = self._posterior_draws(k, num_samples, seed)
+        out = {
+            "mean": np.empty((n_trials, n_neurons), np.float32),
+            "samples": np.empty((num_samples, n_trials, n_neurons), np.float32),
+            "log_predictive": np.empty(n_trials),
+            "standard_error": np.zeros(n_trials),
+        }
+        halves = None
+        if conditional and noise.rank:
+            out["conditional"] = np.empty((n_trials, n_neurons), np.float32)
+            perm = np.random.default_rng(seed).permutation(n_neurons)
+            first = torch.zeros(n_neurons, dtype=torch.bool, device=self.device)
+            first[torch.as_tensor(perm[: n_neurons // 2], device=self.device)] = True
+            halves = (first, ~first)
+        for sl, batch, loc, center in self._locations(k, stimuli, behavior, gaze, draws, center=True):
+            yt = self._tensor(y[sl])
+            b = batch.get("behavior")
+            out["mean"][sl] = noise.mean(loc).mean(0).cpu().numpy()
+            out["samples"][:, sl] = noise.sample(loc, int(seed) + 1 + sl.start).cpu().numpy()
+            lp, se = noise.log_predictive(loc, yt, int(seed) + 2 + sl.start, center, b)
+            out["log_predictive"][sl] = lp.double().cpu().numpy()
+            if se is not None:
+                out["standard_error"][sl] = se.double().cpu().numpy()
+            if halves is not None:
+                cond = torch.empty_like(yt)
+                for given, target in (halves, halves[::-1]):
+                    mean, cov = noise.latent_posterior(center, yt, given, b)
+                    cond[:, target] = noise.conditional_mean(center, mean, cov)[:, target]
+                out["conditional"][sl] = cond.cpu().numpy()
+        return out
 
     def evaluate(
         self, rec: Recording, tier: str = "test", num_samples: int = 100, seed: int = 0, session: Any = None
@@ -410,28 +546,135 @@ class Twin(nn.Module):
         -------
         dict
             ``single_trial_correlation`` (mean over neurons), ``correlation_to_average`` and
-            ``feve`` (where stimuli repeat), ``log_likelihood_bits`` (pointwise posterior
-            predictive, bits per neuron per trial), ``coverage_90`` (randomized PIT of posterior
-            predictive draws), ``n_trials``.
+            ``feve`` (where stimuli repeat), ``log_likelihood_bits`` (log posterior predictive
+            density of each trial's population response, bits per neuron per trial; see
+            :meth:`log_predictive`), ``log_likelihood_kind`` (``"pointwise"``, ``"analytic"``,
+            ``"dequantized lower bound"`` or ``"importance-weighted bound"``),
+            ``log_likelihood_mc_error`` (its Monte Carlo standard error, bits per neuron per
+            trial; 0 where there is none) and ``log_likelihood_samples``, ``coverage_90``
+            (randomized PIT of posterior predictive draws), ``n_trials``; with a latent state,
+            ``conditional_correlation``: the single-trial correlation of each neuron's
+            prediction given the responses of the other half of the population on the same
+            trial (a random half, seeded; posterior-mean parameters).
         """
         part = rec.split(tier) if tier is not None else rec
-        y = np.asarray(part.responses)
         k, *_ = self._inputs(part, session)
-        pred = self.predict(part, num_samples=num_samples, seed=seed, session=session)
         with torch.no_grad():
-            draws = self._draw_responses(k, pred, seed)
-            lp = self._log_predictive(k, pred, y)
+            out = self._scores(part, num_samples, seed, session, conditional=True)
+        y = self._check_responses(k, part)
+        n_values = y.shape[0] * y.shape[1]
         scores = {
-            "single_trial_correlation": float(np.nanmean(metrics.single_trial_correlation(y, pred.mean))),
-            "log_likelihood_bits": metrics.log_likelihood_bits(lp),
-            "coverage_90": metrics.interval_coverage(draws, y, 0.9, seed=seed),
+            "single_trial_correlation": float(np.nanmean(metrics.single_trial_correlation(y, out["mean"]))),
+            "log_likelihood_bits": float(out["log_predictive"].sum() / n_values / np.log(2)),
+            "log_likelihood_kind": self.noise[k].log_likelihood_kind,
+            "log_likelihood_mc_error": float(np.sqrt((out["standard_error"] ** 2).sum()) / n_values / np.log(2)),
+            "log_likelihood_samples": num_samples,
+            "coverage_90": metrics.interval_coverage(out["samples"], y, 0.9, seed=seed),
             "n_trials": part.n_trials,
         }
+        if "conditional" in out:
+            scores["conditional_correlation"] = float(
+                np.nanmean(metrics.single_trial_correlation(y, out["conditional"]))
+            )
         if part.has_repeats:
             ids = part.stimulus_ids
-            scores["correlation_to_average"] = float(np.nanmean(metrics.correlation_to_average(y, pred.mean, ids)))
-            scores["feve"] = metrics.feve(y, pred.mean, ids)
+            scores["correlation_to_average"] = float(np.nanmean(metrics.correlation_to_average(y, out["mean"], ids)))
+            scores["feve"] = metrics.feve(y, out["mean"], ids)
         return scores
+
+    # ------------------------------------------------------------------ the latent state
+
+    def _latent_noise(self, k: int) -> NoiseModel:
+        noise = self.noise[k]
+        if noise.rank == 0:
+            raise DataError(
+                "noise",
+                "a twin with a latent state (noise='flow', 'zero_inflated_flow' or 'latent' with latent_rank > 0)",
+                f"noise={self.config.get('noise', 'independent')!r}, latent_rank={noise.rank}",
+            )
+        return noise
+
+    @torch.no_grad()
+    def latent_state(
+        self, rec: Recording, tier: str | None = "test", level: float = 0.9, session: Any = None
+    ) -> dict[str, np.ndarray]:
+        """Posterior of each trial's latent state ``h_t`` given the population's responses.
+
+        Parameters
+        ----------
+        rec : Recording
+        tier : str or None
+            Which trials (None: all).
+        level : float
+            Central credible interval.
+
+        Returns
+        -------
+        dict
+            ``mean``, ``sd``, ``lower``, ``upper`` (trials, k) and ``trial_index`` (trials,), the
+            rows in ``rec``. Flows: the exact Gaussian posterior; latent counts: the amortized
+            guide. The latent axes are identified up to a rotation (as in factor analysis).
+        """
+        part = rec.split(tier) if tier is not None else rec
+        k, stimuli, behavior, gaze = self._inputs(part, session)
+        noise = self._latent_noise(k)
+        y = self._check_responses(k, part)
+        mean = np.empty((len(y), noise.rank))
+        sd = np.empty_like(mean)
+        draw = self._draws(k, None, None)
+        for sl, batch, loc, _ in self._locations(k, stimuli, behavior, gaze, draw):
+            m, cov = noise.latent_posterior(loc[0], self._tensor(y[sl]), None, batch.get("behavior"))
+            mean[sl] = m.cpu().numpy()
+            sd[sl] = torch.diagonal(cov, dim1=-2, dim2=-1).sqrt().cpu().numpy()
+        z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)))
+        return {"mean": mean, "sd": sd, "lower": mean - z * sd, "upper": mean + z * sd, "trial_index": part.trial_index}
+
+    @torch.no_grad()
+    def noise_correlations(
+        self,
+        x: np.ndarray | None = None,
+        space: str | None = None,
+        num_samples: int = 2000,
+        seed: int = 0,
+        session: Any = None,
+    ) -> np.ndarray:
+        """The model's noise correlations, (neurons, neurons), for one stimulus.
+
+        Parameters
+        ----------
+        x : numpy.ndarray, shape (channels, height, width) or (1, channels, height, width)
+            The stimulus (at the average behaviour and gaze); not needed in the latent space of a
+            flow, where the covariance does not depend on the stimulus.
+        space : {"latent", "response"}, optional
+            ``"latent"``: the correlations of ``C C^T + diag(psi)``, the flow's Gaussian space
+            (for latent counts, of the log rates, ``C C^T``); ``"response"``: the correlations of
+            ``num_samples`` sampled population responses to ``x`` under the posterior-mean
+            parameters. Default: ``"latent"`` for the flows, ``"response"`` otherwise.
+        """
+        k = self.session_index(session)
+        noise = self.noise[k]
+        space = space or ("latent" if noise.gaussian_space else "response")
+        if space not in ("latent", "response"):
+            raise DataError("space", "'latent' or 'response'", repr(space))
+        if space == "latent":
+            if not noise.gaussian_space:
+                self._latent_noise(k)
+            loadings, private = noise.covariance()
+            cov = (loadings @ loadings.T + torch.diag(private)).double()
+            sd = torch.sqrt(torch.diagonal(cov)).clamp_min(1e-12)
+            return (cov / sd[:, None] / sd[None, :]).cpu().numpy()
+        if x is None:
+            raise DataError("x", "a stimulus for space='response'", "None")
+        x = np.asarray(x, dtype=np.float32)
+        x = x[None] if x.ndim == len(self.specs[k].stimulus_shape) else x
+        if len(x) != 1:
+            raise DataError("x", "one stimulus", f"{len(x)}")
+        _, stimuli, behavior, gaze = self._inputs(x, k)
+        draw = self._draws(k, None, None)
+        sl, batch, loc, _ = next(self._locations(k, stimuli, behavior, gaze, draw))
+        samples = noise.sample(loc[0].expand(num_samples, -1), int(seed)).double().cpu().numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.corrcoef(samples, rowvar=False)
 
     # ------------------------------------------------------------------ persistence
 

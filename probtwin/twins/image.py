@@ -33,10 +33,9 @@ from probtwin.nn import ConvCore, Modulator, PositionPredictor, Shifter, readout
 from probtwin.nn.energy import energy_rf_centres
 from probtwin.twins.base import SessionSpec, Twin
 from probtwin.twins.likelihoods import inverse_softplus
+from probtwin.twins.noise import resolve_likelihood
 
 __all__ = ["ImageTwin"]
-
-NOISE_MODELS = ("independent",)
 
 
 class _Readout(nn.Module):
@@ -93,11 +92,20 @@ class ImageTwin(Twin):
     recordings : Recording or list of Recording
         Images (trials, C, H, W) with responses (trials, neurons); several sessions (animals)
         share one core, each with its own readout (Lurz et al. 2021).
-    likelihood : {"poisson", "negative_binomial", "gamma", "zig", "normal"}
-        Observation model. Count likelihoods refuse negative responses (a DataError); they accept
-        trial averages, as the Sensorium baseline's Poisson loss does.
-    noise : {"independent"}
-        Responses independent given the mean.
+    likelihood : {"poisson", "negative_binomial", "gamma", "zig", "normal"}, optional
+        Observation model (default ``"poisson"``; none for the flows, whose density is the
+        flow's). Count likelihoods refuse negative responses (a DataError); they accept trial
+        averages, as the Sensorium baseline's Poisson loss does.
+    noise : {"independent", "flow", "zero_inflated_flow", "latent"}
+        How responses vary around the prediction (:mod:`probtwin.twins.noise`): independently
+        given the mean; a latent-state flow (correlated, exact density); the same with exact
+        zeros; or a latent state on the log rate of counts (``likelihood`` "poisson" or
+        "negative_binomial").
+    latent_rank : int
+        Dimensions ``k`` of the shared latent state (flows: 0 gives independent noise in the
+        flow's Gaussian space; ``"latent"``: at least 1).
+    dequantize : bool
+        Flows on integer counts: model ``y + U(0, 1)`` (the log-likelihood is then a lower bound).
     hidden_channels, layers, input_kernel, hidden_kernel : int
         Core shape: 4 layers, a 9 x 9 input kernel, 7 x 7 depth-separable hidden kernels, as the
         Sensorium 2022 baseline, with 32 channels by default rather than its 64: on two CPU cores a
@@ -146,9 +154,11 @@ class ImageTwin(Twin):
     def __init__(
         self,
         recordings: Recording | list[Recording] | None,
-        likelihood: str = "poisson",
+        likelihood: str | None = None,
         noise: str = "independent",
         *,
+        latent_rank: int = 0,
+        dequantize: bool = False,
         hidden_channels: int = 32,
         layers: int = 4,
         input_kernel: int = 9,
@@ -169,12 +179,13 @@ class ImageTwin(Twin):
         seed: int = 0,
         _specs: list[SessionSpec] | None = None,
     ) -> None:
-        if noise not in NOISE_MODELS:
-            raise DataError("noise", f"one of {NOISE_MODELS}", repr(noise))
+        likelihood = resolve_likelihood(noise, likelihood)
         if output not in ("elu", "softplus"):
             raise DataError("output", "'elu' or 'softplus'", repr(output))
         config = dict(
             noise=noise,
+            latent_rank=latent_rank,
+            dequantize=dequantize,
             hidden_channels=hidden_channels,
             layers=layers,
             input_kernel=input_kernel,
@@ -273,9 +284,13 @@ class ImageTwin(Twin):
         return cls(None, likelihood, **config, core=core, _specs=specs)
 
     def _bias_init(self, k: int) -> torch.Tensor:
-        mean = getattr(self, f"response_mean_{k}").clamp_min(1e-3)
+        noise = self.noise[k]
+        mean = getattr(self, f"response_mean_{k}")
+        if noise.gaussian_space:
+            return noise.location_of(mean).detach()
         if self.likelihood_name == "normal":
             return mean
+        mean = mean.clamp_min(1e-3)
         if self.config["output"] == "softplus":
             return inverse_softplus(mean)
         return torch.where(mean >= 1, mean - 1, torch.log(mean))  # inverse of ELU + 1
@@ -290,17 +305,24 @@ class ImageTwin(Twin):
     # ------------------------------------------------------------------ the generative story
 
     def _features(self, batch: dict) -> torch.Tensor:
-        x = batch["stimuli"]
-        if self.config["behavior_in_core"]:
-            b = batch["behavior"][:, :, None, None].expand(-1, -1, *x.shape[-2:])
-            x = torch.cat([x, b], dim=1)
-        return self.core(x)
+        """The core's feature maps, computed once per batch (the guide and the model share them)."""
+        if "features" not in batch:
+            x = batch["stimuli"]
+            if self.config["behavior_in_core"]:
+                b = batch["behavior"][:, :, None, None].expand(-1, -1, *x.shape[-2:])
+                x = torch.cat([x, b], dim=1)
+            batch["features"] = self.core(x)
+        return batch["features"]
 
-    def _mean_from(self, batch: dict, features: torch.Tensor, position, weights, bias) -> torch.Tensor:
-        """Mean responses (batch, neurons), or (draws, batch, neurons) for stacked draws."""
-        r = self.readouts[batch["session"]]
+    def _location_from(self, batch: dict, position, weights, bias) -> torch.Tensor:
+        """Locations (batch, neurons), or (draws, batch, neurons) for stacked draws: the mean
+        response, or for a flow the mean in its Gaussian space (the modulator's log gain added)."""
+        k = batch["session"]
+        r = self.readouts[k]
         shift = r.shifter(batch["gaze"]) if r.shifter is not None else None
-        eta = readout_response(features, position, weights, bias, shift)
+        eta = readout_response(self._features(batch), position, weights, bias, shift)
+        if self.noise[k].gaussian_space:
+            return eta if r.modulator is None else eta + r.modulator.log_gain(batch["behavior"])
         mean = self._link(eta)
         if r.modulator is not None:
             mean = mean * r.modulator(batch["behavior"])
@@ -318,16 +340,13 @@ class ImageTwin(Twin):
         k = batch["session"]
         r = self.readouts[k]
         n, channels = r.weight_loc.shape
-        features = self._features(batch)
         pyro.factor("core_prior", self._core_log_prior(batch))
         tau = torch.exp(r.log_tau)
         with pyro.plate(f"neurons_{k}", n, dim=-1):
             position = pyro.sample(f"position_{k}", r.position_prior_dist())
             weights = pyro.sample(f"weights_{k}", dist.Normal(0.0, tau).expand([n, channels]).to_event(1))
             bias = pyro.sample(f"bias_{k}", dist.Normal(torch.zeros_like(r.bias_loc), 10.0))
-            mean = self._mean_from(batch, features, position, weights, bias)
-            with pyro.plate(f"trials_{k}", batch["n_total"], subsample=batch["index"], dim=-2):
-                pyro.sample(f"responses_{k}", self.likelihoods[k](mean), obs=batch["responses"])
+        self.noise[k].observe(f"responses_{k}", self._location_from(batch, position, weights, bias), batch)
 
     def guide(self, batch: dict) -> None:
         k = batch["session"]
@@ -338,6 +357,7 @@ class ImageTwin(Twin):
                 loc, scale = post[name]
                 pyro.sample(f"{name}_{k}", dist.Normal(loc, scale).to_event(1))
             pyro.sample(f"bias_{k}", dist.Normal(*post["bias"]))
+        self.noise[k].guide(f"responses_{k}", batch, lambda: self._location(batch, self._draws(k, None, None))[0])
 
     # ------------------------------------------------------------------ posterior queries
 
@@ -352,9 +372,8 @@ class ImageTwin(Twin):
             out[name] = loc + scale * eps
         return out
 
-    def _mean(self, batch: dict, draws: dict) -> torch.Tensor:
-        features = self._features(batch)
-        return self._mean_from(batch, features, draws["position"], draws["weights"], draws["bias"])
+    def _location(self, batch: dict, draws: dict) -> torch.Tensor:
+        return self._location_from(batch, draws["position"], draws["weights"], draws["bias"])
 
     def _elements_per_neuron(self, k: int) -> int:
         return self.config["hidden_channels"]

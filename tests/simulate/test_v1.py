@@ -72,10 +72,13 @@ def test_correlated_gaussian_models_are_exact(likelihood):
     assert np.corrcoef(emp[off], cov[off])[0, 1] > 0.9
 
 
-def test_correlated_noise_needs_a_gaussian_model():
+def test_correlated_noise_needs_a_latent_model():
     with pytest.raises(pt.DataError) as info:
-        pt.simulate.v1(n_neurons=5, n_images=10, correlated_noise_rank=2)
+        pt.simulate.v1(n_neurons=5, n_images=10, likelihood="zig", correlated_noise_rank=2)
     assert info.value.field == "correlated_noise_rank"
+    with pytest.raises(pt.DataError) as info:
+        pt.simulate.v1(n_neurons=5, n_images=10, correlated_noise_rank=1, latent_pupil_correlation=1.5)
+    assert info.value.field == "latent_pupil_correlation"
     with pytest.raises(pt.DataError, match="likelihood"):
         pt.simulate.v1(n_neurons=5, n_images=10, likelihood="bernoulli")
     with pytest.raises(pt.DataError, match="n_neurons"):
@@ -149,3 +152,30 @@ def test_every_neuron_changes_gain_with_pupil(sim):
     high = sim.respond(img, behavior=(p.behavior_mean + [p.behavior_std[0], 0, 0])[None])
     ratio = (high / low).mean(0)
     np.testing.assert_allclose(np.log(ratio), 2 * sim.truth["behavior_weights"][:, 0], rtol=1e-6)
+
+
+def test_poisson_latent_state_keeps_the_mean_and_scores_given_the_latent():
+    s = pt.simulate.v1(n_neurons=10, n_images=3000, correlated_noise_rank=2, mean_rate=3.0, seed=7)
+    t = s.truth
+    y, mu = np.asarray(s.recording.responses), t["mean_response"]
+    assert "log_likelihood" not in t  # no closed form: the conditional one instead
+    c, h = t["latent_loadings"], t["latent_state"]
+    rate = mu * np.exp(h @ c.T - 0.5 * (c**2).sum(1))
+    np.testing.assert_allclose(t["log_likelihood_given_latent"], stats.poisson.logpmf(y, rate).sum(1), rtol=1e-8)
+    assert y.mean() == pytest.approx(mu.mean(), rel=0.03)
+    # shared variability: residuals correlate as the loadings say
+    resid = (y - mu) / np.sqrt(mu)
+    emp = np.corrcoef(resid.T)[np.triu_indices(10, 1)]
+    assert np.corrcoef(emp, (c @ c.T)[np.triu_indices(10, 1)])[0, 1] > 0.7
+
+
+@pytest.mark.parametrize("likelihood", ["lognormal", "poisson"])
+def test_latent_state_can_follow_pupil(likelihood):
+    s = pt.simulate.v1(
+        n_neurons=5, n_images=4000, likelihood=likelihood, correlated_noise_rank=2, latent_pupil_correlation=0.8, seed=8
+    )
+    pupil = np.asarray(s.recording.behavior)[:, 0]
+    h = s.truth["latent_state"]
+    assert np.corrcoef(h[:, 0], pupil)[0, 1] == pytest.approx(0.8, abs=0.03)
+    assert abs(np.corrcoef(h[:, 1], pupil)[0, 1]) < 0.05
+    assert h[:, 0].std() == pytest.approx(1.0, abs=0.05)

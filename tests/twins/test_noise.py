@@ -1,0 +1,199 @@
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import probtwin as pt
+from probtwin.twins.likelihoods import Likelihood
+from probtwin.twins.noise import (
+    FlowNoise,
+    IndependentNoise,
+    LatentCountNoise,
+    gauss_hermite_mean,
+    make_noise,
+    resolve_likelihood,
+)
+
+
+def _stats(y: np.ndarray) -> dict:
+    from probtwin.data.arrays import TrialArray
+    from probtwin.twins.base import _response_stats
+
+    return _response_stats(TrialArray(y))
+
+
+def _flow(n=5, k=2, zero_inflated=False, seed=0) -> tuple[FlowNoise, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.gamma(2.0, 1.0, (400, n)) * (rng.uniform(size=(400, n)) < (0.7 if zero_inflated else 1.1))
+    noise = FlowNoise(n, k, zero_inflated=zero_inflated)
+    noise.initialize(_stats(y), "responses")
+    with torch.no_grad():
+        noise.loadings.copy_(torch.as_tensor(rng.normal(0, 0.5, (n, k)), dtype=torch.float32))
+    return noise.double(), y
+
+
+def test_choices_are_checked():
+    assert resolve_likelihood("flow", None) == "flow"
+    assert resolve_likelihood("latent", None) == "poisson"
+    with pytest.raises(pt.DataError) as info:
+        resolve_likelihood("flow", "poisson")
+    assert info.value.field == "likelihood"
+    with pytest.raises(pt.DataError, match="noise"):
+        resolve_likelihood("gaussian_process", None)
+    with pytest.raises(pt.DataError, match="likelihood"):
+        resolve_likelihood("latent", "gamma")
+    with pytest.raises(pt.DataError) as info:
+        make_noise("latent", "poisson", 4, latent_rank=0)
+    assert info.value.field == "latent_rank"
+    with pytest.raises(pt.DataError, match="latent_rank"):
+        make_noise("independent", "poisson", 4, latent_rank=2)
+    with pytest.raises(pt.DataError, match="dequantize"):
+        make_noise("zero_inflated_flow", "flow", 4, latent_rank=1, dequantize=True)
+
+
+def test_flow_density_is_the_gaussian_of_the_transform_times_the_jacobian():
+    noise, y = _flow()
+    loc = torch.randn(6, 5, dtype=torch.float64)
+    yt = torch.as_tensor(y[:6])
+    with torch.no_grad():
+        got = noise.log_prob(loc, yt)
+        z, log_det = noise.flow(yt)
+        c, psi = (t.detach() for t in noise.covariance())
+    cov = (c @ c.T + torch.diag(psi)).numpy()
+    for t in range(6):
+        want = stats.multivariate_normal.logpdf(z[t].numpy(), loc[t].numpy(), cov) + log_det[t].sum().item()
+        assert float(got[t]) == pytest.approx(want, rel=1e-8)
+
+
+def test_zero_inflated_density_scores_zeros_and_the_positive_marginal():
+    noise, y = _flow(zero_inflated=True)
+    loc = torch.randn(8, 5, dtype=torch.float64)
+    yt = torch.as_tensor(y[:8])
+    assert (yt == 0).any()
+    with torch.no_grad():
+        got = noise.log_prob(loc, yt)
+        c, psi = (t.detach() for t in noise.covariance())
+        q = noise.q.numpy()
+    cov = (c @ c.T + torch.diag(psi)).numpy()
+    for t in range(8):
+        pos = yt[t].numpy() > 0
+        with torch.no_grad():
+            z, log_det = noise.flow(yt[t : t + 1].clamp_min(1e-3))
+        want = np.sum(np.where(pos, np.log(q), np.log1p(-q)))
+        if pos.any():
+            want += stats.multivariate_normal.logpdf(z[0, pos].numpy(), loc[t, pos].numpy(), cov[np.ix_(pos, pos)])
+            want += log_det[0, pos].sum().item()
+        assert float(got[t]) == pytest.approx(want, rel=1e-8)
+
+
+@pytest.mark.parametrize("zero_inflated", [False, True])
+def test_flow_mean_covariance_and_samples_agree(zero_inflated):
+    noise, _ = _flow(zero_inflated=zero_inflated)
+    loc = torch.randn(1, 5, dtype=torch.float64).expand(40000, -1)
+    with torch.no_grad():
+        draws = noise.sample(loc, seed=3)
+        mean = noise.mean(loc[:1])[0]
+        c, psi = (t.detach() for t in noise.covariance())
+    np.testing.assert_allclose(draws.mean(0), mean, rtol=0.03)
+    if not zero_inflated:  # the Gaussian space holds the stated covariance
+        with torch.no_grad():
+            z, _ = noise.flow(draws)
+        np.testing.assert_allclose(np.cov(z.numpy().T), (c @ c.T + torch.diag(psi)).numpy(), atol=0.03)
+    else:
+        np.testing.assert_allclose((draws == 0).double().mean(0), 1 - noise.q.detach(), atol=0.01)
+
+
+def test_gauss_hermite_mean_of_exp_is_the_lognormal_mean():
+    loc, var = torch.tensor([[0.3, -1.0]], dtype=torch.float64), torch.tensor([0.5, 0.1], dtype=torch.float64)
+    np.testing.assert_allclose(gauss_hermite_mean(torch.exp, loc, var.expand_as(loc)), torch.exp(loc + var / 2))
+
+
+def test_flow_conditional_mean_is_the_gaussian_conditional():
+    noise, y = _flow(k=1)
+    loc = torch.randn(3, 5, dtype=torch.float64)
+    yt = torch.as_tensor(y[:3])
+    given = torch.tensor([True, True, False, True, False])
+    with torch.no_grad():
+        mean, cov = noise.latent_posterior(loc, yt, given)
+        cond = noise.conditional_mean(loc, mean, cov)
+        c, psi = (t.detach() for t in noise.covariance())
+        z, _ = noise.flow(yt)
+    sigma = (c @ c.T + torch.diag(psi)).numpy()
+    o, u = given.numpy(), ~given.numpy()
+    gain = sigma[np.ix_(u, o)] @ np.linalg.inv(sigma[np.ix_(o, o)])
+    for t in range(3):
+        m = loc[t, u].numpy() + gain @ (z[t, o] - loc[t, o]).numpy()
+        v = np.diag(sigma[np.ix_(u, u)] - gain @ sigma[np.ix_(o, u)])
+        x = torch.as_tensor(m[None] + np.sqrt(v)[None] * np.random.default_rng(t).standard_normal((200000, u.sum())))
+        full = loc[t].expand(len(x), -1).clone()
+        full[:, torch.as_tensor(u)] = x
+        with torch.no_grad():
+            mc = noise.flow.inverse(full)[:, torch.as_tensor(u)].mean(0)
+        np.testing.assert_allclose(cond[t, torch.as_tensor(u)], mc, rtol=0.02)
+
+
+def _count(rank=1, n=30, likelihood="poisson", seed=0):
+    noise = LatentCountNoise(Likelihood(likelihood, n), n, rank)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        noise.loadings.copy_(torch.randn(n, rank, generator=g) * 0.4)
+    return noise.double()
+
+
+@pytest.mark.parametrize("likelihood", ["poisson", "negative_binomial"])
+def test_laplace_posterior_matches_a_grid_posterior(likelihood):
+    noise = _count(likelihood=likelihood)
+    loc = torch.full((2, 30), 3.0, dtype=torch.float64)
+    with torch.no_grad():
+        y = noise.sample(loc, seed=1)
+        mask = torch.arange(30) < 20
+        mean, cov = noise.latent_posterior(loc, y, mask)
+        grid = torch.linspace(-5, 5, 4001, dtype=torch.float64)[:, None]
+        rate = noise._rate(loc[:1], grid)  # (grid, neurons)
+        for t in range(2):
+            lp = (noise.likelihood(rate).log_prob(y[t]) * mask).sum(-1) - grid[:, 0] ** 2 / 2
+            w = torch.softmax(lp, 0)
+            post_mean = (w * grid[:, 0]).sum()
+            post_var = (w * (grid[:, 0] - post_mean) ** 2).sum()
+            mode = grid[torch.argmax(lp), 0]
+            assert float(mean[t, 0]) == pytest.approx(float(mode), abs=0.005)  # Laplace: centred at the mode
+            assert float(mean[t, 0]) == pytest.approx(float(post_mean), abs=0.05)
+            assert float(cov[t, 0, 0]) == pytest.approx(float(post_var), rel=0.15)
+
+
+def test_count_mean_is_kept_and_conditional_mean_is_the_lognormal_mean():
+    noise = _count(rank=2)
+    loc = torch.full((1, 30), 2.0, dtype=torch.float64)
+    with torch.no_grad():
+        draws = noise.sample(loc.expand(60000, -1), seed=0)
+        np.testing.assert_allclose(draws.mean(0), 2.0, rtol=0.03)  # E[y] = the location
+        m = torch.tensor([[0.5, -0.3]], dtype=torch.float64)
+        v = torch.tensor([[[0.2, 0.05], [0.05, 0.1]]], dtype=torch.float64)
+        h = torch.distributions.MultivariateNormal(m[0], v[0]).sample((200000,))
+        mc = noise._rate(loc, h).mean(0)
+        np.testing.assert_allclose(noise.conditional_mean(loc, m, v)[0], mc, rtol=0.01)
+
+
+def test_importance_weighted_bound_approaches_the_marginal_from_below():
+    noise = _count(rank=1, n=8)
+    loc = torch.full((3, 8), 2.0, dtype=torch.float64)
+    with torch.no_grad():
+        y = noise.sample(loc, seed=5)
+        grid = torch.linspace(-7, 7, 8001, dtype=torch.float64)[:, None]
+        lp = noise.likelihood(noise._rate(loc[:1], grid)).log_prob(y[:, None]).sum(-1)  # (trials, grid)
+        lp = lp + torch.distributions.Normal(0.0, 1.0).log_prob(grid[:, 0])
+        exact = torch.logsumexp(lp, -1) + torch.log(grid[1, 0] - grid[0, 0])
+        center = loc
+        estimate, se = noise.log_predictive(loc.expand(4000, -1, -1), y, seed=0, center=center, behavior=None)
+    assert torch.all(se > 0)
+    np.testing.assert_allclose(estimate, exact, atol=float(5 * se.max()) + 1e-3)
+
+
+def test_independent_log_predictive_is_the_sum_of_pointwise_predictives():
+    noise = IndependentNoise(Likelihood("poisson", 4))
+    loc = torch.rand(7, 3, 4) * 3 + 0.5
+    y = torch.poisson(torch.full((3, 4), 2.0))
+    lp, se = noise.log_predictive(loc, y, 0, None, None)
+    expected = np.log(stats.poisson.pmf(y.numpy(), loc.numpy()).mean(0)).sum(-1)
+    np.testing.assert_allclose(lp, expected, rtol=1e-5)
+    assert se is None
