@@ -5,7 +5,7 @@ from probtwin.data.batching import TrialBatches, batch_arrays
 from probtwin.data.nwb import load_nwb
 from probtwin.data.recording import Recording
 from probtwin.data.sensorium import load_sensorium
-from probtwin.data.splits import split_by_stimulus, split_consecutive
+from probtwin.data.splits import split_by_repeat, split_by_stimulus, split_consecutive
 
 __all__ = [
     "Recording",
@@ -15,6 +15,7 @@ __all__ = [
     "batch_arrays",
     "load_nwb",
     "load_sensorium",
+    "split_by_repeat",
     "split_by_stimulus",
     "split_consecutive",
 ]

@@ -70,6 +70,41 @@ def split_by_stimulus(
     return _TIER_NAMES[tier_of_stimulus[inverse.reshape(-1)]]
 
 
+def split_by_repeat(stimulus_ids: np.ndarray) -> np.ndarray:
+    """Tier label of each trial, holding out repeats rather than stimuli.
+
+    Of every stimulus shown at least three times, the last presentation is ``"test"`` and the one
+    before it ``"validation"``; every other trial is ``"train"``. This is the protocol of noise
+    models and of oracle references on repeated stimuli: every held-out trial is a new response to
+    a stimulus seen in training.
+
+    Parameters
+    ----------
+    stimulus_ids : numpy.ndarray, shape (trials,)
+        In presentation order.
+
+    Returns
+    -------
+    numpy.ndarray of str, shape (trials,)
+
+    Examples
+    --------
+    >>> split_by_repeat(np.array([0, 1, 0, 0, 1])).tolist()
+    ['train', 'train', 'validation', 'test', 'train']
+    """
+    ids = np.asarray(stimulus_ids).reshape(-1)
+    tiers = np.full(len(ids), "train", dtype=_TIER_NAMES.dtype)
+    order = np.argsort(ids, kind="stable")  # presentations of each stimulus, in order
+    sorted_ids = ids[order]
+    last = np.r_[sorted_ids[1:] != sorted_ids[:-1], True]
+    _, counts = np.unique(sorted_ids, return_counts=True)
+    enough = np.repeat(counts >= 3, counts)
+    before_last = np.r_[last[1:], False] & ~last
+    tiers[order[last & enough]] = "test"
+    tiers[order[before_last & enough]] = "validation"
+    return tiers
+
+
 def split_consecutive(n: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> np.ndarray:
     """Tier label of each of ``n`` consecutive trials: train first, then validation, then test.
 

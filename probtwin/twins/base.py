@@ -260,7 +260,9 @@ class Twin(nn.Module):
     # ------------------------------------------------------------------ inference
 
     def loss_terms(self, batch: dict):
-        return elbo_terms(self.model, self.guide, batch)
+        """The ELBO's terms on a batch; the guide and the model share what they compute from it
+        (the core's features) within this one evaluation only."""
+        return elbo_terms(self.model, self.guide, {k: v for k, v in batch.items() if k != "features"})
 
     def validation_score(self) -> float:
         """Mean over sessions of the validation correlation of the posterior-mean prediction."""

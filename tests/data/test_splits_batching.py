@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import probtwin as pt
-from probtwin.data import TrialBatches, batch_arrays, split_by_stimulus, split_consecutive
+from probtwin.data import TrialBatches, batch_arrays, split_by_repeat, split_by_stimulus, split_consecutive
 from probtwin.data.splits import tier_counts
 
 
@@ -47,3 +47,16 @@ def test_batch_arrays(rng):
     np.testing.assert_allclose(
         out["responses"], np.asarray(rec.responses)[rec.split("train").trial_index[[2, 0]]], rtol=1e-6
     )
+
+
+def test_split_by_repeat_holds_out_the_last_two_presentations():
+    rng = np.random.default_rng(0)
+    ids = rng.permutation(np.repeat(np.arange(30), rng.integers(1, 8, 30)))
+    tiers = split_by_repeat(ids)
+    for s in np.unique(ids):
+        rows = np.flatnonzero(ids == s)
+        if len(rows) >= 3:
+            assert tiers[rows[-1]] == "test" and tiers[rows[-2]] == "validation"
+            assert np.all(tiers[rows[:-2]] == "train")
+        else:
+            assert np.all(tiers[rows] == "train")
