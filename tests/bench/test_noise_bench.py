@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+import probtwin as pt
+from probtwin.bench import noise
+
+
+def test_canonical_correlations_see_through_rotations():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(2000, 3))
+    rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    cc = noise.canonical_correlations(a @ rotation * [1.0, 5.0, 0.2] + 0.01 * rng.normal(size=(2000, 3)), a)
+    np.testing.assert_allclose(cc, 1.0, atol=5e-3)
+    assert np.all(noise.canonical_correlations(rng.normal(size=(2000, 2)), a) < 0.1)
+
+
+def test_oracle_poisson_scores_test_trials_with_the_other_repeats():
+    y = np.array([[1.0], [3.0], [2.0], [0.0], [4.0], [5.0]])
+    ids = np.array([0, 0, 0, 1, 1, 1])
+    tiers = np.array(["train", "validation", "test", "train", "train", "test"])
+    images = np.zeros((6, 1, 4, 4))
+    rec = pt.Recording(images, y, stimulus_ids=ids, tiers=tiers)
+    expected = (np.log(np.exp(-2.0) * 2.0**2 / 2) + np.log(np.exp(-2.0) * 2.0**5 / 120)) / 2 / np.log(2)
+    out = noise.oracle_scores(rec)
+    assert out["oracle_poisson_bits"] == pytest.approx(expected) and out["test_trials"] == 2
+    only_test = pt.Recording(images, y, stimulus_ids=np.arange(6), tiers=tiers)
+    with pytest.raises(pt.DataError, match="tiers"):
+        noise.oracle_scores(only_test)
+
+
+def test_oracle_reproduces_the_v4_reference(shared_data, monkeypatch):
+    monkeypatch.setenv("PROBTWIN_DATA", str(shared_data))
+    rec = noise._held_out_repeats(pt.datasets.cowley_v4("210325", trials="raw", image_size=28))
+    assert noise.oracle_scores(rec)["oracle_poisson_bits"] == pytest.approx(-2.377, abs=5e-4)  # the figure
+
+
+def test_flow_benchmark_runs_on_small_settings():
+    out = noise.run_flow_noise(
+        n_neurons=12, n_images=20, repeats=4, rank=2, max_epochs=1, hidden_channels=4, image_size=(18, 32)
+    )
+    assert out["flow_gap_to_truth_bits"] == pytest.approx(out["true_bits"] - out["flow_bits"])
+    assert -1 <= out["noise_correlation_r"] <= 1 and 0 <= out["latent_first_canonical_correlation"] <= 1
+    assert {"flow_rank0_bits", "independent_normal_bits", "flow_gain_over_flow_rank0_bits"} <= set(out)
+
+
+def test_step_scaling_times_both_twins():
+    out = noise.step_scaling(neurons=(20, 40), rank=2, steps=1, batch_size=8)
+    assert set(out) >= {"flow_20", "flow_40", "independent_20", "independent_40", "flow_growth", "neuron_ratio"}
+    assert all(out[k] > 0 for k in ("flow_20", "flow_40"))
