@@ -617,6 +617,8 @@ class Twin(nn.Module):
             rows in ``rec``. Flows: the exact Gaussian posterior; latent counts: the amortized
             guide. The latent axes are identified up to a rotation (as in factor analysis).
         """
+        if not 0 < level < 1:
+            raise DataError("level", "a probability in (0, 1)", repr(level))
         part = rec.split(tier) if tier is not None else rec
         k, stimuli, behavior, gaze = self._inputs(part, session)
         noise = self._latent_noise(k)
@@ -667,6 +669,8 @@ class Twin(nn.Module):
             return (cov / sd[:, None] / sd[None, :]).cpu().numpy()
         if x is None:
             raise DataError("x", "a stimulus for space='response'", "None")
+        if num_samples < 2:
+            raise DataError("num_samples", "at least 2 sampled populations", repr(num_samples))
         x = np.asarray(x, dtype=np.float32)
         x = x[None] if x.ndim == len(self.specs[k].stimulus_shape) else x
         if len(x) != 1:

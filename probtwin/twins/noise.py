@@ -295,22 +295,20 @@ class FlowNoise(NoiseModel):
                     "at least one positive training response per neuron for the flow",
                     f"none for neurons {np.flatnonzero(~positive)[:10].tolist()}",
                 )
-            low, high = stats["min_positive"], stats["max"]
-            log_std = stats["log_std"]
             frac = np.clip(stats["positive"] / stats["count"], 1e-3, 1 - 1e-3)
             with torch.no_grad():
                 self.logit_q.copy_(torch.as_tensor(np.log(frac / (1 - frac)), dtype=torch.float32))
+            self.flow.set_range(stats["min_positive"], stats["max"])
         elif self.dequantize:
             if not stats["integer"] or np.any(stats["min"] < 0):
                 raise DataError(field, "non-negative integer responses for dequantize=True", "other values")
-            low, high = np.full_like(stats["max"], 0.5), stats["max"] + 1.0
-            log_std = stats["log1p_std"]
+            self.flow.set_range(np.full_like(stats["max"], 0.5), stats["max"] + 1.0)
         else:
-            low, high = stats["min"], stats["max"]
-            log_std = stats["std"]
-        self.flow.set_range(low, high)
-        var = torch.as_tensor(np.maximum(log_std, 1e-3), dtype=torch.float32) ** 2 / self.flow.scale**2
-        with torch.no_grad():  # half of the variance private, a little shared to start
+            self.flow.set_range(stats["min"], stats["max"], center=stats["mean"], width=stats["std"])
+        # in the spline's units the training range spans 1.6 K: start at a standard deviation of K / 4,
+        # half of the variance private, a little shared
+        var = torch.full_like(self.raw_private, (self.flow.spline.bound / 4) ** 2)
+        with torch.no_grad():
             self.raw_private.copy_(inverse_softplus(0.5 * var))
             self.loadings.copy_(torch.randn_like(self.loadings) * (0.1 * var.sqrt()[:, None]))
 

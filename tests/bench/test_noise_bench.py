@@ -41,6 +41,22 @@ def test_flow_benchmark_runs_on_small_settings():
     assert out["flow_gap_to_truth_bits"] == pytest.approx(out["true_bits"] - out["flow_bits"])
     assert -1 <= out["noise_correlation_r"] <= 1 and 0 <= out["latent_first_canonical_correlation"] <= 1
     assert {"flow_rank0_bits", "independent_normal_bits", "flow_gain_over_flow_rank0_bits"} <= set(out)
+    assert out["noise_model_gap_bits"] == pytest.approx(out["true_bits"] - out["noise_model_bits"])
+
+
+def test_the_noise_model_alone_reaches_the_true_likelihood():
+    sim = pt.simulate.v1(
+        n_neurons=30,
+        n_images=150,
+        repeats=10,
+        image_size=(18, 32),
+        likelihood="lognormal",
+        correlated_noise_rank=2,
+        noise_scale=5.0,
+        seed=1,
+    )
+    out = noise.flow_given_true_mean(sim, steps=600, lr=0.03)
+    assert abs(out["noise_model_gap_bits"]) < 0.05
 
 
 def test_step_scaling_times_both_twins():

@@ -147,6 +147,16 @@ def test_flow_twin_saves_and_loads(flow_sim, flow_twins, tmp_path):
     np.testing.assert_array_equal(back.sample(test, 2, seed=1), twin.sample(test, 2, seed=1))
 
 
+def test_latent_query_arguments_are_checked(flow_sim, flow_twins):
+    twin = flow_twins[2]
+    with pytest.raises(pt.DataError, match="level"):
+        twin.latent_state(flow_sim.recording, level=1.5)
+    with pytest.raises(pt.DataError, match="num_samples"):
+        twin.noise_correlations(np.asarray(flow_sim.recording.stimuli[0]), space="response", num_samples=1)
+    with pytest.raises(pt.DataError, match="one stimulus"):
+        twin.noise_correlations(np.asarray(flow_sim.recording.stimuli[:2]), space="response")
+
+
 def test_latent_queries_need_a_latent_state(flow_sim):
     twin = pt.ImageTwin(flow_sim.recording, likelihood="normal", **SMALL)
     with pytest.raises(pt.DataError) as info:

@@ -7,7 +7,12 @@ from probtwin.twins.flows import MonotoneFlow
 
 def _perturbed(log_stage: bool) -> MonotoneFlow:
     flow = MonotoneFlow(4, log_stage=log_stage, count_bins=6, bound=3.0)
-    flow.set_range(np.array([0.1, 0.5, 1.0, 0.2]), np.array([5.0, 3.0, 40.0, 1.0]))
+    flow.set_range(
+        np.array([0.1, 0.5, 1.0, 0.2]),
+        np.array([5.0, 3.0, 40.0, 1.0]),
+        center=np.array([1.0, 2.0, 10.0, 0.5]),
+        width=np.array([1.0, 0.5, 8.0, 0.2]),
+    )
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in flow.spline.parameters():
@@ -15,15 +20,18 @@ def _perturbed(log_stage: bool) -> MonotoneFlow:
     return flow
 
 
-def test_the_flow_starts_as_the_affine_map():
+def test_the_flow_starts_as_asinh_then_the_affine_map():
     flow = MonotoneFlow(2, log_stage=False)
-    flow.set_range(np.array([0.0, -2.0]), np.array([10.0, 2.0]))
+    center, width = np.array([4.0, 0.0]), np.array([3.0, 1.0])
+    flow.set_range(np.array([0.0, -2.0]), np.array([10.0, 2.0]), center=center, width=width)
     y = torch.tensor([[0.0, -2.0], [10.0, 2.0], [5.0, 0.0]])
     with torch.no_grad():
         z, log_det = flow(y)
-    np.testing.assert_allclose(z, (y - flow.offset) / flow.scale, atol=1e-3)
+    u = (y.numpy() - center) / width
+    np.testing.assert_allclose(z, (np.arcsinh(u) - flow.offset.numpy()) / flow.scale.numpy(), atol=1e-3)
     np.testing.assert_allclose(z[:2].abs(), 0.8 * flow.spline.bound, rtol=1e-3)  # the range fills 80% of the box
-    np.testing.assert_allclose(log_det, -torch.log(flow.scale).expand_as(y), atol=1e-3)
+    expected = -0.5 * np.log1p(u**2) - np.log(width) - np.log(flow.scale.numpy())
+    np.testing.assert_allclose(log_det, expected, atol=1e-3)
 
 
 @pytest.mark.parametrize("log_stage", [False, True])
@@ -42,8 +50,9 @@ def test_flow_is_monotone_invertible_with_the_exact_jacobian(log_stage):
     np.testing.assert_allclose(ld64.detach(), torch.log(grad), rtol=1e-6, atol=1e-8)
 
 
-def test_flow_is_the_composed_pyro_transform():
-    flow = _perturbed(True)
+@pytest.mark.parametrize("log_stage", [False, True])
+def test_flow_is_the_composed_pyro_transform(log_stage):
+    flow = _perturbed(log_stage)
     y = torch.rand(7, 4) * 20 + 0.1
     transform = flow.transform()
     with torch.no_grad():
