@@ -234,11 +234,33 @@ def run_count_noise(
     return out
 
 
+def _noise_step_time(rec: Recording, rank: int, batch_size: int, steps: int, device: torch.device) -> float:
+    """Median seconds of the flow density's forward and backward pass on one batch."""
+    from probtwin.twins.base import _response_stats
+    from probtwin.twins.noise import FlowNoise
+
+    noise = FlowNoise(rec.n_neurons, rank)
+    noise.initialize(_response_stats(rec.responses), "responses")
+    noise.to(device)
+    y = torch.as_tensor(np.asarray(rec.responses[:batch_size]), dtype=torch.float32, device=device)
+    loc = noise.flow(y)[0].detach().requires_grad_(True)
+    times = []
+    for _ in range(steps + 2):
+        start = time.perf_counter()
+        noise.log_prob(loc, y).sum().backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[2:]))
+
+
 def step_scaling(
     neurons: tuple[int, ...] = (1000, 10000), rank: int = 8, steps: int = 5, batch_size: int = 64, device: str = "cpu"
 ) -> dict[str, float]:
     """Median seconds per SVI step of a flow twin (rank ``rank``) and of an independent Gaussian twin
-    (the baseline, same data) at each population size, and their growth from the smallest size."""
+    (the baseline, same data) at each population size, of the flow's density alone (``noise_only``:
+    forward and backward of :meth:`FlowNoise.log_prob` on a batch), and each one's growth from the
+    smallest size to the largest."""
     out: dict[str, float] = {}
     for n in neurons:
         rec = v1(n_neurons=n, n_images=128, likelihood="lognormal", seed=0).recording
@@ -250,7 +272,8 @@ def step_scaling(
             batch = _batch(twin, batch_size)
             svi_step_time(twin, batch, 2)  # warm-up
             out[f"{name}_{n}"] = float(np.median(svi_step_time(twin, batch, steps)))
-    for name in ("flow", "independent"):
+        out[f"noise_only_{n}"] = _noise_step_time(rec, rank, batch_size, 20, resolve_device(device))
+    for name in ("flow", "independent", "noise_only"):
         out[f"{name}_growth"] = out[f"{name}_{neurons[-1]}"] / out[f"{name}_{neurons[0]}"]
     out["neuron_ratio"] = neurons[-1] / neurons[0]
     return out

@@ -62,4 +62,4 @@ def test_the_noise_model_alone_reaches_the_true_likelihood():
 def test_step_scaling_times_both_twins():
     out = noise.step_scaling(neurons=(20, 40), rank=2, steps=1, batch_size=8)
     assert set(out) >= {"flow_20", "flow_40", "independent_20", "independent_40", "flow_growth", "neuron_ratio"}
-    assert all(out[k] > 0 for k in ("flow_20", "flow_40"))
+    assert all(out[k] > 0 for k in ("flow_20", "flow_40", "noise_only_20", "noise_only_40"))
