@@ -137,6 +137,9 @@ def _bench(args: argparse.Namespace) -> int:
     import probtwin as pt
 
     torch_threads(args)
+    if not args.what.startswith("noise-"):
+        args.neurons = args.neurons or 1000
+        args.images = args.images or 5000
     if args.what == "simulate":
         pt.simulate.v1(n_neurons=50, n_images=100, seed=0)  # warm-up
         times = []
@@ -185,16 +188,24 @@ def _bench_noise(args: argparse.Namespace) -> None:
 
     if args.what == "noise-simulation":
         r = noise.run_flow_noise(
-            n_neurons=args.neurons,
-            n_images=args.images,
+            n_neurons=args.neurons or 200,
+            n_images=args.images or 400,
             rank=args.rank or 3,
             max_epochs=args.epochs,
             time_limit=args.time_limit,
+            split=args.split,
         )
     elif args.what == "noise-v4":
         r = noise.run_count_noise(rank=args.rank or 3, max_epochs=args.epochs, time_limit=args.time_limit)
     else:
-        r = noise.step_scaling(rank=args.rank or 8, steps=args.repeat, batch_size=args.batch_size, device=args.device)
+        smallest = args.neurons or 1000
+        r = noise.step_scaling(
+            neurons=(smallest, 10 * smallest),
+            rank=args.rank or 8,
+            steps=args.repeat,
+            batch_size=args.batch_size,
+            device=args.device,
+        )
     width = max(map(len, r))
     for key, value in r.items():
         print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
@@ -223,8 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["simulate", "svi-step", "predict-memory", "accuracy", "noise-simulation", "noise-v4", "noise-scale"],
     )
     bench.add_argument("--rank", type=int, default=None, help="latent rank (noise benchmarks)")
-    bench.add_argument("--neurons", type=int, default=1000)
-    bench.add_argument("--images", type=int, default=5000)
+    bench.add_argument(
+        "--split",
+        choices=["repeat", "stimulus"],
+        default="repeat",
+        help="held-out repeats or images (noise-simulation)",
+    )
+    bench.add_argument("--neurons", type=int, default=None, help="default 1000 (200 for noise-simulation)")
+    bench.add_argument("--images", type=int, default=None, help="default 5000 (400 for noise-simulation)")
     bench.add_argument("--repeat", type=int, default=3)
     bench.add_argument("--batch-size", type=int, default=64)
     bench.add_argument("--device", default="auto")

@@ -46,3 +46,13 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and "demo" in result.stdout
     with pytest.raises(SystemExit):
         main(["nonsense"])
+
+
+def test_bench_noise_scale_and_simulation(capsys):
+    assert main(["bench", "noise-scale", "--neurons", "20", "--repeat", "1", "--batch-size", "8", "--rank", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "flow_200" in out and "noise_only_growth" in out
+    args = ["bench", "noise-simulation", "--neurons", "10", "--images", "12", "--epochs", "1", "--rank", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "flow_gap_to_truth_bits" in out and "noise_model_gap_bits" in out
