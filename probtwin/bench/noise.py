@@ -204,8 +204,8 @@ def run_count_noise(
     rank: int = 3,
     seed: int = 0,
     max_epochs: int = 200,
-    time_limit: float = 600.0,
-    hidden_channels: int = 32,
+    time_limit: float = 480.0,
+    hidden_channels: int = 16,
     num_samples: int = 100,
     progress: bool = False,
 ) -> dict[str, float]:
