@@ -510,6 +510,7 @@ class Twin(nn.Module):
         n_trials, n_neurons = y.shape
         draws = self._posterior_draws(k, num_samples, seed)
         out = {
+            "responses": y,
             "mean": np.empty((n_trials, n_neurons), np.float32),
             "samples": np.empty((num_samples, n_trials, n_neurons), np.float32),
             "log_predictive": np.empty(n_trials),
@@ -563,7 +564,7 @@ class Twin(nn.Module):
         k, *_ = self._inputs(part, session)
         with torch.no_grad():
             out = self._scores(part, num_samples, seed, session, conditional=True)
-        y = self._check_responses(k, part)
+        y = out["responses"]
         n_values = y.shape[0] * y.shape[1]
         scores = {
             "single_trial_correlation": float(np.nanmean(metrics.single_trial_correlation(y, out["mean"]))),

@@ -30,6 +30,8 @@ log-rate fluctuation ``e_ti``, marginalised exactly.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
 
 import numpy as np
 import pyro
@@ -108,17 +110,19 @@ def gauss_hermite_mean(fn, loc: torch.Tensor, var: torch.Tensor, nodes: int = _Q
     return (w * fn(z)).sum(-2)
 
 
-def _fork(seed: int, device: torch.device):
+@contextmanager
+def _seeded(seed: int, device: torch.device):
     """A seeded random state that leaves the caller's alone."""
-    devices = [device] if device.type == "cuda" else []
-    rng = torch.random.fork_rng(devices=devices)
-    rng.__enter__()
-    torch.manual_seed(int(seed))
-    return rng
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(int(seed))
+        yield
 
 
-class NoiseModel(nn.Module):
-    """How responses vary around the locations. Subclasses fill in the methods below.
+class NoiseModel(nn.Module, ABC):
+    """How responses vary around the locations. Subclasses implement :meth:`observe`,
+    :meth:`sample` and :meth:`log_predictive`; models with a latent state also the latent methods
+    and ``covariance()``: loadings (neurons, k) and private variances (neurons,) of the Gaussian
+    space.
 
     Attributes
     ----------
@@ -144,9 +148,9 @@ class NoiseModel(nn.Module):
         """A location whose responses average about ``mean`` (to start the readout's bias)."""
         return mean
 
+    @abstractmethod
     def observe(self, name: str, loc: torch.Tensor, batch: dict) -> None:
         """Pyro statements of the responses of a batch (``loc``: (batch, neurons))."""
-        raise NotImplementedError
 
     def guide(self, name: str, batch: dict, center) -> None:
         """Guide statements of the local latent variables; ``center()`` is the location at the
@@ -156,10 +160,11 @@ class NoiseModel(nn.Module):
         """Mean responses, (..., trials, neurons)."""
         return loc
 
+    @abstractmethod
     def sample(self, loc: torch.Tensor, seed: int) -> torch.Tensor:
         """Responses, one draw per location, (..., trials, neurons)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def log_predictive(
         self, loc: torch.Tensor, y: torch.Tensor, seed: int, center: torch.Tensor | None, behavior
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -176,7 +181,6 @@ class NoiseModel(nn.Module):
         log_density : torch.Tensor, shape (trials,)
         standard_error : torch.Tensor, shape (trials,), or None where there is no Monte Carlo error
         """
-        raise NotImplementedError
 
     def latent_posterior(
         self, loc: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None, behavior=None
@@ -189,10 +193,6 @@ class NoiseModel(nn.Module):
     def conditional_mean(self, loc: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
         """Mean responses when the latent state is Normal(mean, cov)."""
         return self.mean(loc)
-
-    def covariance(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loadings (neurons, k) and private variances (neurons,) of the Gaussian space."""
-        raise NotImplementedError
 
 
 class IndependentNoise(NoiseModel):
@@ -216,11 +216,8 @@ class IndependentNoise(NoiseModel):
                 pyro.sample(name, self._dist(loc), obs=batch["responses"])
 
     def sample(self, loc: torch.Tensor, seed: int) -> torch.Tensor:
-        rng = _fork(seed, loc.device)
-        try:
+        with _seeded(seed, loc.device):
             return self._dist(loc).sample()
-        finally:
-            rng.__exit__(None, None, None)
 
     def log_predictive(self, loc, y, seed, center, behavior):
         lp = self._dist(loc).log_prob(y)
@@ -478,11 +475,8 @@ class LatentCountNoise(NoiseModel):
     def sample(self, loc: torch.Tensor, seed: int) -> torch.Tensor:
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         h = torch.randn((*loc.shape[:-1], self.rank), generator=gen).to(loc)
-        rng = _fork(seed + 1, loc.device)
-        try:
+        with _seeded(seed + 1, loc.device):
             return self.likelihood(self._rate(loc, h)).sample()
-        finally:
-            rng.__exit__(None, None, None)
 
     def log_predictive(self, loc, y, seed, center, behavior):
         """``log (1/S) sum_s p(y | theta_s, h_s) p(h_s) / q(h_s | y)`` with ``theta_s`` posterior
