@@ -137,6 +137,10 @@ def _bench(args: argparse.Namespace) -> int:
     import probtwin as pt
 
     torch_threads(args)
+    if args.what == "experiments":
+        _bench_experiments(args)
+        return 0
+    args.time_limit = 900.0 if args.time_limit is None else args.time_limit
     if not args.what.startswith("noise-"):
         args.neurons = args.neurons or 1000
         args.images = args.images or 5000
@@ -181,6 +185,17 @@ def _bench(args: argparse.Namespace) -> int:
 
         run_accuracy(args.datasets or None, seed=0, max_epochs=args.epochs, progress=False, time_limit=args.time_limit)
     return 0
+
+
+def _bench_experiments(args: argparse.Namespace) -> None:
+    from probtwin.bench.experiments import run_state_tests
+
+    run_state_tests(
+        seeds=tuple(range(args.seeds)),
+        n_neurons=args.neurons or 100,
+        n_images=args.images or 2500,
+        time_limit=360.0 if args.time_limit is None else args.time_limit,
+    )
 
 
 def _bench_noise(args: argparse.Namespace) -> None:
@@ -231,8 +246,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="print performance and accuracy figures")
     bench.add_argument(
         "what",
-        choices=["simulate", "svi-step", "predict-memory", "accuracy", "noise-simulation", "noise-v4", "noise-scale"],
+        choices=[
+            "simulate",
+            "svi-step",
+            "predict-memory",
+            "accuracy",
+            "noise-simulation",
+            "noise-v4",
+            "noise-scale",
+            "experiments",
+        ],
     )
+    bench.add_argument("--seeds", type=int, default=5, help="simulations, seeds 0..N-1 (experiments)")
     bench.add_argument("--rank", type=int, default=None, help="latent rank (noise benchmarks)")
     bench.add_argument(
         "--split",
@@ -240,15 +265,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="repeat",
         help="held-out repeats or images (noise-simulation)",
     )
-    bench.add_argument("--neurons", type=int, default=None, help="default 1000 (200 for noise-simulation)")
-    bench.add_argument("--images", type=int, default=None, help="default 5000 (400 for noise-simulation)")
+    bench.add_argument(
+        "--neurons", type=int, default=None, help="default 1000 (200 for noise-simulation, 100 for experiments)"
+    )
+    bench.add_argument(
+        "--images", type=int, default=None, help="default 5000 (400 for noise-simulation, 2500 for experiments)"
+    )
     bench.add_argument("--repeat", type=int, default=3)
     bench.add_argument("--batch-size", type=int, default=64)
     bench.add_argument("--device", default="auto")
     bench.add_argument("--epochs", type=int, default=200)
     bench.add_argument("--threads", type=int, default=None)
     bench.add_argument("--datasets", nargs="*", default=None)
-    bench.add_argument("--time-limit", type=float, default=900.0, help="seconds a fit may take (accuracy)")
+    bench.add_argument(
+        "--time-limit", type=float, default=None, help="seconds a fit may take (default 900; 360 for experiments)"
+    )
     bench.set_defaults(run=_bench)
     args = parser.parse_args(argv)
     return args.run(args)

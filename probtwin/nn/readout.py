@@ -42,8 +42,10 @@ def readout_response(
     weights: torch.Tensor,
     bias: torch.Tensor,
     shift: torch.Tensor | None = None,
+    state: torch.Tensor | None = None,
+    state_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``w_i . F[p_i + shift] + beta_i`` for every trial and neuron.
+    """``(w_i + V_i^T z_t) . F[p_i + shift] + beta_i`` for every trial and neuron.
 
     Parameters
     ----------
@@ -52,15 +54,28 @@ def readout_response(
     weights : torch.Tensor, shape (neurons, channels) or (draws, neurons, channels)
     bias : torch.Tensor, shape (neurons,) or (draws, neurons)
     shift : torch.Tensor, shape (batch, 2), optional
+    state : torch.Tensor, shape (batch, B), optional
+        Behavioural state ``z_t`` of each trial; with ``state_weights``, the feature weights
+        change with state, so that a neuron's selectivity (not only its gain) can depend on it.
+    state_weights : torch.Tensor, shape (neurons, B, channels) or (draws, neurons, B, channels)
 
     Returns
     -------
     torch.Tensor, shape (batch, neurons) or (draws, batch, neurons)
     """
     feats = read_features(features, positions, shift)  # (batch, C, [draws,] N)
-    if positions.dim() == 2:
-        return torch.einsum("bcn,nc->bn", feats, weights) + bias
-    return torch.einsum("bcdn,dnc->dbn", feats, weights) + bias[:, None, :]
+    drawn = positions.dim() == 3
+    if drawn:
+        out = torch.einsum("bcdn,dnc->dbn", feats, weights) + bias[:, None, :]
+    else:
+        out = torch.einsum("bcn,nc->bn", feats, weights) + bias
+    if state_weights is not None:
+        if drawn:  # contract behaviour first: (batch, C, draws, N) against (draws, batch, N, C)
+            mixed = torch.einsum("bj,dnjc->dbnc", state, state_weights)
+            out = out + torch.einsum("bcdn,dbnc->dbn", feats, mixed)
+        else:
+            out = out + torch.einsum("bcn,bnc->bn", feats, torch.einsum("bj,njc->bnc", state, state_weights))
+    return out
 
 
 class GaussianReadout(nn.Module):

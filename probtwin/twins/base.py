@@ -326,8 +326,12 @@ class Twin(nn.Module):
 
     # ------------------------------------------------------------------ queries
 
-    def _inputs(self, x: Recording | np.ndarray, session: Any) -> tuple[int, Any, Any, Any]:
+    def _inputs(
+        self, x: Recording | np.ndarray, session: Any, behavior: Any = None, gaze: Any = None
+    ) -> tuple[int, Any, Any, Any]:
         if isinstance(x, Recording):
+            if behavior is not None or gaze is not None:
+                raise DataError("behavior, gaze", "None when x is a Recording (its own are used)", "arrays")
             k = self.session_index(
                 session if session is not None else (x.name if x.name in [s.name for s in self.specs] else None)
             )
@@ -338,7 +342,20 @@ class Twin(nn.Module):
             raise DataError(
                 "stimuli", f"shape (n, {', '.join(map(str, self.specs[k].stimulus_shape))})", f"shape {x.shape}"
             )
-        return k, x, None, None
+        return k, x, self._condition("behavior", behavior, len(x)), self._condition("gaze", gaze, len(x))
+
+    @staticmethod
+    def _condition(field: str, values: Any, n: int) -> np.ndarray | None:
+        """Behaviour or gaze for ``n`` stimuli: (n, d), or one row (1, d) or (d,) broadcast."""
+        if values is None:
+            return None
+        values = np.asarray(values, dtype=np.float32)
+        values = values[None] if values.ndim == 1 else values
+        if values.ndim != 2 or len(values) not in (1, n):
+            raise DataError(field, f"shape ({n}, d) or one row (1, d)", f"shape {values.shape}")
+        if not np.all(np.isfinite(values)):
+            raise DataError(field, "finite values", "NaN or infinite values")
+        return np.repeat(values, n, axis=0) if len(values) == 1 else values
 
     def _chunks(self, k: int, stimuli, behavior, gaze, size: int):
         n = len(stimuli)
@@ -382,6 +399,16 @@ class Twin(nn.Module):
             out[:, sl] = self.noise[k].mean(loc).cpu().numpy()
         return out
 
+    def _mean_of_images(self, k: int, images: torch.Tensor, draws: dict, behavior: np.ndarray | None = None):
+        """Mean responses (draws, n, neurons) to raw images (n, C, H, W), differentiable in the
+        images (gradients, most exciting inputs); ``behavior`` one row (1, B) or None."""
+        self.train(False)
+        arrays = {"stimuli": images}
+        if behavior is not None:
+            arrays["behavior"] = self._condition("behavior", behavior, len(images))
+        batch = self._batch(k, arrays)
+        return self.noise[k].mean(self._location(batch, draws))
+
     def _posterior_draws(self, k: int, num_samples: int, seed: int) -> dict:
         return self._draws(k, num_samples, torch.Generator(device="cpu").manual_seed(int(seed)))
 
@@ -393,6 +420,8 @@ class Twin(nn.Module):
         seed: int = 0,
         session: Any = None,
         given: tuple[np.ndarray, np.ndarray] | None = None,
+        behavior: np.ndarray | None = None,
+        gaze: np.ndarray | None = None,
     ) -> Prediction:
         """Posterior draws of the mean response to stimuli.
 
@@ -414,6 +443,9 @@ class Twin(nn.Module):
             prediction is then of the *other* neurons, conditioned on these through the shared
             latent state (Gaussian conditioning in a flow's Gaussian space, a Laplace
             approximation for counts). A twin with independent noise predicts as without.
+        behavior, gaze : numpy.ndarray, shape (n, d) or (1, d), optional
+            The state the stimuli are shown in when ``x`` is an array (raw units, as in the
+            recording; one row is broadcast over the stimuli). Default: the average state.
 
         Returns
         -------
@@ -422,7 +454,7 @@ class Twin(nn.Module):
             ``given``, of the other neurons only (``.neuron_ids`` says which).
         """
         self.train(False)
-        k, stimuli, behavior, gaze = self._inputs(x, session)
+        k, stimuli, behavior, gaze = self._inputs(x, session, behavior, gaze)
         draws = self._posterior_draws(k, num_samples, seed)
         ids = np.asarray(self.specs[k].neuron_ids)
         if given is None:
@@ -466,13 +498,16 @@ class Twin(nn.Module):
         num_samples: int = 100,
         seed: int = 0,
         session: Any = None,
+        behavior: np.ndarray | None = None,
+        gaze: np.ndarray | None = None,
     ) -> np.ndarray:
         """Posterior predictive responses, observation noise included, (num_samples, trials, neurons).
 
         Each draw takes a posterior draw of the parameters and then a whole population's response
-        per trial: with a latent state, correlated across neurons.
+        per trial: with a latent state, correlated across neurons. ``behavior`` and ``gaze`` as
+        in :meth:`predict`.
         """
-        k, stimuli, behavior, gaze = self._inputs(x, session)
+        k, stimuli, behavior, gaze = self._inputs(x, session, behavior, gaze)
         draws = self._posterior_draws(k, num_samples, seed)
         out = np.empty((num_samples, len(stimuli), self.specs[k].n_neurons), dtype=np.float32)
         for sl, _, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
@@ -584,6 +619,66 @@ class Twin(nn.Module):
             scores["correlation_to_average"] = float(np.nanmean(metrics.correlation_to_average(y, out["mean"], ids)))
             scores["feve"] = metrics.feve(y, out["mean"], ids)
         return scores
+
+    # ------------------------------------------------------------------ ArviZ
+
+    site_dims: dict[str, tuple[str, ...]] = {}  # names of each per-neuron site's trailing dimensions
+
+    @torch.no_grad()
+    def to_arviz(
+        self, rec: Recording, tier: str | None = "test", num_samples: int = 200, seed: int = 0, session: Any = None
+    ):
+        """The posterior and its predictions on a recording's trials as ArviZ ``InferenceData``.
+
+        Parameters
+        ----------
+        rec : Recording
+        tier : str or None
+            Which trials (None: all).
+        num_samples : int
+            Posterior draws (one chain).
+        seed : int
+        session : optional
+
+        Returns
+        -------
+        arviz.InferenceData
+            ``posterior``: the per-neuron sites (``position``, ``weights``, ``bias``, ...), dims
+            (chain, draw, neuron, ...), neuron ids as coordinates; ``posterior_predictive`` and
+            ``observed_data``: ``responses`` (trial, neuron); ``log_likelihood``: ``responses``,
+            each neuron's pointwise log density per draw (chain, draw, trial, neuron), its
+            latent state integrated out, so that ``arviz.loo`` scores trial x neuron
+            observations. The core and other point estimates are not random and are left out.
+        """
+        import arviz as az
+
+        part = rec.split(tier) if tier is not None else rec
+        k, stimuli, behavior, gaze = self._inputs(part, session)
+        y = self._check_responses(k, part)
+        noise = self.noise[k]
+        draws = self._posterior_draws(k, num_samples, seed)
+        predictive = np.empty((num_samples, *y.shape), np.float32)
+        pointwise = np.empty((num_samples, *y.shape), np.float32)
+        for sl, _, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
+            predictive[:, sl] = noise.sample(loc, int(seed) + 1 + sl.start).cpu().numpy()
+            pointwise[:, sl] = noise.pointwise_log_likelihood(loc, self._tensor(y[sl]), int(seed) + 2 + sl.start).cpu()
+        ids = np.asarray(self.specs[k].neuron_ids)
+        coords = {"neuron": ids, "trial": np.asarray(part.trial_index)}
+        posterior, dims = {}, {"responses": ["trial", "neuron"]}
+        for name, value in draws.items():
+            value = value.detach().cpu().numpy()[None]
+            extra = self.site_dims.get(name, tuple(f"{name}_dim_{j}" for j in range(value.ndim - 3)))
+            posterior[name] = value
+            dims[name] = ["neuron", *extra]
+        return az.from_dict(
+            posterior=posterior,
+            posterior_predictive={"responses": predictive[None]},
+            observed_data={"responses": y},
+            log_likelihood={"responses": pointwise[None]},
+            coords=coords,
+            dims=dims,
+            attrs={"twin": type(self).__name__, "session": self.specs[k].name, "tier": str(tier)},
+        )
 
     # ------------------------------------------------------------------ the latent state
 

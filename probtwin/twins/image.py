@@ -7,12 +7,14 @@ The generative story, for session s, trial t (image x_t, behaviour b_t, gaze g_t
                                                                  (Normal(0, 1) without coordinates)
     feature weights w_i ~ Normal(0, tau^2 I)
     bias            beta_i ~ Normal(0, 10^2)
+    state weights   V_ij ~ Normal(0, tau_ij^2 I)  (channels) per behavioural variable j, with state_readout
     shift           delta_t = h_psi(g_t)                          shifter, when there is gaze
     gain            gain_ti = exp(u_i . z_psi(b_t))                modulator, when there is behaviour
-    mean            lambda_ti = f(w_i . F[p_i + delta_t] + beta_i) gain_ti,  f = ELU + 1 or softplus
+    mean            lambda_ti = f((w_i + V_i^T b_t) . F[p_i + delta_t] + beta_i) gain_ti,
+                                                                 f = ELU + 1 or softplus
     response        y_ti ~ likelihood(lambda_ti)                  independent given lambda
 
-The posterior over (p_i, w_i, beta_i) is mean-field Normal; core, shifter, modulator, position
+The posterior over (p_i, w_i, beta_i[, V_i]) is mean-field Normal; core, shifter, modulator, position
 MLP, sigma_p, tau and the noise parameters are point estimates (empirical Bayes). Trials form a
 subsampled plate, so a minibatch's likelihood is scaled to the whole train tier.
 """
@@ -69,6 +71,16 @@ class _Readout(nn.Module):
             raise DataError("modulator", "a recording with behaviour", f"no behaviour in {spec.name!r}")
         self.shifter = Shifter() if use_shifter else None
         self.modulator = Modulator(spec.n_behavior, n) if use_modulator else None
+        if config["state_readout"]:
+            if spec.n_behavior == 0:
+                raise DataError("state_readout", "a recording with behaviour", f"no behaviour in {spec.name!r}")
+            shape = (n, spec.n_behavior, channels)
+            self.state_loc = nn.Parameter(torch.zeros(shape))
+            self.state_scale = nn.Parameter(inverse_softplus(torch.full(shape, config["init_scale"] * 0.1)))
+            scale = float(np.log(config["state_prior_scale"]))
+            self.log_tau_state = nn.Parameter(torch.full((n, spec.n_behavior, 1), scale))  # per neuron and variable
+        else:
+            self.state_loc = None
 
     def position_prior_dist(self) -> dist.Distribution:
         n = self.position_loc.shape[0]
@@ -77,11 +89,14 @@ class _Readout(nn.Module):
         return dist.Normal(self.position_prior(self.coords), torch.exp(self.log_sigma_p).expand(n, 2)).to_event(1)
 
     def posterior(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        return {
+        out = {
             "position": (self.position_loc, F.softplus(self.position_scale)),
             "weights": (self.weight_loc, F.softplus(self.weight_scale)),
             "bias": (self.bias_loc, F.softplus(self.bias_scale)),
         }
+        if self.state_loc is not None:
+            out["state_weights"] = (self.state_loc, F.softplus(self.state_scale))
+        return out
 
 
 class ImageTwin(Twin):
@@ -116,6 +131,16 @@ class ImageTwin(Twin):
     behavior_in_core : bool, optional
         Feed standardised behaviour to the core as extra channels (Sensorium+), so that state can
         change selectivity, not only gain. Default: when every session has behaviour.
+    state_readout : bool
+        Feature weights that change linearly with the standardised behaviour,
+        ``w_i + V_i^T b_t``, with a Bayesian ``V_i`` per neuron under an automatic-relevance
+        prior ``V_ij ~ Normal(0, tau_ij^2 I)`` whose scale each neuron learns for each
+        behavioural variable ``j`` (empirical Bayes): a
+        neuron's selectivity, e.g. its preferred orientation, can then change with state; the
+        prior shrinks the neurons whose data do not call for it towards none, and the posterior
+        of ``V_i`` says how sure the twin is. A gain modulator alone cannot represent this.
+    state_prior_scale : float
+        Initial tau_ij (learned per neuron and behavioural variable).
     shifter, modulator : bool, optional
         Default: on when the recordings have gaze, respectively behaviour.
     position_prior_scale : float
@@ -165,6 +190,8 @@ class ImageTwin(Twin):
         hidden_kernel: int = 7,
         output: str = "elu",
         behavior_in_core: bool | None = None,
+        state_readout: bool = False,
+        state_prior_scale: float = 0.05,
         shifter: bool | None = None,
         modulator: bool | None = None,
         position_prior_scale: float = 0.3,
@@ -192,6 +219,8 @@ class ImageTwin(Twin):
             hidden_kernel=hidden_kernel,
             output=output,
             behavior_in_core=behavior_in_core,
+            state_readout=bool(state_readout),
+            state_prior_scale=state_prior_scale,
             shifter=shifter,
             modulator=modulator,
             position_prior_scale=position_prior_scale,
@@ -314,13 +343,15 @@ class ImageTwin(Twin):
             batch["features"] = self.core(x)
         return batch["features"]
 
-    def _location_from(self, batch: dict, position, weights, bias) -> torch.Tensor:
+    def _location_from(self, batch: dict, position, weights, bias, state_weights=None) -> torch.Tensor:
         """Locations (batch, neurons), or (draws, batch, neurons) for stacked draws: the mean
         response, or for a flow the mean in its Gaussian space (the modulator's log gain added)."""
         k = batch["session"]
         r = self.readouts[k]
         shift = r.shifter(batch["gaze"]) if r.shifter is not None else None
-        eta = readout_response(self._features(batch), position, weights, bias, shift)
+        eta = readout_response(
+            self._features(batch), position, weights, bias, shift, batch.get("behavior"), state_weights
+        )
         if self.noise[k].gaussian_space:
             return eta if r.modulator is None else eta + r.modulator.log_gain(batch["behavior"])
         mean = self._link(eta)
@@ -346,7 +377,12 @@ class ImageTwin(Twin):
             position = pyro.sample(f"position_{k}", r.position_prior_dist())
             weights = pyro.sample(f"weights_{k}", dist.Normal(0.0, tau).expand([n, channels]).to_event(1))
             bias = pyro.sample(f"bias_{k}", dist.Normal(torch.zeros_like(r.bias_loc), 10.0))
-        self.noise[k].observe(f"responses_{k}", self._location_from(batch, position, weights, bias), batch)
+            state = None
+            if r.state_loc is not None:
+                prior = dist.Normal(torch.zeros_like(r.state_loc), torch.exp(r.log_tau_state)).to_event(2)
+                state = pyro.sample(f"state_weights_{k}", prior)
+        loc = self._location_from(batch, position, weights, bias, state)
+        self.noise[k].observe(f"responses_{k}", loc, batch)
 
     def guide(self, batch: dict) -> None:
         k = batch["session"]
@@ -357,6 +393,8 @@ class ImageTwin(Twin):
                 loc, scale = post[name]
                 pyro.sample(f"{name}_{k}", dist.Normal(loc, scale).to_event(1))
             pyro.sample(f"bias_{k}", dist.Normal(*post["bias"]))
+            if "state_weights" in post:
+                pyro.sample(f"state_weights_{k}", dist.Normal(*post["state_weights"]).to_event(2))
         self.noise[k].guide(f"responses_{k}", batch, lambda: self._location(batch, self._draws(k, None, None))[0])
 
     # ------------------------------------------------------------------ posterior queries
@@ -373,10 +411,14 @@ class ImageTwin(Twin):
         return out
 
     def _location(self, batch: dict, draws: dict) -> torch.Tensor:
-        return self._location_from(batch, draws["position"], draws["weights"], draws["bias"])
+        return self._location_from(
+            batch, draws["position"], draws["weights"], draws["bias"], draws.get("state_weights")
+        )
+
+    site_dims = {"position": ("xy",), "weights": ("channel",), "state_weights": ("behavior", "channel")}
 
     def _elements_per_neuron(self, k: int) -> int:
-        return self.config["hidden_channels"]
+        return self.config["hidden_channels"] * (2 if self.config["state_readout"] else 1)
 
     @torch.no_grad()
     def readout_positions(self, session=None, level: float = 0.9, pixels: bool = True) -> dict[str, np.ndarray]:

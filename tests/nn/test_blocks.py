@@ -103,3 +103,21 @@ def test_energy_rf_centres_find_where_responses_follow_contrast():
 def test_mlp_shape():
     net = mlp(3, 5, 3, 2)
     assert net(torch.zeros(4, 3)).shape == (4, 2) and len(net) == 5
+
+
+def test_state_weights_change_the_readout_by_v_transpose_z():
+    from probtwin.nn.readout import read_features, readout_response
+
+    torch.manual_seed(0)
+    features = torch.randn(4, 3, 6, 7)
+    positions = torch.rand(2, 5, 2) * 2 - 1
+    weights, bias = torch.randn(2, 5, 3), torch.randn(2, 5)
+    state, state_weights = torch.randn(4, 2), torch.randn(2, 5, 2, 3)
+    out = readout_response(features, positions, weights, bias, None, state, state_weights)
+    feats = read_features(features, positions)  # (batch, C, draws, N)
+    for d in range(2):
+        for b in range(4):
+            w = weights[d] + torch.einsum("j,njc->nc", state[b], state_weights[d])
+            assert torch.allclose(out[d, b], (feats[b, :, d].T * w).sum(-1) + bias[d], atol=1e-5)
+    single = readout_response(features, positions[0], weights[0], bias[0], None, state, state_weights[0])
+    assert torch.allclose(single, out[0], atol=1e-5)

@@ -1,0 +1,45 @@
+"""Activations of (posterior draw, neuron) pairs, one image each, differentiable in the images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+_MAX_ELEMENTS = 2**24  # working-set bound (floats) of one chunk of pairs
+
+
+def pair_chunks(twin: Any, k: int, n_draws: int, n_pairs: int, per_draw: int):
+    """Slices of pairs (ordered draw-major, ``per_draw`` pairs a draw) whose evaluation under the
+    draws they span stays under the working-set bound."""
+    per_pair = twin.specs[k].n_neurons * (twin._elements_per_neuron(k) + twin.noise[k].elements)
+    size = n_pairs
+    while size > 1 and (size // max(per_draw, 1) + 2) * size * per_pair > _MAX_ELEMENTS:
+        size //= 2
+    for start in range(0, n_pairs, size):
+        yield slice(start, min(start + size, n_pairs))
+
+
+def paired_activation(
+    twin: Any,
+    k: int,
+    images: torch.Tensor,
+    draws: dict,
+    draw_of: torch.Tensor,
+    neuron_of: torch.Tensor,
+    behavior: np.ndarray | None = None,
+) -> torch.Tensor:
+    """Mean response of neuron ``neuron_of[j]`` under posterior draw ``draw_of[j]`` to image ``j``.
+
+    Only the draws the pairs use are evaluated.
+
+    Returns
+    -------
+    torch.Tensor, shape (pairs,)
+    """
+    used, which = torch.unique(draw_of, return_inverse=True)
+    subset = {name: value[used.to(value.device)] for name, value in draws.items()}
+    mean = twin._mean_of_images(k, images, subset, behavior)  # (used draws, pairs, neurons)
+    rows = torch.arange(len(images), device=mean.device)
+    return mean[which.to(mean.device), rows, neuron_of.to(mean.device)]

@@ -1,0 +1,203 @@
+"""Most exciting inputs (MEIs) per posterior draw, with the twin's uncertainty about their effect.
+
+For a neuron ``i`` and a posterior draw ``theta_s`` the MEI is
+
+    x*_{s,i} = argmax_x mu_i(x; theta_s)   subject to   ||x - m|| = norm
+
+with ``m`` the mean training image (a blank screen) and a fixed L2 norm (the inception loops of
+Walker et al. 2019; the ``mei`` package of the Sinz lab optimises it for an ensemble of a few
+models, here every posterior draw gets its own). The norm constraint is built into the
+parameterisation, ``x = m + norm * d / ||d||``, and ``d`` is a preconditioned image:
+
+- ``"blur"``: ``d = G_sigma * v``, a Gaussian blur of the free pixels ``v`` (so is every gradient
+  step on ``v``): high spatial frequencies, to which a deep core is sensitive but a neuron need
+  not be, are damped;
+- ``"fourier"``: ``d = F^-1[(f + f0)^-decay F[v]]``: a 1/f-coloured parameterisation, the
+  spectrum of natural images.
+
+Every (draw, neuron) pair is optimised at once with Adam, in bounded chunks. Each MEI is then
+scored by ``eval_samples`` fresh posterior draws: how much the twin, all its uncertainty
+included, expects the MEI to drive the neuron.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch.nn import functional as F
+
+from probtwin.errors import DataError
+from probtwin.experiments._pairs import pair_chunks, paired_activation
+from probtwin.experiments.receptive_fields import _neurons
+
+__all__ = ["PRECONDITIONERS", "mei"]
+
+PRECONDITIONERS = ("blur", "fourier")
+
+
+def _gaussian_kernel(sigma: float, channels: int, device) -> torch.Tensor:
+    radius = max(1, int(np.ceil(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, -1, -1).contiguous()
+
+
+def _fourier_filter(height: int, width: int, decay: float, device) -> torch.Tensor:
+    fy = torch.fft.fftfreq(height, device=device)[:, None]
+    fx = torch.fft.rfftfreq(width, device=device)[None, :]
+    f = torch.sqrt(fy**2 + fx**2)
+    return 1.0 / (f + 1.0 / max(height, width)) ** decay
+
+
+def mei(
+    twin: Any,
+    neurons: Any,
+    num_samples: int = 10,
+    steps: int = 200,
+    norm: float | None = None,
+    seed: int = 0,
+    precondition: str = "blur",
+    sigma: float = 1.0,
+    decay: float = 1.0,
+    lr: float = 0.05,
+    behavior: np.ndarray | None = None,
+    session: Any = None,
+    eval_samples: int = 100,
+    level: float = 0.9,
+) -> xr.Dataset:
+    """Most exciting inputs of neurons, one per posterior draw, and their predicted activation.
+
+    Parameters
+    ----------
+    twin : Twin
+    neurons : array_like of int
+        Neuron indices (positions, not ids).
+    num_samples : int
+        Posterior draws; each gets its own MEI per neuron.
+    steps : int
+        Adam steps.
+    norm : float, optional
+        L2 norm of ``x - m`` in pixel units; default: that of a typical training image,
+        ``sqrt(sum_c std_c^2 H W)``.
+    seed : int
+        Seeds the posterior draws and the starting images.
+    precondition : {"blur", "fourier"}
+    sigma : float
+        Blur standard deviation in pixels (``"blur"``).
+    decay : float
+        Spectral decay (``"fourier"``).
+    lr : float
+        Adam's step size on the free parameters.
+    behavior : numpy.ndarray, shape (1, B), optional
+        The state the MEI is optimised in (default: the average state).
+    session : optional
+    eval_samples : int
+        Fresh posterior draws (seed + 1) that score each MEI.
+    level : float
+        Credible level of the activation's interval.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``image`` (sample, neuron, channel, y, x); ``activation`` (sample, neuron): the mean
+        response under the draw it was optimised for; ``activation_mean``,
+        ``activation_lower``, ``activation_upper`` (sample, neuron): under ``eval_samples``
+        fresh draws. ``attrs``: norm, steps, precondition.
+    """
+    if precondition not in PRECONDITIONERS:
+        raise DataError("precondition", f"one of {PRECONDITIONERS}", repr(precondition))
+    for name, value in (("num_samples", num_samples), ("steps", steps), ("eval_samples", eval_samples)):
+        if int(value) != value or value < 1:
+            raise DataError(name, "a positive integer", repr(value))
+    if not 0 < level < 1:
+        raise DataError("level", "a probability in (0, 1)", repr(level))
+    k = twin.session_index(session)
+    index = _neurons(twin, k, neurons)
+    shape = tuple(twin.specs[k].stimulus_shape)
+    channels, height, width = shape
+    device = twin.device
+    mean = getattr(twin, f"stim_mean_{k}").reshape(1, -1, 1, 1)
+    std = getattr(twin, f"stim_std_{k}")
+    if norm is None:
+        norm = float(torch.sqrt((std**2).sum() * height * width))
+    if not np.isfinite(norm) or norm <= 0:
+        raise DataError("norm", "a positive L2 norm", repr(norm))
+    if behavior is not None:
+        behavior = twin._condition("behavior", behavior, 1)[:1]
+    if precondition == "blur":
+        kernel = _gaussian_kernel(sigma, channels, device)
+
+        def shape_of(v: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(v, kernel, padding=kernel.shape[-1] // 2, groups=channels)
+    else:
+        spectrum = _fourier_filter(height, width, decay, device)
+
+        def shape_of(v: torch.Tensor) -> torch.Tensor:
+            return torch.fft.irfft2(torch.fft.rfft2(v) * spectrum, s=(height, width))
+
+    def image_of(v: torch.Tensor) -> torch.Tensor:
+        d = shape_of(v)
+        d = d - d.mean(dim=(-2, -1), keepdim=True)
+        return mean + norm * d / d.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
+
+    draws = {name: value.detach() for name, value in twin._posterior_draws(k, num_samples, seed).items()}
+    n_pairs = num_samples * len(index)
+    draw_of = torch.as_tensor(np.repeat(np.arange(num_samples), len(index)))
+    neuron_of = torch.as_tensor(np.tile(index, num_samples))
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    start = torch.randn((n_pairs, *shape), generator=gen)
+    images = np.empty((n_pairs, *shape), dtype=np.float32)
+    activation = np.empty(n_pairs)
+    with torch.enable_grad():
+        for sl in pair_chunks(twin, k, num_samples, n_pairs, len(index)):
+            v = start[sl].to(device).requires_grad_(True)
+            optimizer = torch.optim.Adam([v], lr=lr)
+            for _ in range(int(steps)):
+                act = paired_activation(twin, k, image_of(v), draws, draw_of[sl], neuron_of[sl], behavior)
+                (v.grad,) = torch.autograd.grad(-act.sum(), v)  # the twin's parameters are left alone
+                optimizer.step()
+            with torch.no_grad():
+                x = image_of(v)
+                activation[sl] = paired_activation(twin, k, x, draws, draw_of[sl], neuron_of[sl], behavior).cpu()
+                images[sl] = x.cpu().numpy()
+    scored = _score(twin, k, images, neuron_of.numpy(), behavior, eval_samples, seed + 1, level)
+    coords = {
+        "sample": np.arange(num_samples),
+        "neuron": np.asarray(twin.specs[k].neuron_ids)[index],
+        "channel": np.arange(channels),
+        "y": np.arange(height, dtype=float),
+        "x": np.arange(width, dtype=float),
+    }
+    pair_dims = ("sample", "neuron")
+
+    def grid(values: np.ndarray) -> np.ndarray:
+        return values.reshape(num_samples, len(index), *values.shape[1:])
+
+    data = {
+        "image": (pair_dims + ("channel", "y", "x"), grid(images)),
+        "activation": (pair_dims, grid(activation)),
+        **{f"activation_{key}": (pair_dims, grid(value)) for key, value in scored.items()},
+    }
+    attrs = dict(norm=norm, steps=int(steps), precondition=precondition, level=level, eval_samples=eval_samples)
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+@torch.no_grad()
+def _score(twin, k, images, neuron_of, behavior, eval_samples, seed, level) -> dict[str, np.ndarray]:
+    """Posterior mean and central interval of each image's neuron's mean response."""
+    draws = twin._posterior_draws(k, eval_samples, seed)
+    values = np.empty((eval_samples, len(images)))
+    rows = np.arange(len(images))
+    behavior = None if behavior is None else np.broadcast_to(behavior, (len(images), behavior.shape[-1]))
+    for sl, _, loc, _ in twin._locations(k, images, behavior, None, draws):
+        values[:, sl] = twin.noise[k].mean(loc)[:, rows[sl] - sl.start, neuron_of[sl]].cpu().numpy()
+    lo = (1 - level) / 2
+    return {
+        "mean": values.mean(0),
+        "lower": np.quantile(values, lo, axis=0),
+        "upper": np.quantile(values, 1 - lo, axis=0),
+    }

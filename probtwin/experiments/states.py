@@ -1,0 +1,115 @@
+"""How a behavioural state changes responses and selectivity: posterior draws of the effect.
+
+Franke et al. (2022) found that pupil dilation shifts the colour selectivity of mouse V1; the
+question "does this neuron's selectivity change with state, and by how much?" is asked here of
+the twin's posterior. Both states are evaluated under the *same* posterior draws, so the effect
+samples carry the twin's uncertainty about the difference, not the sum of two uncertainties.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from probtwin.errors import DataError
+from probtwin.experiments.stimuli import StimulusSet
+from probtwin.experiments.tuning import tuning_curve
+
+__all__ = ["STATISTICS", "compare_states", "preferred_orientation"]
+
+STATISTICS = ("response", "log_gain", "preferred_orientation")
+
+
+def preferred_orientation(curve: xr.DataArray) -> xr.DataArray:
+    """Preferred orientation of tuning curves, by the vector average on the doubled angle.
+
+    ``theta_pref = arg(sum_theta r(theta) exp(2 i theta)) / 2`` (orientation is periodic in pi),
+    averaged over any other stimulus dimensions first.
+
+    Parameters
+    ----------
+    curve : xarray.DataArray
+        With an ``orientation`` dimension in radians (e.g. from :func:`tuning_curve`).
+
+    Returns
+    -------
+    xarray.DataArray
+        Radians in [0, pi), without the ``orientation`` dimension.
+    """
+    if "orientation" not in curve.dims:
+        raise DataError("curve", "tuning curves with an 'orientation' dimension", f"dims {curve.dims}")
+    other = [d for d in curve.dims if d not in ("sample", "neuron", "orientation")]
+    r = curve.mean(other) if other else curve
+    theta = r["orientation"]
+    vector = (r * np.exp(2j * theta)).sum("orientation")
+    return (xr.apply_ufunc(np.angle, vector) / 2) % np.pi
+
+
+def _state(name: str, behavior: Any) -> np.ndarray:
+    values = np.asarray(behavior, dtype=np.float32)
+    values = values[None] if values.ndim == 1 else values
+    if values.ndim != 2 or len(values) != 1:
+        raise DataError(name, "one behavioural state, shape (1, B)", f"shape {values.shape}")
+    return values
+
+
+def compare_states(
+    twin: Any,
+    stimuli: StimulusSet,
+    behavior_a: np.ndarray,
+    behavior_b: np.ndarray,
+    statistic: str = "response",
+    num_samples: int = 200,
+    seed: int = 0,
+    session: Any = None,
+) -> xr.DataArray:
+    """Posterior draws of the effect of going from state ``a`` to state ``b``, per neuron.
+
+    Parameters
+    ----------
+    twin : Twin
+    stimuli : StimulusSet
+        The stimuli shown in both states (gratings with an ``orientation`` parameter for
+        ``"preferred_orientation"``).
+    behavior_a, behavior_b : numpy.ndarray, shape (1, B)
+        The two states, raw units, one row each, broadcast over the stimuli.
+    statistic : {"response", "log_gain", "preferred_orientation"}
+        ``"response"``: the change of the mean response over the stimuli, ``b - a``;
+        ``"log_gain"``: ``log(mean_b / mean_a)``; ``"preferred_orientation"``: the change of
+        the preferred orientation (vector average of the phase-averaged tuning curve), degrees,
+        wrapped to [-90, 90).
+    num_samples : int
+        Posterior draws (the same draws for both states).
+    seed : int
+    session : optional
+
+    Returns
+    -------
+    xarray.DataArray, dims (sample, neuron)
+        Named after the statistic; ``attrs`` hold the states and the units. Pass it to
+        :func:`probtwin.hypothesis.test`.
+    """
+    if statistic not in STATISTICS:
+        raise DataError("statistic", f"one of {STATISTICS}", repr(statistic))
+    if not isinstance(stimuli, StimulusSet):
+        raise DataError("stimuli", "a probtwin.experiments.StimulusSet", type(stimuli).__name__)
+    a, b = _state("behavior_a", behavior_a), _state("behavior_b", behavior_b)
+    average = None
+    if statistic == "preferred_orientation":
+        if "orientation" not in stimuli.parameters.columns:
+            raise DataError("stimuli", "a stimulus set with an 'orientation' parameter", f"{list(stimuli.parameters)}")
+        average = [c for c in stimuli.parameters.columns if c != "orientation"]
+    curves = [tuning_curve(twin, stimuli, s, num_samples, seed, session, average=average) for s in (a, b)]
+    if statistic == "preferred_orientation":
+        pa, pb = (preferred_orientation(c) for c in curves)
+        effect = np.rad2deg((pb - pa + np.pi / 2) % np.pi - np.pi / 2)
+        units = "degrees"
+    else:
+        ma, mb = (c.mean([d for d in c.dims if d not in ("sample", "neuron")]) for c in curves)
+        effect = mb - ma if statistic == "response" else np.log(mb) - np.log(ma)
+        units = "response" if statistic == "response" else "log ratio"
+    effect = effect.transpose("sample", "neuron").rename(statistic)
+    effect.attrs.update(behavior_a=a[0].tolist(), behavior_b=b[0].tolist(), units=units, statistic=statistic)
+    return effect
