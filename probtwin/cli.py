@@ -194,7 +194,7 @@ def _bench_experiments(args: argparse.Namespace) -> None:
         seeds=tuple(range(args.seeds)),
         n_neurons=args.neurons or 100,
         n_images=args.images or 2500,
-        time_limit=360.0 if args.time_limit is None else args.time_limit,
+        time_limit=480.0 if args.time_limit is None else args.time_limit,
     )
 
 
@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--threads", type=int, default=None)
     bench.add_argument("--datasets", nargs="*", default=None)
     bench.add_argument(
-        "--time-limit", type=float, default=None, help="seconds a fit may take (default 900; 360 for experiments)"
+        "--time-limit", type=float, default=None, help="seconds a fit may take (default 900; 480 for experiments)"
     )
     bench.set_defaults(run=_bench)
     args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import arviz as az
 import numpy as np
 import xarray as xr
 from scipy import stats
@@ -87,7 +88,8 @@ def true_state_effect(sim: Simulation, stimuli: experiments.StimulusSet, a: np.n
 
 def fit_state_twin(sim: Simulation, time_limit: float, seed: int = 0, **options: Any) -> ImageTwin:
     """The twin the state tests use: behaviour in a Bayesian readout (not the core), 16 channels."""
-    settings = dict(hidden_channels=16, behavior_in_core=False, state_readout=True, seed=seed) | options
+    settings = dict(hidden_channels=16, behavior_in_core=False, state_readout=True, state_prior_scale=0.1, seed=seed)
+    settings |= options
     twin = ImageTwin(sim.recording, **settings)
     twin.fit(max_epochs=300, time_limit=time_limit, progress=False, seed=seed)
     return twin
@@ -96,13 +98,14 @@ def fit_state_twin(sim: Simulation, time_limit: float, seed: int = 0, **options:
 def state_test(
     twin: ImageTwin,
     sim: Simulation,
-    delta: float = 10.0,
+    deltas: tuple[float | None, ...] = (5.0, 10.0),
     alpha: float = 0.05,
     num_samples: int = 200,
     repeats: int = 10,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Which neurons change preferred orientation with pupil: the twin's test and Welch + BH.
+    """Which neurons change preferred orientation with pupil: the twin's test at each ``delta``
+    (degrees; None: the sign) and Welch + BH.
 
     The animal's side: ``repeats`` Poisson responses to each grating in each state (the
     simulator at the same two states), one Welch t-test per neuron, Benjamini-Hochberg at
@@ -110,22 +113,22 @@ def state_test(
     """
     a, b = pupil_states(sim)
     stimuli = _stimuli(twin)
-    table = hypothesis.compare_states(
-        twin, stimuli, a, b, "preferred_orientation", delta=delta, alpha=alpha, num_samples=num_samples
-    )
+    effect = experiments.compare_states(twin, stimuli, a, b, "preferred_orientation", num_samples=num_samples)
     truth = np.asarray(sim.truth["shifted"], bool)
     rng = np.random.default_rng(seed)
     raw = [rng.poisson(np.repeat(sim.respond(stimuli.images, s), repeats, axis=0)) for s in (a, b)]
     true_effect = true_state_effect(sim, stimuli, a, b)
-    return {
-        "twin": _rates(table["discovery"].to_numpy(), truth),
-        "welch_bh": _rates(welch_bh(raw[0], raw[1], alpha), truth),
-        "expected_fdr": table.attrs["expected_fdr"],
-        "effect_r": float(np.corrcoef(table["mean"], true_effect)[0, 1]),
-        "true_shift_median": float(np.median(np.abs(true_effect[truth]))) if truth.any() else 0.0,
-        "table": table,
-        "true_effect": true_effect,
-    }
+    out: dict[str, Any] = {"welch_bh": _rates(welch_bh(raw[0], raw[1], alpha), truth), "true_effect": true_effect}
+    for delta in deltas:
+        table = hypothesis.test(effect, delta=delta, alpha=alpha)
+        out[f"twin_delta_{delta}"] = _rates(table["discovery"].to_numpy(), truth) | {
+            "expected_fdr": table.attrs["expected_fdr"]
+        }
+        out.setdefault("table", table)
+    out["effect_r"] = float(np.corrcoef(effect.mean("sample"), true_effect)[0, 1])
+    out["true_shift_median"] = float(np.median(np.abs(true_effect[truth]))) if truth.any() else 0.0
+    out["twin_shift_median"] = float(np.median(np.abs(effect.mean("sample").values[truth]))) if truth.any() else 0.0
+    return out
 
 
 def tuning_coverage(twin: ImageTwin, sim: Simulation, level: float = 0.9, num_samples: int = 200) -> dict:
@@ -193,8 +196,8 @@ def run_state_tests(
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4),
     n_neurons: int = 100,
     n_images: int = 2500,
-    time_limit: float = 360.0,
-    delta: float = 10.0,
+    time_limit: float = 480.0,
+    deltas: tuple[float | None, ...] = (5.0, 10.0),
     alpha: float = 0.05,
     pupil_shift_fraction: float = 0.2,
     mei_neurons: int = 10,
@@ -208,23 +211,24 @@ def run_state_tests(
         start = time.perf_counter()
         twin = fit_state_twin(sim, time_limit, seed)
         fit_seconds = time.perf_counter() - start
-        test = state_test(twin, sim, delta, alpha, seed=seed)
+        test = state_test(twin, sim, deltas, alpha, seed=seed)
         coverage = tuning_coverage(twin, sim)
         simple = np.flatnonzero(~sim.truth["complex_cell"])[:mei_neurons]
         meis = mei_against_truth(twin, sim, simple, seed=seed)
-        row = {
-            "seed": seed,
-            "epochs": len(twin.history),
-            "fit_seconds": fit_seconds,
-            "twin_fdr": test["twin"]["fdr"],
-            "twin_power": test["twin"]["power"],
-            "twin_discoveries": test["twin"]["discoveries"],
-            "expected_fdr": test["expected_fdr"],
+        loo = az.loo(twin.to_arviz(sim.recording, "test", num_samples=100))
+        row = {"seed": seed, "epochs": len(twin.history), "fit_seconds": fit_seconds}
+        row |= {"elpd_loo": float(loo.elpd_loo), "p_loo": float(loo.p_loo), "loo_points": int(loo.n_data_points)}
+        for delta in deltas:
+            rates = test[f"twin_delta_{delta}"]
+            row |= {f"twin_fdr_d{delta}": rates["fdr"], f"twin_power_d{delta}": rates["power"]}
+            row |= {f"twin_expected_fdr_d{delta}": rates["expected_fdr"]}
+        row |= {
             "welch_fdr": test["welch_bh"]["fdr"],
             "welch_power": test["welch_bh"]["power"],
             "welch_discoveries": test["welch_bh"]["discoveries"],
             "effect_r": test["effect_r"],
             "true_shift_median": test["true_shift_median"],
+            "twin_shift_median": test["twin_shift_median"],
             "tuning_coverage": coverage["coverage"],
             "tuning_correlation": coverage["correlation"],
             "mei_correlation_median": meis["correlation_median"],

@@ -192,7 +192,7 @@ def _score(twin, k, images, neuron_of, behavior, eval_samples, seed, level) -> d
     draws = twin._posterior_draws(k, eval_samples, seed)
     values = np.empty((eval_samples, len(images)))
     rows = np.arange(len(images))
-    behavior = None if behavior is None else np.broadcast_to(behavior, (len(images), behavior.shape[-1]))
+    behavior = None if behavior is None else np.repeat(behavior, len(images), axis=0)
     for sl, _, loc, _ in twin._locations(k, images, behavior, None, draws):
         values[:, sl] = twin.noise[k].mean(loc)[:, rows[sl] - sl.start, neuron_of[sl]].cpu().numpy()
     lo = (1 - level) / 2

@@ -97,7 +97,7 @@ def receptive_fields(
     draw_of = torch.as_tensor(np.repeat(np.arange(num_samples), len(index)))
     neuron_of = torch.as_tensor(np.tile(index, num_samples))
     out = np.empty((len(draw_of), *shape), dtype=np.float32)
-    base = torch.as_tensor(at, device=twin.device)
+    base = torch.as_tensor(np.array(at), device=twin.device)
     for sl in pair_chunks(twin, k, num_samples, len(draw_of), len(index)):
         images = base.expand(sl.stop - sl.start, *shape).clone().requires_grad_(True)
         activation = paired_activation(twin, k, images, draws, draw_of[sl], neuron_of[sl], behavior)

@@ -11,14 +11,16 @@ from probtwin.bench import experiments as bx
 
 @pytest.fixture(scope="module")
 def sim():
-    return pt.simulate.v1(n_neurons=30, n_images=800, image_size=(24, 32), seed=3, pupil_shift_fraction=0.3)
+    return pt.simulate.v1(n_neurons=30, n_images=1500, image_size=(24, 32), seed=3, pupil_shift_fraction=0.3)
 
 
 @pytest.fixture(scope="module")
 def state_twin(sim):
     torch.manual_seed(0)
-    twin = pt.ImageTwin(sim.recording, hidden_channels=12, layers=3, behavior_in_core=False, state_readout=True)
-    twin.fit(max_epochs=40, time_limit=60, progress=False)
+    twin = pt.ImageTwin(
+        sim.recording, hidden_channels=12, layers=3, behavior_in_core=False, state_readout=True, state_prior_scale=0.1
+    )
+    twin.fit(max_epochs=100, progress=False)
     return twin
 
 
@@ -73,12 +75,15 @@ def test_equal_states_have_no_effect(state_twin, grid):
 def test_a_gain_modulator_cannot_shift_selectivity(sim, gain_twin, grid):
     a, b = bx.pupil_states(sim)
     shift = ex.compare_states(gain_twin, grid, a, b, "preferred_orientation", num_samples=5)
-    # the curves in the two states are proportional; the angle is exact up to float32 rounding,
-    # which is visible only for neurons whose (barely fitted) tuning is almost flat
-    assert np.median(np.abs(shift.values)) < 0.01 and np.abs(shift.values).max() < 1.0
-    curves = [ex.tuning_curve(gain_twin, grid, s, num_samples=2, average=None).values for s in (a, b)]
-    ratio = curves[1] / curves[0]
+    # the curves in the two states are proportional, so the preferred orientation does not move
+    # (up to float32 rounding, which only matters where a barely fitted curve is almost flat)
+    curves = [ex.tuning_curve(gain_twin, grid, s, num_samples=5, average=None) for s in (a, b)]
+    ratio = curves[1].values / curves[0].values
     assert np.allclose(ratio, ratio[:, :1, :1, :1], rtol=1e-4)
+    r = curves[0].mean(["spatial_frequency", "phase"])
+    strength = np.abs((r * np.exp(2j * r["orientation"])).sum("orientation")) / r.sum("orientation")
+    tuned = strength.values > 1e-3
+    assert tuned.mean() > 0.5 and np.abs(shift.values[tuned]).max() < 0.05
     gain = ex.compare_states(gain_twin, grid, a, b, "log_gain", num_samples=5)
     modulator = gain_twin.readouts[0].modulator
     mean, std = gain_twin.behavior_mean_0, gain_twin.behavior_std_0
