@@ -88,7 +88,7 @@ def true_state_effect(sim: Simulation, stimuli: experiments.StimulusSet, a: np.n
 
 def fit_state_twin(sim: Simulation, time_limit: float, seed: int = 0, **options: Any) -> ImageTwin:
     """The twin the state tests use: behaviour in a Bayesian readout (not the core), 16 channels."""
-    settings = dict(hidden_channels=16, behavior_in_core=False, state_readout=True, state_prior_scale=0.1, seed=seed)
+    settings = dict(hidden_channels=16, behavior_in_core=False, state_readout=True, seed=seed)
     settings |= options
     twin = ImageTwin(sim.recording, **settings)
     twin.fit(max_epochs=300, time_limit=time_limit, progress=False, seed=seed)

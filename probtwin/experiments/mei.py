@@ -127,7 +127,7 @@ def mei(
     if not np.isfinite(norm) or norm <= 0:
         raise DataError("norm", "a positive L2 norm", repr(norm))
     if behavior is not None:
-        behavior = twin._condition("behavior", behavior, 1)[:1]
+        behavior = twin._condition("behavior", behavior, 1)
     if precondition == "blur":
         kernel = _gaussian_kernel(sigma, channels, device)
 

@@ -15,7 +15,7 @@ import xarray as xr
 
 from probtwin.errors import DataError
 from probtwin.experiments.stimuli import StimulusSet
-from probtwin.experiments.tuning import tuning_curve
+from probtwin.experiments.tuning import _check_stimuli, tuning_curve
 
 __all__ = ["STATISTICS", "compare_states", "preferred_orientation"]
 
@@ -45,14 +45,6 @@ def preferred_orientation(curve: xr.DataArray) -> xr.DataArray:
     theta = r["orientation"]
     vector = (r * np.exp(2j * theta)).sum("orientation")
     return (xr.apply_ufunc(np.angle, vector) / 2) % np.pi
-
-
-def _state(name: str, behavior: Any) -> np.ndarray:
-    values = np.asarray(behavior, dtype=np.float32)
-    values = values[None] if values.ndim == 1 else values
-    if values.ndim != 2 or len(values) != 1:
-        raise DataError(name, "one behavioural state, shape (1, B)", f"shape {values.shape}")
-    return values
 
 
 def compare_states(
@@ -93,9 +85,8 @@ def compare_states(
     """
     if statistic not in STATISTICS:
         raise DataError("statistic", f"one of {STATISTICS}", repr(statistic))
-    if not isinstance(stimuli, StimulusSet):
-        raise DataError("stimuli", "a probtwin.experiments.StimulusSet", type(stimuli).__name__)
-    a, b = _state("behavior_a", behavior_a), _state("behavior_b", behavior_b)
+    stimuli = _check_stimuli(stimuli)
+    a, b = (twin._condition(name, s, 1) for name, s in (("behavior_a", behavior_a), ("behavior_b", behavior_b)))
     average = None
     if statistic == "preferred_orientation":
         if "orientation" not in stimuli.parameters.columns:

@@ -16,7 +16,8 @@ __all__ = ["predicted_responses", "tuning_curve"]
 
 def _check_stimuli(stimuli: Any) -> StimulusSet:
     if not isinstance(stimuli, StimulusSet):
-        raise DataError("stimuli", "a probtwin.experiments.StimulusSet (gratings, gabors, sparse_noise)", type(stimuli))
+        expected = "a probtwin.experiments.StimulusSet (gratings, gabors, sparse_noise)"
+        raise DataError("stimuli", expected, type(stimuli).__name__)
     return stimuli
 
 

@@ -191,7 +191,7 @@ class ImageTwin(Twin):
         output: str = "elu",
         behavior_in_core: bool | None = None,
         state_readout: bool = False,
-        state_prior_scale: float = 0.05,
+        state_prior_scale: float = 0.1,
         shifter: bool | None = None,
         modulator: bool | None = None,
         position_prior_scale: float = 0.3,
