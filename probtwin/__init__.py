@@ -3,13 +3,14 @@
 from probtwin import datasets, experiments, hypothesis, infer, metrics, simulate
 from probtwin.data import Recording, load_nwb, load_sensorium
 from probtwin.errors import DataError
-from probtwin.twins import ImageTwin, Prediction, load
+from probtwin.twins import ImageTwin, MotorGraphTwin, Prediction, load
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DataError",
     "ImageTwin",
+    "MotorGraphTwin",
     "Prediction",
     "Recording",
     "datasets",

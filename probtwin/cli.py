@@ -140,6 +140,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what == "experiments":
         _bench_experiments(args)
         return 0
+    if args.what.startswith("motor-"):
+        _bench_motor(args)
+        return 0
     args.time_limit = 900.0 if args.time_limit is None else args.time_limit
     if not args.what.startswith("noise-"):
         args.neurons = args.neurons or 1000
@@ -196,6 +199,23 @@ def _bench_experiments(args: argparse.Namespace) -> None:
         n_images=args.images or 2500,
         time_limit=480.0 if args.time_limit is None else args.time_limit,
     )
+
+
+def _bench_motor(args: argparse.Namespace) -> None:
+    from probtwin.bench import motor
+
+    limit = 900.0 if args.time_limit is None else args.time_limit
+    if args.what == "motor-real":
+        for session in (0, 1):
+            print(f"--- chewie session {session}", flush=True)
+            motor.run_real("chewie", session, max_epochs=args.epochs, time_limit=limit)
+    elif args.what == "motor-simulation":
+        for seed in range(args.seeds):
+            print(f"--- seed {seed}", flush=True)
+            motor.run_simulation(seed, n_units=args.neurons or 40, max_epochs=args.epochs, time_limit=limit)
+    else:
+        smallest = args.neurons or 100
+        motor.step_scaling((smallest, 10 * smallest), steps=args.repeat, batch_size=args.batch_size, device=args.device)
 
 
 def _bench_noise(args: argparse.Namespace) -> None:
@@ -255,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "noise-v4",
             "noise-scale",
             "experiments",
+            "motor-real",
+            "motor-simulation",
+            "motor-scale",
         ],
     )
     bench.add_argument("--seeds", type=int, default=5, help="simulations, seeds 0..N-1 (experiments)")

@@ -37,10 +37,15 @@ __all__ = ["compare_states", "expected_fdr_discoveries", "test"]
 
 def _samples(effect_samples: Any, neuron_ids: Any) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(effect_samples, xr.DataArray):
-        if set(effect_samples.dims) != {"sample", "neuron"}:
-            raise DataError("effect_samples", "a DataArray with dims (sample, neuron)", f"dims {effect_samples.dims}")
-        da = effect_samples.transpose("sample", "neuron")
-        ids = da["neuron"].values if "neuron" in da.coords else np.arange(da.sizes["neuron"])
+        if effect_samples.ndim != 2 or "sample" not in effect_samples.dims:
+            raise DataError(
+                "effect_samples",
+                "a DataArray with dims (sample, neuron) (or (sample, edge))",
+                f"dims {effect_samples.dims}",
+            )
+        other = next(d for d in effect_samples.dims if d != "sample")
+        da = effect_samples.transpose("sample", other)
+        ids = da[other].values if other in da.coords else np.arange(da.sizes[other])
         values = np.asarray(da.values, dtype=np.float64)
     else:
         values = np.asarray(effect_samples, dtype=np.float64)
@@ -100,7 +105,8 @@ def test(
     Parameters
     ----------
     effect_samples : xarray.DataArray (sample, neuron) or numpy.ndarray (samples, neurons)
-        Posterior draws of the effect.
+        Posterior draws of the effect (any second dimension, e.g. ``edge`` of a lesion of
+        edges, is tested the same way, its coordinate the table's index).
     delta : float, optional
         Smallest effect that matters (in the effect's units). Given: a neuron is a discovery when
         ``|e| > delta`` is probable. None: when its sign is certain (``delta`` 0 in the

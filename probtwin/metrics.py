@@ -37,6 +37,9 @@ __all__ = [
     "split_half_reliability",
     "log_likelihood_bits",
     "bits_per_spike",
+    "r_squared",
+    "roc_auc",
+    "behavior_effect",
     "pit",
     "coverage",
     "interval_coverage",
@@ -333,3 +336,86 @@ def interval_coverage(samples: np.ndarray, observed: np.ndarray, level: float = 
     u = pit(samples, observed, seed=seed)
     lo = (1 - level) / 2
     return float(np.mean((u >= lo) & (u <= 1 - lo)))
+
+
+def r_squared(observed: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Coefficient of determination of each output, ``1 - SSE / SST``, over all trials and frames.
+
+    Parameters
+    ----------
+    observed, predicted : numpy.ndarray, shape (trials, [frames,] dims)
+        E.g. hand velocity and its decoded value.
+
+    Returns
+    -------
+    numpy.ndarray, shape (dims,)
+        The figure decoding papers report is the mean over dims (x and y velocity).
+    """
+    y, p = _pair(observed, predicted, "observed", "predicted")
+    sst = ((y - y.mean(0)) ** 2).sum(0)
+    if np.any(sst <= 0):
+        raise DataError("observed", "outputs that vary", f"constant outputs {np.flatnonzero(sst <= 0).tolist()}")
+    return 1.0 - ((y - p) ** 2).sum(0) / sst
+
+
+BEHAVIOR_EFFECTS = ("rms", "speed")
+
+
+def behavior_effect(intact: np.ndarray, altered: np.ndarray, statistic: str = "rms") -> np.ndarray:
+    """The effect of an intervention on behaviour, one number per leading index.
+
+    Parameters
+    ----------
+    intact, altered : array, shape (..., trials, frames, dims)
+        Behaviour (e.g. hand velocity) without and with the intervention, on the same trials;
+        leading dimensions broadcast (one intact run against many interventions).
+    statistic : {"rms", "speed"}
+        ``"rms"``: root-mean-square change, ``sqrt(mean_{t, f, d} (altered - intact)^2)``, in the
+        behaviour's units (0 when nothing changes); ``"speed"``: change of the mean speed,
+        ``mean |altered| - mean |intact|`` (norm over dims; negative when movements slow down).
+
+    Returns
+    -------
+    array, shape (...)
+    """
+    if statistic not in BEHAVIOR_EFFECTS:
+        raise DataError("statistic", f"one of {BEHAVIOR_EFFECTS}", repr(statistic))
+    intact = np.asarray(intact, dtype=np.float64)
+    altered = np.asarray(altered, dtype=np.float64)
+    try:
+        np.broadcast_shapes(intact.shape, altered.shape)
+        ok = intact.ndim >= 3 and intact.shape[-3:] == altered.shape[-3:]
+    except ValueError:
+        ok = False
+    if not ok:
+        raise DataError(
+            "altered", f"shape (..., *{intact.shape[-3:]}) like intact (trials, frames, dims)", f"{altered.shape}"
+        )
+    if statistic == "rms":
+        return np.sqrt(((altered - intact) ** 2).mean(axis=(-3, -2, -1)))
+    diff = np.linalg.norm(altered, axis=-1) - np.linalg.norm(intact, axis=-1)
+    return diff.mean(axis=(-2, -1))
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` separating ``labels`` (e.g. true edges from non-edges).
+
+    The Mann-Whitney statistic: the probability that a random positive scores above a random
+    negative, ties counting one half (average ranks).
+
+    Parameters
+    ----------
+    labels : bool array, shape (n,)
+    scores : array, shape (n,)
+    """
+    from scipy.stats import rankdata
+
+    y = np.asarray(labels).astype(bool).reshape(-1)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if y.shape != s.shape:
+        raise DataError("scores", f"shape {y.shape} like labels", f"shape {s.shape}")
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise DataError("labels", "both positives and negatives", f"{n_pos} positives, {n_neg} negatives")
+    ranks = rankdata(s)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -117,3 +117,42 @@ def test_true_mean_reaches_feve_of_one_on_the_simulator():
     assert metrics.log_likelihood_bits(lp) * rec.n_neurons * np.log(2) == pytest.approx(
         sim.truth["log_likelihood"].mean()
     )
+
+
+def test_r_squared_matches_its_definition_per_output():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(10, 8, 2))
+    pred = y + rng.normal(scale=0.5, size=y.shape)
+    flat_y, flat_p = y.reshape(-1, 2), pred.reshape(-1, 2)
+    expected = 1 - ((flat_y - flat_p) ** 2).sum(0) / ((flat_y - flat_y.mean(0)) ** 2).sum(0)
+    np.testing.assert_allclose(metrics.r_squared(y, pred), expected)
+    np.testing.assert_allclose(metrics.r_squared(y, y), 1.0)
+    np.testing.assert_allclose(metrics.r_squared(y, np.broadcast_to(flat_y.mean(0), y.shape)), 0.0, atol=1e-12)
+    with pytest.raises(pt.DataError, match="vary"):
+        metrics.r_squared(np.ones((3, 2)), np.zeros((3, 2)))
+
+
+def test_roc_auc_is_the_mann_whitney_probability():
+    labels = np.array([1, 1, 0, 0, 0], bool)
+    assert metrics.roc_auc(labels, np.array([0.9, 0.8, 0.1, 0.2, 0.3])) == 1.0
+    assert metrics.roc_auc(labels, np.array([0.1, 0.2, 0.9, 0.8, 0.3])) == 0.0
+    # one positive below one negative of six pairs; ties count one half
+    assert metrics.roc_auc(labels, np.array([0.9, 0.25, 0.1, 0.2, 0.3])) == pytest.approx(5 / 6)
+    assert metrics.roc_auc(labels, np.zeros(5)) == 0.5
+    with pytest.raises(pt.DataError, match="positives"):
+        metrics.roc_auc(np.zeros(3, bool), np.arange(3.0))
+
+
+def test_behavior_effect_rms_and_speed():
+    intact = np.zeros((2, 3, 2))
+    intact[..., 0] = 1.0  # speed 1 everywhere
+    altered = intact.copy()
+    altered[..., 0] = 0.5  # half the speed
+    assert metrics.behavior_effect(intact, altered, "rms") == pytest.approx(np.sqrt(0.25 / 2))
+    assert metrics.behavior_effect(intact, altered, "speed") == pytest.approx(-0.5)
+    many = np.stack([intact, altered])  # (interventions, trials, frames, dims) against one intact run
+    np.testing.assert_allclose(metrics.behavior_effect(intact, many, "rms"), [0.0, np.sqrt(0.125)])
+    with pytest.raises(pt.DataError, match="statistic"):
+        metrics.behavior_effect(intact, altered, "peak")
+    with pytest.raises(pt.DataError, match="altered"):
+        metrics.behavior_effect(intact, altered[:, :2])

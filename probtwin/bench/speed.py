@@ -93,7 +93,7 @@ def plain_step_time(net: nn.Module, batch: dict, steps: int) -> list[float]:
 
 
 def _sync(batch: dict) -> None:
-    if batch["stimuli"].is_cuda:
+    if batch["responses"].is_cuda:
         torch.cuda.synchronize()
 
 

@@ -18,15 +18,16 @@ __all__ = ["receptive_fields"]
 METHODS = ("sparse_noise", "gradient")
 
 
-def _neurons(twin: Any, k: int, neurons: Any) -> np.ndarray:
+def _neurons(twin: Any, k: int, neurons: Any, field: str = "neurons") -> np.ndarray:
+    """Positions of the chosen neurons (all for None), checked."""
     n = twin.specs[k].n_neurons
     if neurons is None:
         return np.arange(n)
     index = np.atleast_1d(np.asarray(neurons))
     if index.ndim != 1 or index.dtype.kind not in "iu" or len(index) == 0:
-        raise DataError("neurons", "a list of neuron indices (positions, not ids)", repr(neurons))
+        raise DataError(field, "a list of neuron indices (positions, not ids)", repr(neurons))
     if index.min() < 0 or index.max() >= n:
-        raise DataError("neurons", f"indices in [0, {n})", f"{index.tolist()[:10]}")
+        raise DataError(field, f"indices in [0, {n})", f"{index.tolist()[:10]}")
     return index
 
 

@@ -1,15 +1,18 @@
 """Ground-truth brains: simulated populations with known parameters, for validation and demos."""
 
 from probtwin.simulate.images import pink_noise_images, shift_images
+from probtwin.simulate.motor import MotorSimulation, motor
 from probtwin.simulate.noise import LIKELIHOODS, observe
 from probtwin.simulate.population import V1Population, gabor_bank
 from probtwin.simulate.v1 import Simulation, v1
 
 __all__ = [
     "LIKELIHOODS",
+    "MotorSimulation",
     "Simulation",
     "V1Population",
     "gabor_bank",
+    "motor",
     "observe",
     "pink_noise_images",
     "shift_images",

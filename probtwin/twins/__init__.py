@@ -4,6 +4,7 @@ from probtwin.twins.base import SessionSpec, Twin, load
 from probtwin.twins.flows import MonotoneFlow
 from probtwin.twins.image import ImageTwin
 from probtwin.twins.likelihoods import LIKELIHOODS, Likelihood
+from probtwin.twins.motor import MotorGraphTwin
 from probtwin.twins.noise import NOISE_MODELS, FlowNoise, IndependentNoise, LatentCountNoise, NoiseModel
 from probtwin.twins.prediction import Prediction
 
@@ -16,6 +17,7 @@ __all__ = [
     "LatentCountNoise",
     "Likelihood",
     "MonotoneFlow",
+    "MotorGraphTwin",
     "NoiseModel",
     "Prediction",
     "SessionSpec",

@@ -622,7 +622,18 @@ class Twin(nn.Module):
 
     # ------------------------------------------------------------------ ArviZ
 
-    site_dims: dict[str, tuple[str, ...]] = {}  # names of each per-neuron site's trailing dimensions
+    site_dims: dict[str, tuple[str, ...]] = {}  # names of each posterior site's dimensions
+
+    def _posterior_arrays(self, draws: dict) -> tuple[dict, dict]:
+        """Posterior draws (draws, ...) as ArviZ arrays (1, draws, ...) and their dimension names
+        (``site_dims``; default: neurons first)."""
+        posterior, dims = {}, {}
+        for name, value in draws.items():
+            value = value.detach().cpu().numpy()[None]
+            default = ("neuron", *(f"{name}_dim_{j}" for j in range(value.ndim - 3)))
+            posterior[name] = value
+            dims[name] = list(self.site_dims.get(name, default))
+        return posterior, dims
 
     @torch.no_grad()
     def to_arviz(
@@ -664,12 +675,8 @@ class Twin(nn.Module):
             pointwise[:, sl] = noise.pointwise_log_likelihood(loc, self._tensor(y[sl]), int(seed) + 2 + sl.start).cpu()
         ids = np.asarray(self.specs[k].neuron_ids)
         coords = {"neuron": ids, "trial": np.asarray(part.trial_index)}
-        posterior, dims = {}, {"responses": ["trial", "neuron"]}
-        for name, value in draws.items():
-            value = value.detach().cpu().numpy()[None]
-            extra = self.site_dims.get(name, tuple(f"{name}_dim_{j}" for j in range(value.ndim - 3)))
-            posterior[name] = value
-            dims[name] = ["neuron", *extra]
+        posterior, dims = self._posterior_arrays(draws)
+        dims["responses"] = ["trial", "neuron"]
         return az.from_dict(
             posterior=posterior,
             posterior_predictive={"responses": predictive[None]},

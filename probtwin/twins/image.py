@@ -415,7 +415,11 @@ class ImageTwin(Twin):
             batch, draws["position"], draws["weights"], draws["bias"], draws.get("state_weights")
         )
 
-    site_dims = {"position": ("xy",), "weights": ("channel",), "state_weights": ("behavior", "channel")}
+    site_dims = {
+        "position": ("neuron", "xy"),
+        "weights": ("neuron", "channel"),
+        "state_weights": ("neuron", "behavior", "channel"),
+    }
 
     def _elements_per_neuron(self, k: int) -> int:
         return self.config["hidden_channels"] * (2 if self.config["state_readout"] else 1)

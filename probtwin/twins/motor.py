@@ -1,0 +1,773 @@
+"""MotorGraphTwin: a latent dynamical system on a graph of units that predicts spikes and behaviour.
+
+Generative story of one trial (frames t = 0..T-1, units n = 1..N as graph nodes, latent states
+``x_n(t)`` in R^d, task inputs ``u(t)`` such as the reach target)::
+
+    w_e ~ Laplace(0, lambda)  (learned graph: all ordered pairs; a sparsity prior)
+          Normal(0, lambda)   (a given or k-nearest-neighbour graph)
+    D_n ~ Normal(0, tau_n^2)                                   behaviour readout, (dims, d)
+    x_n(0) ~ Normal(m_n, s^2)
+    x(t+1) = f(x(t), messages over the graph, u(t)) + sigma eps    (probtwin.nn.graph.GraphDynamics)
+    y_n(t) ~ Poisson(exp(c_n . x_n(t) + beta_n))                (or the chosen likelihood)
+    v(t)   ~ Normal(sum_n D_n x_n(t) + v_0, rho^2)              (behaviour, standardised)
+
+The model is written in its innovations (non-centred): ``e(0) = x(0)`` and
+``e(t+1) = x(t+1) - f(x(t), u(t))``, so that the states are a deterministic rollout of the
+innovations through the graph dynamics (:func:`probtwin.nn.graph.rollout`) and the prior of the
+innovations is Normal. The edge weights and the behaviour readout are random with mean-field
+Normal posteriors; each unit's readout scale ``tau_n`` is a point estimate (automatic relevance
+determination: the readout of units that carry no behaviour shrinks to zero); the dynamics
+(``a``, ``W``, ``B_n``, ``b_n``, ``sigma``), the spike readout and the initial-state prior are point
+estimates. The innovations have an amortized guide, ``q(e | y) = prod_{t, n} Normal(mu_nt(y),
+s_nt(y))`` with ``mu, s`` from a bidirectional GRU over each node's trial
+(:class:`probtwin.nn.sequence.NodeSequenceEncoder`); the states it implies follow the dynamics
+(a guide that proposed the states frame by frame would hand the dynamics noisy regressors and
+learn them attenuated). The guide sees spikes and task inputs but never behaviour, so that
+behaviour is decoded from spikes alone. During fitting a random fraction of units is hidden from
+the guide on each trial (coordinated dropout) while the likelihood scores all of them: the guide
+learns to infer a unit's state from the others, which is what co-smoothing asks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from probtwin import metrics
+from probtwin.data.batching import batch_arrays
+from probtwin.data.recording import Recording
+from probtwin.errors import DataError
+from probtwin.nn.graph import GraphDynamics, check_edge_index, complete_graph, knn_graph, rollout
+from probtwin.nn.sequence import NodeSequenceEncoder
+from probtwin.twins.base import _MAX_ELEMENTS, SessionSpec, Twin
+from probtwin.twins.likelihoods import Likelihood, inverse_softplus
+from probtwin.twins.prediction import Prediction
+
+__all__ = ["MotorGraphTwin"]
+
+GRAPHS = ("learned", "knn")
+EDGE_PRIORS = {"cauchy": dist.Cauchy, "laplace": dist.Laplace, "normal": dist.Normal}
+_MAX_LOG_RATE = 12.0
+
+
+class MotorGraphTwin(Twin):
+    """Message-passing graph twin of a sensorimotor population (spikes and behaviour over time).
+
+    Parameters
+    ----------
+    recording : Recording
+        One time series: responses (trials, frames, units) spike counts, optional behaviour
+        (trials, frames, dims) such as hand velocity, optional stimuli (trials, frames, inputs)
+        such as a one-hot reach target.
+    graph : {"learned", "knn"} or array of shape (2, edges)
+        ``"learned"``: every ordered pair of units is an edge with a Laplace (sparsity) prior on
+        its weight (E = N (N - 1): for large N give a sparse graph); ``"knn"``: edges from each
+        unit's ``n_neighbors`` nearest units by ``recording.neuron_coords``, the messages gated by
+        distance; an array: the ``(source, target)`` pairs, e.g. from anatomy.
+    latent_dim : int
+        State dimension ``d`` of each node.
+    likelihood : str
+        Spikes given the rate (``"poisson"``, ``"negative_binomial"``, ...).
+    behavior_likelihood : str
+        Behaviour given the readout (``"normal"``).
+    n_neighbors : int
+        ``k`` of ``graph="knn"``.
+    edge_prior_scale : float
+        ``lambda``: Laplace scale of a learned graph's weights, Normal scale otherwise.
+    behavior_prior_scale : float
+        Starting value of each unit's ``tau_n``, in units of the standardised behaviour.
+    hidden, context : int
+        Width of the guide's GRU (per direction) and of its population context.
+    input_dropout : float
+        Fraction of units hidden from the guide on each training trial.
+    edge_attr : array (edges, features), optional
+        Features of a given graph's edges (the messages are gated by them).
+
+    Examples
+    --------
+    >>> sim = pt.simulate.motor(n_units=20, n_trials=60, frames=12, seed=0)  # doctest: +SKIP
+    >>> twin = pt.MotorGraphTwin(sim.recording, graph="learned", latent_dim=1)  # doctest: +SKIP
+    """
+
+    site_dims = {"edge_weights": ("edge",), "behavior_weights": ("neuron", "behavior", "latent")}
+
+    def __init__(
+        self,
+        recording: Recording | None,
+        graph: str | np.ndarray = "learned",
+        latent_dim: int = 2,
+        likelihood: str = "poisson",
+        behavior_likelihood: str = "normal",
+        n_neighbors: int = 8,
+        edge_prior: str | None = None,
+        edge_prior_scale: float = 0.1,
+        behavior_prior_scale: float = 1.0,
+        hidden: int = 32,
+        context: int = 16,
+        input_dropout: float = 0.25,
+        edge_attr: np.ndarray | None = None,
+        _specs: list[SessionSpec] | None = None,
+        _n_edges: int | None = None,
+        _edge_dim: int = 0,
+    ) -> None:
+        if _specs is None:
+            self._check_recording(recording)
+        if int(latent_dim) != latent_dim or latent_dim < 1:
+            raise DataError("latent_dim", "an integer >= 1", repr(latent_dim))
+        if not 0 <= input_dropout < 1:
+            raise DataError("input_dropout", "a fraction in [0, 1)", repr(input_dropout))
+        for name, value in (("edge_prior_scale", edge_prior_scale), ("behavior_prior_scale", behavior_prior_scale)):
+            if not value > 0:
+                raise DataError(name, "a positive scale", repr(value))
+        kind = graph if isinstance(graph, str) else "given"
+        if isinstance(graph, str) and graph not in (*GRAPHS, "given"):
+            raise DataError("graph", f"one of {GRAPHS} or an edge_index array (2, edges)", repr(graph))
+        if edge_prior is None:
+            edge_prior = "cauchy" if kind == "learned" else "normal"
+        if edge_prior not in EDGE_PRIORS:
+            raise DataError("edge_prior", f"one of {tuple(EDGE_PRIORS)}", repr(edge_prior))
+        if behavior_likelihood != "normal":
+            raise DataError("behavior_likelihood", "'normal'", repr(behavior_likelihood))
+        config = dict(
+            graph=kind,
+            edge_prior=edge_prior,
+            latent_dim=int(latent_dim),
+            behavior_likelihood=behavior_likelihood,
+            n_neighbors=int(n_neighbors),
+            edge_prior_scale=float(edge_prior_scale),
+            behavior_prior_scale=float(behavior_prior_scale),
+            hidden=int(hidden),
+            context=int(context),
+            input_dropout=float(input_dropout),
+        )
+        super().__init__(recording, likelihood, config, specs=_specs)
+        spec = self.specs[0]
+        n, d = spec.n_neurons, int(latent_dim)
+        self.n_inputs = spec.stimulus_shape[-1] if spec.stimulus_shape else 0
+        self.n_behavior = spec.n_behavior
+        self.latent_dim = d
+        if _specs is None:
+            edges, attr = self._graph(recording, graph, n_neighbors, edge_attr)
+        else:
+            edges = torch.zeros(2, _n_edges, dtype=torch.long)
+            attr = torch.zeros(_n_edges, _edge_dim) if _edge_dim else None
+        self.config.update(_n_edges=int(edges.shape[1]), _edge_dim=0 if attr is None else int(attr.shape[1]))
+        self.register_buffer("edge_index", edges)
+        self.register_buffer("edge_attr", attr)
+        n_edges = edges.shape[1]
+        self.dynamics = GraphDynamics(n, d, self.n_inputs, self.config["_edge_dim"])
+        self.raw_process_scale = nn.Parameter(inverse_softplus(torch.full((d,), 0.3)))
+        self.init_loc = nn.Parameter(torch.zeros(n, d))
+        self.raw_init_scale = nn.Parameter(inverse_softplus(torch.ones(d)))
+        self.spike_weight = nn.Parameter(torch.full((n, d), 0.5 / np.sqrt(d)))
+        self.spike_bias = nn.Parameter(torch.log(self.response_mean_0.clamp_min(1e-3)))
+        self.encoder = NodeSequenceEncoder(n, self.n_inputs, d, hidden, context)
+        self.edge_loc = nn.Parameter(torch.zeros(n_edges))
+        self.raw_edge_scale = nn.Parameter(inverse_softplus(torch.full((n_edges,), 0.5 * edge_prior_scale)))
+        if self.n_behavior:
+            self.behavior_likelihood = Likelihood("normal", self.n_behavior)
+            self.behavior_bias = nn.Parameter(torch.zeros(self.n_behavior))
+            self.behavior_loc = nn.Parameter(torch.zeros(n, self.n_behavior, d))
+            self.raw_behavior_tau = nn.Parameter(inverse_softplus(torch.full((n,), float(behavior_prior_scale))))
+            self.raw_behavior_scale = nn.Parameter(
+                inverse_softplus(torch.full((n, self.n_behavior, d), 0.1 * behavior_prior_scale))
+            )
+
+    # ------------------------------------------------------------------ set-up
+
+    @staticmethod
+    def _check_recording(rec: Any) -> None:
+        if isinstance(rec, (list, tuple)):
+            raise DataError("recording", "one Recording (a graph is one session's units)", f"{len(rec)} recordings")
+        if not isinstance(rec, Recording):
+            raise DataError("recording", "a probtwin.Recording", type(rec).__name__)
+        if rec.n_frames is None:
+            raise DataError("responses", "a time series (trials, frames, units)", f"shape {rec.responses.shape}")
+        if rec.stimuli is not None and rec.stimulus_kind != "task":
+            raise DataError("stimuli", "task inputs (trials, frames, features) or None", f"{rec.stimulus_kind}")
+        if rec.behavior is not None and rec.behavior.ndim != 3:
+            raise DataError("behavior", "per-frame behaviour (trials, frames, dims)", f"shape {rec.behavior.shape}")
+
+    def _graph(self, rec: Recording, graph: Any, k: int, edge_attr: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        n = rec.n_neurons
+        if isinstance(graph, str) and graph == "learned":
+            return complete_graph(n), None
+        if isinstance(graph, str) and graph == "knn":
+            if rec.neuron_coords is None:
+                raise DataError("neuron_coords", "unit coordinates for graph='knn'", "None")
+            coords = np.asarray(rec.neuron_coords, dtype=np.float32)
+            edges = knn_graph(coords, k)
+            dist_ = np.linalg.norm(coords[edges[0]] - coords[edges[1]], axis=-1)
+            scale = np.median(dist_) if np.median(dist_) > 0 else 1.0
+            return edges, torch.as_tensor(dist_ / scale, dtype=torch.float32)[:, None]
+        if isinstance(graph, str):
+            raise DataError("graph", f"one of {GRAPHS} or an edge_index array", repr(graph))
+        edges = check_edge_index(graph, n)
+        if edge_attr is None:
+            return edges, None
+        attr = torch.as_tensor(np.asarray(edge_attr, dtype=np.float32))
+        attr = attr[:, None] if attr.ndim == 1 else attr
+        if attr.ndim != 2 or len(attr) != edges.shape[1] or not torch.isfinite(attr).all():
+            raise DataError(
+                "edge_attr", f"finite features of shape ({edges.shape[1]}, features)", f"{tuple(attr.shape)}"
+            )
+        return edges, attr
+
+    @classmethod
+    def _from_specs(cls, specs: list[SessionSpec], likelihood: str, config: dict) -> MotorGraphTwin:
+        config = dict(config)
+        graph = config.pop("graph")
+        return cls(None, graph=graph, likelihood=likelihood, **config, _specs=specs)
+
+    # ------------------------------------------------------------------ the generative model
+
+    @property
+    def process_scale(self) -> torch.Tensor:
+        return F.softplus(self.raw_process_scale)
+
+    @property
+    def init_scale(self) -> torch.Tensor:
+        return F.softplus(self.raw_init_scale)
+
+    def _step(self, x: torch.Tensor, u: torch.Tensor | None, edge_weight: torch.Tensor) -> torch.Tensor:
+        return self.dynamics(x, u, self.edge_index, edge_weight, self.edge_attr)
+
+    def _rollout(self, x0, inputs, edge_weight, noise, silenced=None, drive=None, clamp=None) -> torch.Tensor:
+        return rollout(
+            self.dynamics, x0, inputs, self.edge_index, edge_weight, noise, self.edge_attr, silenced, drive, clamp
+        )
+
+    def _log_rates(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., frames, nodes, d) -> (..., frames, nodes)"""
+        return (torch.einsum("...nd,nd->...n", x, self.spike_weight) + self.spike_bias).clamp(max=_MAX_LOG_RATE)
+
+    def _behavior_mean(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Standardised behaviour from states and a readout: states (..., frames, nodes, d) and
+        one readout (nodes, dims, d) -> (..., frames, dims); or states (..., draws, trials,
+        frames, nodes, d) and a readout per draw (draws, nodes, dims, d) -> (..., draws, trials,
+        frames, dims)."""
+        if weights.ndim == 3:
+            return torch.einsum("...nd,nkd->...k", x, weights) + self.behavior_bias
+        return torch.einsum("...sbtnd,snkd->...sbtk", x, weights) + self.behavior_bias
+
+    def _edge_prior(self) -> dist.Distribution:
+        s = self.config["edge_prior_scale"]
+        zero = torch.zeros((), device=self.device)
+        return EDGE_PRIORS[self.config["edge_prior"]](zero, s)
+
+    def _innovation_prior(self, shape: tuple[int, ...]) -> dist.Distribution:
+        """``e(0) ~ N(m, s^2)``, ``e(t) ~ N(0, sigma^2)``: batch (trials,), event (frames, nodes, d)."""
+        n_trials, frames, n, d = shape
+        loc = torch.zeros(shape, device=self.device)
+        loc[:, 0] = self.init_loc
+        scale = torch.cat(
+            [self.init_scale.expand(n_trials, 1, n, d), self.process_scale.expand(n_trials, frames - 1, n, d)], 1
+        )
+        return dist.Normal(loc, scale).to_event(3)
+
+    def _states(self, innovations: torch.Tensor, inputs: torch.Tensor | None, edge_weight: torch.Tensor, **kw):
+        """States (..., trials, frames, nodes, d) from innovations: ``x(0) = e(0)``,
+        ``x(t+1) = f(x(t), u(t)) + e(t+1)``; ``kw``: interventions of :func:`probtwin.nn.graph.rollout`."""
+        return self._rollout(innovations[..., 0, :, :], inputs, edge_weight, innovations, **kw)
+
+    def model(self, batch: dict) -> None:
+        y = batch["responses"]
+        n_trials, frames, n = y.shape
+        w = pyro.sample("edge_weights", self._edge_prior().expand([self.edge_index.shape[1]]).to_event(1))
+        if self.n_behavior:
+            tau = F.softplus(self.raw_behavior_tau)[:, None, None]
+            prior = dist.Normal(torch.zeros((), device=y.device), tau)
+            readout = pyro.sample("behavior_weights", prior.expand([n, self.n_behavior, self.latent_dim]).to_event(3))
+        size = batch["n_total"] or n_trials
+        with pyro.plate("trials", size, subsample=batch["index"], dim=-1):
+            e = pyro.sample("innovations", self._innovation_prior((n_trials, frames, n, self.latent_dim)))
+            x = self._states(e, batch.get("stimuli"), w)
+            rates = torch.exp(self._log_rates(x))
+            pyro.sample("responses", self.noise[0].likelihood(rates).to_event(2), obs=y)
+            if self.n_behavior and batch.get("behavior") is not None:
+                mean = self._behavior_mean(x, readout)
+                pyro.sample("behavior", self.behavior_likelihood(mean).to_event(2), obs=batch["behavior"])
+
+    def _innovation_posterior(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        y = batch["responses"]
+        observed = batch.get("observed")
+        if observed is None:
+            observed = torch.ones(y.shape[0], y.shape[-1], dtype=torch.bool, device=y.device)
+        return self.encoder(y, observed, batch.get("stimuli"))
+
+    def guide(self, batch: dict) -> None:
+        pyro.sample("edge_weights", dist.Normal(self.edge_loc, F.softplus(self.raw_edge_scale)).to_event(1))
+        if self.n_behavior:
+            scale = F.softplus(self.raw_behavior_scale)
+            pyro.sample("behavior_weights", dist.Normal(self.behavior_loc, scale).to_event(3))
+        loc, scale = self._innovation_posterior(batch)
+        with pyro.plate("trials", batch["n_total"] or len(loc), subsample=batch["index"], dim=-1):
+            pyro.sample("innovations", dist.Normal(loc, scale).to_event(3))
+
+    def loss_terms(self, batch: dict):
+        if self.training and self.config["input_dropout"] > 0:
+            y = batch["responses"]
+            keep = torch.rand(y.shape[0], y.shape[-1], device=y.device) >= self.config["input_dropout"]
+            batch = {**batch, "observed": keep}
+        return super().loss_terms(batch)
+
+    def validation_score(self) -> float:
+        """The local ELBO per observed value of the validation trials, log p(y, v, e) - log q(e) at
+        one seeded draw of the innovations, the edge weights and readout at their posterior means."""
+        rec = self.recordings[0]
+        part = rec.split("validation" if np.any(rec.tiers == "validation") else "train")
+        means = self._draws(0, None, None)
+        total, count = 0.0, 0
+        gen = torch.Generator().manual_seed(0)
+        for _, batch in self._trial_batches(part, self._per_trial(part, 1)):
+            loc, scale = self._innovation_posterior(batch)
+            e = loc + scale * torch.randn(loc.shape, generator=gen).to(loc)
+            x = self._states(e, batch.get("stimuli"), means["edge_weights"][0])
+            y = batch["responses"]
+            value = self._innovation_prior(tuple(e.shape)).log_prob(e) - dist.Normal(loc, scale).to_event(3).log_prob(e)
+            value = value.sum() + self.noise[0].likelihood(torch.exp(self._log_rates(x))).log_prob(y).sum()
+            count += y.numel()
+            if self.n_behavior:
+                mean = self._behavior_mean(x, means["behavior_weights"][0])
+                value = value + self.behavior_likelihood(mean).log_prob(batch["behavior"]).sum()
+                count += batch["behavior"].numel()
+            total += float(value)
+        return total / count
+
+    # ------------------------------------------------------------------ posterior draws
+
+    def _draws(self, k: int, num_samples: int | None, generator: torch.Generator | None) -> dict:
+        """Draws (num_samples, ...) of the edge weights and behaviour readout; None: the means."""
+        post = {"edge_weights": (self.edge_loc, F.softplus(self.raw_edge_scale))}
+        if self.n_behavior:
+            post["behavior_weights"] = (self.behavior_loc, F.softplus(self.raw_behavior_scale))
+        if num_samples is None:
+            return {name: loc[None].detach() for name, (loc, _) in post.items()}
+        out = {}
+        for name, (loc, scale) in post.items():
+            eps = torch.randn((num_samples, *loc.shape), generator=generator).to(loc)
+            out[name] = (loc + scale * eps).detach()
+        return out
+
+    def _trial_batches(self, rec: Recording, per_trial: int):
+        """(trial index, standardised batch) in chunks whose working set stays under the bound."""
+        size = max(1, _MAX_ELEMENTS // max(1, per_trial))
+        for start in range(0, rec.n_trials, size):
+            idx = np.arange(start, min(start + size, rec.n_trials))
+            yield idx, self._batch(0, batch_arrays(rec, idx))
+
+    def _per_trial(self, rec: Recording, num_samples: int, factor: int = 4) -> int:
+        return num_samples * rec.n_frames * self.specs[0].n_neurons * self.latent_dim * factor
+
+    def _part(self, rec: Recording, tier: str | None) -> Recording:
+        if not isinstance(rec, Recording):
+            raise DataError("recording", "a probtwin.Recording", type(rec).__name__)
+        part = rec.split(tier) if tier is not None else rec
+        spec = self.specs[0]
+        if part.n_frames is None or part.n_neurons != spec.n_neurons:
+            raise DataError(
+                "responses", f"a time series of {spec.n_neurons} units (the twin's)", f"shape {part.responses.shape}"
+            )
+        return part
+
+    def _innovation_draws(self, batch: dict, num_samples: int, generator: torch.Generator) -> torch.Tensor:
+        loc, scale = self._innovation_posterior(batch)
+        return loc + scale * torch.randn((num_samples, *loc.shape), generator=generator).to(loc)
+
+    def _state_draws(self, batch: dict, edge_weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Posterior draws of the states (draws, trials, frames, nodes, d), one per edge-weight draw."""
+        e = self._innovation_draws(batch, len(edge_weights), generator)
+        return self._states(e, batch.get("stimuli"), edge_weights[:, None, :])
+
+    def _raw_behavior(self, v: torch.Tensor) -> torch.Tensor:
+        return v * self.behavior_std_0 + self.behavior_mean_0
+
+    # ------------------------------------------------------------------ queries
+
+    def _held_in(self, held_in: Any) -> np.ndarray:
+        n = self.specs[0].n_neurons
+        index = np.asarray(held_in)
+        if index.ndim != 1 or index.dtype.kind not in "iu" or len(index) == 0:
+            raise DataError("held_in", "a 1-d array of unit indices", f"{index.dtype} array of shape {index.shape}")
+        if index.min() < 0 or index.max() >= n or len(np.unique(index)) != len(index):
+            raise DataError("held_in", f"distinct indices in [0, {n})", f"{index.tolist()[:10]}")
+        if len(index) == n:
+            raise DataError("held_in", "a subset of the units (some left to predict)", "all units")
+        return index
+
+    @torch.no_grad()
+    def predict(
+        self,
+        recording: Recording,
+        num_samples: int = 100,
+        seed: int = 0,
+        tier: str | None = None,
+        held_in: np.ndarray | None = None,
+    ) -> Prediction:
+        """Posterior draws of each unit's firing rate given the trials' spikes (smoothing).
+
+        Parameters
+        ----------
+        recording : Recording
+        num_samples : int
+        seed : int
+        tier : str, optional
+            Which trials (default: all).
+        held_in : array of int, optional
+            Co-smoothing: only these units' spikes are shown to the guide, and the rates of the
+            *other* units are predicted.
+
+        Returns
+        -------
+        Prediction
+            ``.samples`` (num_samples, trials, frames, units) in spikes per bin; with
+            ``held_in``, of the held-out units only (``.neuron_ids`` says which).
+        """
+        self.train(False)
+        part = self._part(recording, tier)
+        ids = np.asarray(self.specs[0].neuron_ids)
+        units = np.arange(len(ids))
+        if held_in is not None:
+            units = np.setdiff1d(units, self._held_in(held_in))
+        out = np.empty((num_samples, part.n_trials, part.n_frames, len(units)), np.float32)
+        gen = torch.Generator().manual_seed(int(seed))
+        w = self._draws(0, num_samples, gen)["edge_weights"]
+        for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
+            if held_in is not None:
+                observed = torch.zeros(len(idx), len(ids), dtype=torch.bool, device=self.device)
+                observed[:, torch.as_tensor(held_in, device=self.device)] = True
+                batch["observed"] = observed
+            x = self._state_draws(batch, w, gen)
+            out[:, idx] = torch.exp(self._log_rates(x))[..., torch.as_tensor(units)].cpu().numpy()
+        return Prediction(out, ids[units])
+
+    def _require_behavior(self) -> None:
+        if not self.n_behavior:
+            raise DataError("behavior", "a twin fitted with behaviour", "a twin without behaviour")
+
+    @torch.no_grad()
+    def decode_behavior(
+        self, recording: Recording, tier: str | None = "test", num_samples: int = 100, seed: int = 0
+    ) -> Prediction:
+        """Posterior draws of the behaviour (e.g. hand velocity) decoded from the trials' spikes.
+
+        The guide infers the node states from spikes (and task inputs) only; each draw takes a
+        draw of the states and of the behaviour readout. The decoder is a smoother: a frame's
+        value uses the whole trial's spikes.
+
+        Returns
+        -------
+        Prediction
+            ``.samples`` (num_samples, trials, frames, dims) in the behaviour's units: ``.mean``
+            and ``.quantile(q)`` of the mean behaviour.
+        """
+        self._require_behavior()
+        self.train(False)
+        part = self._part(recording, tier)
+        out = np.empty((num_samples, part.n_trials, part.n_frames, self.n_behavior), np.float32)
+        gen = torch.Generator().manual_seed(int(seed))
+        draws = self._draws(0, num_samples, gen)
+        readout = draws["behavior_weights"]
+        for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
+            x = self._state_draws(batch, draws["edge_weights"], gen)
+            out[:, idx] = self._raw_behavior(self._behavior_mean(x, readout)).cpu().numpy()
+        return Prediction(out, None)
+
+    def _initial_states(self, batch: dict, num_samples: int, gen: torch.Generator, initial: str) -> torch.Tensor:
+        if initial == "posterior":
+            loc, scale = self._innovation_posterior(batch)
+            loc, scale = loc[:, 0], scale[:, 0]
+        else:
+            n_trials = len(batch["responses"])
+            loc = self.init_loc.expand(n_trials, -1, -1)
+            scale = self.init_scale
+        return loc + scale * torch.randn((num_samples, *loc.shape), generator=gen).to(loc)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        recording: Recording,
+        num_samples: int = 100,
+        seed: int = 0,
+        tier: str | None = None,
+        initial: str = "posterior",
+    ) -> dict[str, np.ndarray]:
+        """Synthetic spikes and behaviour: the generative model run forward through each trial.
+
+        Parameters
+        ----------
+        recording : Recording
+            The trials' task inputs (and, with ``initial="posterior"``, their spikes).
+        initial : {"posterior", "prior"}
+            Start each trial from the posterior of its first frame's states given its spikes,
+            or from the prior (a wholly synthetic trial).
+
+        Returns
+        -------
+        dict
+            ``"responses"`` (num_samples, trials, frames, units) spike counts and ``"behavior"``
+            (num_samples, trials, frames, dims) with observation noise; ``"states"`` is not kept.
+        """
+        if initial not in ("posterior", "prior"):
+            raise DataError("initial", "'posterior' or 'prior'", repr(initial))
+        self.train(False)
+        part = self._part(recording, tier)
+        n = self.specs[0].n_neurons
+        gen = torch.Generator().manual_seed(int(seed))
+        draws = self._draws(0, num_samples, gen)
+        spikes = np.empty((num_samples, part.n_trials, part.n_frames, n), np.float32)
+        behavior = np.empty((num_samples, part.n_trials, part.n_frames, self.n_behavior), np.float32)
+        w = draws["edge_weights"][:, None, :]
+        for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples, 6)):
+            x0 = self._initial_states(batch, num_samples, gen, initial)
+            noise = self.process_scale * torch.randn((*x0.shape[:2], part.n_frames, *x0.shape[2:]), generator=gen)
+            x = self._rollout(x0, batch.get("stimuli"), w, noise.to(x0))
+            rates = torch.exp(self._log_rates(x))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(torch.randint(2**31, (), generator=gen)))
+                spikes[:, idx] = self.noise[0].likelihood(rates).sample().cpu().numpy()
+                if self.n_behavior:
+                    v = self.behavior_likelihood(self._behavior_mean(x, draws["behavior_weights"])).sample()
+                    behavior[:, idx] = self._raw_behavior(v).cpu().numpy()
+        out = {"responses": spikes}
+        if self.n_behavior:
+            out["behavior"] = behavior
+        return out
+
+    @torch.no_grad()
+    def intervention_effects(
+        self,
+        recording: Recording,
+        silenced: np.ndarray | None = None,
+        edge_mask: np.ndarray | None = None,
+        drive: np.ndarray | None = None,
+        num_samples: int = 100,
+        seed: int = 0,
+        statistic: str = "rms",
+    ) -> np.ndarray:
+        """Posterior draws of the effect of interventions on behaviour, (num_samples, interventions).
+
+        A counterfactual of the recorded trials: each draw takes the edge weights and behaviour
+        readout, and each trial's innovations (initial state and process noise) from their
+        posterior given its spikes; the trials are run forward intact and, with the same
+        innovations, under each intervention, and the behaviour compared by
+        :func:`probtwin.metrics.behavior_effect`.
+
+        Parameters
+        ----------
+        silenced : bool array (interventions, units), optional
+            Units clamped at their mean state over the trials (lesions; see
+            :func:`probtwin.experiments.lesion`).
+        edge_mask : bool array (interventions, edges), optional
+            Edges cut (their weight set to zero).
+        drive : array (interventions, frames, units, d), optional
+            Added to the states (stimulation).
+        """
+        self._require_behavior()
+        self.train(False)
+        given = [a for a in (silenced, edge_mask, drive) if a is not None]
+        if len(given) != 1:
+            raise DataError("intervention", "exactly one of silenced, edge_mask, drive", f"{len(given)} given")
+        part = self._part(recording, None)
+        n_int = len(given[0])
+        gen = torch.Generator().manual_seed(int(seed))
+        draws = self._draws(0, num_samples, gen)
+        w = draws["edge_weights"][:, None, :]  # (S, 1, E)
+        batch = self._batch(0, batch_arrays(part, np.arange(part.n_trials)))
+        e = self._innovation_draws(batch, num_samples, gen)  # (S, B, T, N, d)
+        u = batch.get("stimuli")
+        readout = draws["behavior_weights"]
+
+        def behavior(x):
+            return self._raw_behavior(self._behavior_mean(x, readout)).cpu().numpy()
+
+        x_intact = self._states(e, u, w)
+        intact = behavior(x_intact)
+        clamp = x_intact.mean((-4, -3))  # each draw's mean state of every unit over the trials
+        per = max(1, _MAX_ELEMENTS // max(1, e.numel() * 2))
+        out = np.empty((num_samples, n_int))
+        for start in range(0, n_int, per):
+            sl = slice(start, min(start + per, n_int))
+            if silenced is not None:
+                s = torch.as_tensor(silenced[sl], device=self.device)[:, None, None, :]
+                x = self._states(e, u, w, silenced=s, clamp=clamp[:, None])
+            elif edge_mask is not None:
+                keep = ~torch.as_tensor(edge_mask[sl], device=self.device)[:, None, None, :]
+                x = self._states(e, u, w * keep)
+            else:
+                dr = torch.as_tensor(drive[sl], dtype=torch.float32, device=self.device)[:, None, None]
+                x = self._states(e, u, w, drive=dr)
+            out[:, sl] = metrics.behavior_effect(intact, behavior(x), statistic).T
+        return out
+
+    @torch.no_grad()
+    def edges(self, level: float = 0.9) -> Any:
+        """Posterior of each edge weight: a DataFrame with ``source``, ``target`` (unit ids),
+        ``mean``, ``sd``, ``lower``, ``upper`` (central ``level`` interval) and ``z`` = mean / sd."""
+        import pandas as pd
+
+        if not 0 < level < 1:
+            raise DataError("level", "a probability in (0, 1)", repr(level))
+        ids = np.asarray(self.specs[0].neuron_ids)
+        e = self.edge_index.cpu().numpy()
+        mean = self.edge_loc.detach().cpu().numpy().astype(np.float64)
+        sd = F.softplus(self.raw_edge_scale).detach().cpu().numpy().astype(np.float64)
+        z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)))
+        return pd.DataFrame(
+            {
+                "source": ids[e[0]],
+                "target": ids[e[1]],
+                "mean": mean,
+                "sd": sd,
+                "lower": mean - z * sd,
+                "upper": mean + z * sd,
+                "z": mean / sd,
+            }
+        )
+
+    @torch.no_grad()
+    def latent_state(
+        self, rec: Recording, tier: str | None = "test", level: float = 0.9, num_samples: int = 100, seed: int = 0
+    ) -> dict[str, np.ndarray]:
+        """Posterior of every node's state given the trials' spikes, from ``num_samples`` draws.
+
+        Returns
+        -------
+        dict
+            ``mean``, ``sd``, ``lower``, ``upper`` (central ``level`` interval), each (trials,
+            frames, units, d), and ``trial_index`` (the rows in ``rec``).
+        """
+        if not 0 < level < 1:
+            raise DataError("level", "a probability in (0, 1)", repr(level))
+        self.train(False)
+        part = self._part(rec, tier)
+        shape = (part.n_trials, part.n_frames, self.specs[0].n_neurons, self.latent_dim)
+        out = {key: np.empty(shape, np.float32) for key in ("mean", "sd", "lower", "upper")}
+        gen = torch.Generator().manual_seed(int(seed))
+        w = self._draws(0, num_samples, gen)["edge_weights"]
+        q = torch.tensor([(1 - level) / 2, (1 + level) / 2])
+        for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
+            x = self._state_draws(batch, w, gen)
+            bounds = torch.quantile(x, q.to(x), dim=0)
+            out["mean"][idx], out["sd"][idx] = x.mean(0).cpu().numpy(), x.std(0).cpu().numpy()
+            out["lower"][idx], out["upper"][idx] = bounds[0].cpu().numpy(), bounds[1].cpu().numpy()
+        out["trial_index"] = part.trial_index
+        return out
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _constant_rate_log_prob(self, y: np.ndarray) -> np.ndarray:
+        rate = torch.as_tensor(self.response_mean_0.cpu().numpy().clip(1e-6)).float()
+        return self.noise[0].likelihood(rate.expand(y.shape).clone()).log_prob(torch.as_tensor(y)).numpy()
+
+    @torch.no_grad()
+    def _log_prob(self, rates: np.ndarray, y: np.ndarray, units: np.ndarray) -> np.ndarray:
+        lik = self.noise[0].likelihood
+        if lik.name != "poisson" and len(units) != self.specs[0].n_neurons:
+            raise DataError("likelihood", "'poisson' for co-smoothing scores", repr(lik.name))
+        return lik(torch.as_tensor(rates).clamp_min(1e-8)).log_prob(torch.as_tensor(y)).numpy()
+
+    def evaluate(
+        self,
+        rec: Recording,
+        tier: str = "test",
+        num_samples: int = 100,
+        seed: int = 0,
+        held_out_fraction: float = 0.25,
+    ) -> dict[str, float]:
+        """Held-out scores.
+
+        Returns
+        -------
+        dict
+            ``behavior_r2`` (decoded behaviour, posterior mean, ``1 - SSE/SST`` averaged over
+            dims) and ``behavior_r2_per_dim``; ``behavior_coverage_90`` (observed behaviour inside
+            the central 90% posterior predictive interval, observation noise included);
+            ``bits_per_spike`` (smoothed rates of all units against each unit's constant train
+            rate); ``co_smoothing_bits_per_spike`` (the rates of a random ``held_out_fraction``
+            of the units, seeded, predicted from the other units' spikes); ``held_out_units``;
+            ``n_trials``.
+        """
+        if not 0 < held_out_fraction < 1:
+            raise DataError("held_out_fraction", "a fraction in (0, 1)", repr(held_out_fraction))
+        part = self._part(rec, tier)
+        y = np.asarray(part.responses, dtype=np.float32)
+        n = y.shape[-1]
+        base = self._constant_rate_log_prob(y)
+        rates = self.predict(part, num_samples, seed).mean
+        scores = {"bits_per_spike": metrics.bits_per_spike(self._log_prob(rates, y, np.arange(n)), base, y)}
+        perm = np.random.default_rng(seed).permutation(n)
+        n_out = max(1, int(round(held_out_fraction * n)))
+        held_out, held_in = np.sort(perm[:n_out]), np.sort(perm[n_out:])
+        co = self.predict(part, num_samples, seed, held_in=held_in).mean
+        scores["co_smoothing_bits_per_spike"] = metrics.bits_per_spike(
+            self._log_prob(co, y[..., held_out], held_out), base[..., held_out], y[..., held_out]
+        )
+        scores["held_out_units"] = held_out.tolist()
+        if self.n_behavior and part.behavior is not None:
+            v = np.asarray(part.behavior, dtype=np.float64)
+            pred = self.decode_behavior(part, None, num_samples, seed)
+            r2 = metrics.r_squared(v, pred.mean)
+            scale = (F.softplus(self.behavior_likelihood.raw_scale) * self.behavior_std_0).detach().cpu().numpy()
+            noisy = pred.samples + scale * np.random.default_rng(seed).standard_normal(pred.samples.shape)
+            scores.update(
+                behavior_r2=float(r2.mean()),
+                behavior_r2_per_dim=r2.tolist(),
+                behavior_coverage_90=metrics.interval_coverage(noisy, v, 0.9, seed=seed),
+            )
+        scores["n_trials"] = part.n_trials
+        return scores
+
+    # ------------------------------------------------------------------ ArviZ
+
+    @torch.no_grad()
+    def to_arviz(self, rec: Recording, tier: str | None = "test", num_samples: int = 200, seed: int = 0):
+        """Posterior, posterior predictive and pointwise log-likelihood as ArviZ ``InferenceData``.
+
+        ``posterior``: ``edge_weights`` (chain, draw, edge), with ``source`` and ``target`` unit
+        ids as coordinates of ``edge``, and ``behavior_weights`` (chain, draw, neuron, behavior,
+        latent); ``posterior_predictive``: ``responses`` (trial, frame, neuron) and ``behavior``
+        (trial, frame, behavior) from :meth:`sample`; ``observed_data`` the same;
+        ``log_likelihood``: each draw's log density of every spike count given the draw of the
+        states from the guide (a smoothing density: the states saw these spikes).
+        """
+        import arviz as az
+
+        part = self._part(rec, tier)
+        draws = self._draws(0, num_samples, torch.Generator().manual_seed(int(seed)))
+        synthetic = self.sample(part, num_samples, seed)
+        rates = self.predict(part, num_samples, seed).samples
+        y = np.asarray(part.responses, dtype=np.float32)
+        pointwise = self._log_prob(rates, y, np.arange(y.shape[-1]))
+        ids = np.asarray(self.specs[0].neuron_ids)
+        e = self.edge_index.cpu().numpy()
+        coords = {
+            "neuron": ids,
+            "trial": np.asarray(part.trial_index),
+            "frame": np.arange(part.n_frames),
+            "edge": np.arange(e.shape[1]),
+        }
+        posterior, dims = self._posterior_arrays(draws)
+        observed = {"responses": y}
+        dims.update(responses=["trial", "frame", "neuron"], behavior=["trial", "frame", "behavior"])
+        predictive = {"responses": synthetic["responses"][None]}
+        if self.n_behavior:
+            observed["behavior"] = np.asarray(part.behavior, dtype=np.float32)
+            predictive["behavior"] = synthetic["behavior"][None]
+        idata = az.from_dict(
+            posterior=posterior,
+            posterior_predictive=predictive,
+            observed_data=observed,
+            log_likelihood={"responses": pointwise[None]},
+            coords=coords,
+            dims=dims,
+            attrs={"twin": type(self).__name__, "session": self.specs[0].name, "tier": str(tier)},
+        )
+        idata.posterior = idata.posterior.assign_coords(source=("edge", ids[e[0]]), target=("edge", ids[e[1]]))
+        return idata

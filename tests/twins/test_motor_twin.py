@@ -1,0 +1,188 @@
+"""MotorGraphTwin: the generative model, its queries, interventions, persistence and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import probtwin as pt
+from probtwin.bench.motor import ridge_decoder
+from probtwin.nn.graph import knn_graph
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return pt.simulate.motor(n_units=16, n_trials=160, frames=12, seed=0, edge_prob=0.1)
+
+
+@pytest.fixture(scope="module")
+def twin(sim):
+    torch.manual_seed(0)
+    twin = pt.MotorGraphTwin(sim.recording, graph="learned", latent_dim=1)
+    twin.fit(max_epochs=60, batch_size=32, lr=1e-2, progress=False, patience=10)
+    return twin
+
+
+def test_fit_learns_to_decode_behaviour_and_predict_held_out_units(sim, twin):
+    scores = twin.evaluate(sim.recording, "test", num_samples=50)
+    ridge = ridge_decoder(sim.recording, history=3)
+    assert scores["behavior_r2"] > 0.6
+    assert scores["behavior_r2"] > ridge["r2"] - 0.05  # a smoother of the dynamics, not worse than ridge
+    assert scores["co_smoothing_bits_per_spike"] > 0.05  # above each unit's constant rate
+    assert scores["bits_per_spike"] > scores["co_smoothing_bits_per_spike"]  # own spikes help
+    assert 0.7 < scores["behavior_coverage_90"] <= 1.0
+    assert len(scores["held_out_units"]) == 4 and scores["n_trials"] == 16
+
+
+def test_recovered_graph_ranks_true_edges_first(sim, twin):
+    edges = twin.edges()
+    truth = sim.truth["adjacency"][edges["source"], edges["target"]] != 0
+    assert pt.metrics.roc_auc(truth, np.abs(edges["mean"])) > 0.7
+    assert (edges["lower"] <= edges["mean"]).all() and (edges["mean"] <= edges["upper"]).all()
+    assert len(edges) == 16 * 15
+
+
+def test_query_shapes_and_seeds(sim, twin):
+    test = sim.recording.split("test")
+    pred = twin.predict(test, num_samples=7)
+    assert pred.samples.shape == (7, 16, 12, 16) and (pred.samples > 0).all()
+    co = twin.predict(test, num_samples=7, held_in=np.arange(10))
+    assert co.samples.shape == (7, 16, 12, 6) and list(co.neuron_ids) == list(range(10, 16))
+    dec = twin.decode_behavior(sim.recording, "test", num_samples=9, seed=4)
+    assert dec.mean.shape == (16, 12, 2) and dec.quantile(0.05).shape == (16, 12, 2)
+    np.testing.assert_array_equal(dec.samples, twin.decode_behavior(sim.recording, "test", 9, seed=4).samples)
+    draws = twin.sample(sim.recording, num_samples=3, tier="test")
+    assert draws["responses"].shape == (3, 16, 12, 16) and draws["behavior"].shape == (3, 16, 12, 2)
+    assert np.all(draws["responses"] == np.round(draws["responses"]))
+    prior = twin.sample(sim.recording, num_samples=2, tier="test", initial="prior")
+    assert prior["responses"].shape == (2, 16, 12, 16)
+    state = twin.latent_state(sim.recording, "test", num_samples=20)
+    assert state["mean"].shape == (16, 12, 16, 1) and np.all(state["lower"] <= state["upper"])
+
+
+def test_synthetic_trials_match_the_recorded_statistics(sim, twin):
+    """Posterior predictive spikes from the prior's initial state: mean rate per unit close to the data's."""
+    draws = twin.sample(sim.recording, num_samples=20, tier="train", initial="prior")
+    observed = np.asarray(sim.recording.split("train").responses).mean((0, 1))
+    synthetic = draws["responses"].mean((0, 1, 2))
+    assert np.corrcoef(observed, synthetic)[0, 1] > 0.9
+    np.testing.assert_allclose(synthetic.mean(), observed.mean(), rtol=0.25)
+
+
+def test_interventions_have_their_known_effects(sim, twin):
+    test = sim.recording.split("test")
+    n = 16
+    # no intervention (zero drive, no edge cut) changes nothing
+    zero = twin.intervention_effects(test, drive=np.zeros((1, 12, n, 1)), num_samples=5)
+    np.testing.assert_allclose(zero, 0.0, atol=1e-6)
+    none = twin.intervention_effects(test, edge_mask=np.zeros((1, n * 15), bool), num_samples=5)
+    np.testing.assert_allclose(none, 0.0, atol=1e-6)
+    # a unit that sends no message: the effect of its lesion is its own readout's change
+    with torch.no_grad():
+        saved = twin.edge_loc.clone(), twin.raw_edge_scale.clone()
+        out = twin.edge_index[0] == 3
+        twin.edge_loc[out] = 0.0
+        twin.raw_edge_scale[out] = -30.0  # a point mass at zero
+        try:
+            effect = twin.intervention_effects(test, silenced=np.eye(n, dtype=bool)[[3]], num_samples=1, seed=2)
+            gen = torch.Generator().manual_seed(2)  # the same draws, by hand
+            draws = twin._draws(0, 1, gen)
+            batch = twin._batch(0, pt.data.batching.batch_arrays(test, np.arange(test.n_trials)))
+            x = twin._state_draws(batch, draws["edge_weights"], gen)[0]  # (trials, frames, units, 1)
+            d = draws["behavior_weights"][0, 3]  # (dims, 1)
+            change = ((x[..., 3, :] - x[..., 3, :].mean((0, 1))) @ d.T) * twin.behavior_std_0
+            np.testing.assert_allclose(effect[0, 0], float(change.pow(2).mean().sqrt()), rtol=1e-4)
+        finally:
+            twin.edge_loc.copy_(saved[0])
+            twin.raw_edge_scale.copy_(saved[1])
+    with pytest.raises(pt.DataError, match="exactly one"):
+        twin.intervention_effects(test, num_samples=2)
+
+
+def test_lesion_and_stimulate_give_labelled_posterior_draws(sim, twin):
+    rec = sim.recording
+    effect = pt.experiments.lesion(twin, nodes=[0, 5], recording=rec, tier="test", num_samples=20)
+    assert isinstance(effect, xr.DataArray) and effect.dims == ("sample", "neuron")
+    assert effect.shape == (20, 2) and list(effect["neuron"].values) == [0, 5]
+    table = pt.hypothesis.test(effect, delta=0.1)
+    assert list(table.index) == [0, 5]
+    joint = pt.experiments.lesion(twin, nodes=[0, 5], recording=rec, tier="test", jointly=True, num_samples=5)
+    assert joint.shape == (5, 1)
+    edges = twin.edges().iloc[:3]
+    cut = pt.experiments.lesion(twin, edges=edges[["source", "target"]].to_numpy(), recording=rec, tier="test")
+    assert cut.dims == ("sample", "edge") and list(cut["source"].values) == list(edges["source"])
+    assert len(pt.hypothesis.test(cut)) == 3
+    pulse = np.zeros(12)
+    pulse[2:5] = 2.0
+    stim = pt.experiments.stimulate(twin, [1, 2], pulse, rec, tier="test", num_samples=10)
+    assert stim.shape == (10, 2) and np.all(stim.values > 0)
+    with pytest.raises(pt.DataError, match="nodes, edges"):
+        pt.experiments.lesion(twin, recording=rec)
+    with pytest.raises(pt.DataError, match="edges"):
+        pt.experiments.lesion(twin, edges=[[0, 0]], recording=rec)
+    with pytest.raises(pt.DataError, match="pattern"):
+        pt.experiments.stimulate(twin, [1], np.zeros(5), rec)
+    with pytest.raises(pt.DataError, match="nodes"):
+        pt.experiments.lesion(twin, nodes=[99], recording=rec)
+    with pytest.raises(pt.DataError, match="twin"):
+        pt.experiments.lesion(object(), nodes=[0], recording=rec)
+
+
+def test_save_load_and_arviz(sim, twin, tmp_path):
+    twin.save(tmp_path / "motor.pt")
+    back = pt.load(tmp_path / "motor.pt")
+    a = twin.decode_behavior(sim.recording, "test", num_samples=5, seed=1)
+    b = back.decode_behavior(sim.recording, "test", num_samples=5, seed=1)
+    np.testing.assert_allclose(a.samples, b.samples, rtol=1e-5)
+    torch.testing.assert_close(back.edge_index, twin.edge_index)
+    idata = twin.to_arviz(sim.recording, "test", num_samples=6)
+    assert idata.posterior["edge_weights"].dims == ("chain", "draw", "edge")
+    assert idata.posterior["behavior_weights"].shape == (1, 6, 16, 2, 1)
+    assert idata.log_likelihood["responses"].shape == (1, 6, 16, 12, 16)
+    assert idata.posterior_predictive["behavior"].dims == ("chain", "draw", "trial", "frame", "behavior")
+    assert (idata.posterior["source"].values == twin.edges()["source"].values).all()
+
+
+def test_given_and_knn_graphs(sim):
+    rec = sim.recording
+    knn = pt.MotorGraphTwin(rec, graph="knn", n_neighbors=3)
+    torch.testing.assert_close(knn.edge_index, knn_graph(rec.neuron_coords, 3))
+    assert knn.edge_attr.shape == (16 * 3, 1)
+    given = pt.MotorGraphTwin(rec, graph=sim.truth["edge_index"], latent_dim=1)
+    assert given.edge_index.shape[1] == sim.truth["edge_index"].shape[1]
+    history = given.fit(max_epochs=2, batch_size=64, progress=False)
+    assert len(history) == 2 and np.isfinite(history["elbo"]).all()
+
+
+def test_bad_input_is_refused(sim):
+    rec = sim.recording
+    static = pt.Recording(np.zeros((10, 1, 4, 4)), np.zeros((10, 3)))
+    with pytest.raises(pt.DataError, match="time series"):
+        pt.MotorGraphTwin(static)
+    with pytest.raises(pt.DataError, match="one Recording"):
+        pt.MotorGraphTwin([rec, rec])
+    no_coords = pt.Recording(np.asarray(rec.stimuli), np.asarray(rec.responses), behavior=np.asarray(rec.behavior))
+    with pytest.raises(pt.DataError, match="neuron_coords"):
+        pt.MotorGraphTwin(no_coords, graph="knn")
+    with pytest.raises(pt.DataError, match="graph"):
+        pt.MotorGraphTwin(rec, graph="dense")
+    with pytest.raises(pt.DataError, match="edge_index"):
+        pt.MotorGraphTwin(rec, graph=np.array([[0, 1], [0, 2]]))
+    with pytest.raises(pt.DataError, match="latent_dim"):
+        pt.MotorGraphTwin(rec, latent_dim=0)
+    negative = pt.Recording(
+        np.asarray(rec.stimuli), -np.asarray(rec.responses) - 1.0, behavior=np.asarray(rec.behavior)
+    )
+    with pytest.raises(pt.DataError, match="non-negative"):
+        pt.MotorGraphTwin(negative)
+    spikes_only = pt.Recording(None, np.asarray(rec.responses))
+    twin = pt.MotorGraphTwin(spikes_only, latent_dim=1)
+    with pytest.raises(pt.DataError, match="behaviour"):
+        twin.decode_behavior(spikes_only)
+    with pytest.raises(pt.DataError, match="held_in"):
+        twin.predict(spikes_only, num_samples=2, held_in=np.arange(16))
+    other = pt.simulate.motor(n_units=5, n_trials=12, frames=12, seed=1).recording
+    with pytest.raises(pt.DataError, match="16 units"):
+        twin.predict(other, num_samples=2)
