@@ -108,7 +108,9 @@ def run_real(
     ridge = ridge_decoder(rec, history)
     twin = MotorGraphTwin(rec, latent_dim=latent_dim, **twin_kwargs)
     start = time.perf_counter()
-    history_ = twin.fit(max_epochs=max_epochs, batch_size=16, seed=seed, progress=False, time_limit=time_limit)
+    history_ = twin.fit(
+        max_epochs=max_epochs, batch_size=16, seed=seed, progress=False, time_limit=time_limit, patience=25
+    )
     seconds = time.perf_counter() - start
     scores = twin.evaluate(rec, "test", num_samples=num_samples, seed=seed)
     out = {
@@ -146,7 +148,9 @@ def run_simulation(
     sim = motor(n_units=n_units, n_trials=n_trials, frames=frames, seed=seed)
     twin = MotorGraphTwin(sim.recording, graph="learned", latent_dim=1, edge_prior_scale=edge_prior_scale)
     start = time.perf_counter()
-    fit = twin.fit(max_epochs=max_epochs, batch_size=32, seed=seed, progress=False, time_limit=time_limit)
+    fit = twin.fit(
+        max_epochs=max_epochs, batch_size=32, seed=seed, progress=False, time_limit=time_limit, patience=25
+    )
     seconds = time.perf_counter() - start
     edges = twin.edges()
     truth = sim.truth["adjacency"][edges["source"].to_numpy(), edges["target"].to_numpy()] != 0

@@ -186,3 +186,23 @@ def test_bad_input_is_refused(sim):
     other = pt.simulate.motor(n_units=5, n_trials=12, frames=12, seed=1).recording
     with pytest.raises(pt.DataError, match="16 units"):
         twin.predict(other, num_samples=2)
+
+
+def test_priors_and_behaviour_weight_enter_the_model(sim):
+    import pyro
+
+    rec = sim.recording
+    twin = pt.MotorGraphTwin(rec, latent_dim=1, behavior_weight=3.0)
+    assert twin.config["edge_prior"] == "cauchy" and twin.config["edge_prior_scale"] == 0.02
+    batch = twin._batch(0, pt.data.batching.batch_arrays(rec, np.arange(4)))
+    trace = pyro.poutine.trace(twin.model).get_trace(batch)
+    assert trace.nodes["behavior"]["scale"] == 3.0 and trace.nodes["responses"]["scale"] == 1.0
+    assert isinstance(trace.nodes["edge_weights"]["fn"].base_dist, pyro.distributions.Cauchy)
+    given = pt.MotorGraphTwin(rec, graph=sim.truth["edge_index"], edge_prior="laplace", edge_prior_scale=0.5)
+    fn = pyro.poutine.trace(given.model).get_trace(batch).nodes["edge_weights"]["fn"].base_dist
+    assert isinstance(fn, pyro.distributions.Laplace) and torch.all(fn.scale == 0.5)
+    assert pt.MotorGraphTwin(rec, graph="knn").config["edge_prior"] == "normal"
+    with pytest.raises(pt.DataError, match="edge_prior"):
+        pt.MotorGraphTwin(rec, edge_prior="horseshoe")
+    with pytest.raises(pt.DataError, match="behavior_weight"):
+        pt.MotorGraphTwin(rec, behavior_weight=0.0)
