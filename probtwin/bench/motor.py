@@ -148,9 +148,7 @@ def run_simulation(
     sim = motor(n_units=n_units, n_trials=n_trials, frames=frames, seed=seed)
     twin = MotorGraphTwin(sim.recording, graph="learned", latent_dim=1, edge_prior_scale=edge_prior_scale)
     start = time.perf_counter()
-    fit = twin.fit(
-        max_epochs=max_epochs, batch_size=32, seed=seed, progress=False, time_limit=time_limit, patience=25
-    )
+    fit = twin.fit(max_epochs=max_epochs, batch_size=32, seed=seed, progress=False, time_limit=time_limit, patience=25)
     seconds = time.perf_counter() - start
     edges = twin.edges()
     truth = sim.truth["adjacency"][edges["source"].to_numpy(), edges["target"].to_numpy()] != 0

@@ -677,6 +677,19 @@ class MotorGraphTwin(Twin):
         out["trial_index"] = part.trial_index
         return out
 
+    def _image_query(self, name: str, instead: str) -> DataError:
+        return DataError(name, f"a query of a MotorGraphTwin (use {instead})", "a query of stimulus-response twins")
+
+    def log_predictive(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """Not defined for a dynamical twin: raises :class:`DataError` (use :meth:`evaluate`'s bits
+        per spike or :meth:`to_arviz`'s pointwise log-likelihood)."""
+        raise self._image_query("log_predictive", "evaluate or to_arviz")
+
+    def noise_correlations(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """Not defined for a dynamical twin: raises :class:`DataError` (correlations arise from the
+        graph; sample trials with :meth:`sample` and correlate them)."""
+        raise self._image_query("noise_correlations", "sample")
+
     # ------------------------------------------------------------------ evaluation
 
     def _constant_rate_log_prob(self, y: np.ndarray) -> np.ndarray:

@@ -183,6 +183,10 @@ def test_bad_input_is_refused(sim):
         twin.decode_behavior(spikes_only)
     with pytest.raises(pt.DataError, match="held_in"):
         twin.predict(spikes_only, num_samples=2, held_in=np.arange(16))
+    with pytest.raises(pt.DataError, match="evaluate"):
+        twin.log_predictive(spikes_only)
+    with pytest.raises(pt.DataError, match="sample"):
+        twin.noise_correlations()
     other = pt.simulate.motor(n_units=5, n_trials=12, frames=12, seed=1).recording
     with pytest.raises(pt.DataError, match="16 units"):
         twin.predict(other, num_samples=2)
