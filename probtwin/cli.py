@@ -221,6 +221,7 @@ def _bench_motor(args: argparse.Namespace) -> None:
 
 def _bench_noise(args: argparse.Namespace) -> None:
     from probtwin.bench import noise
+    from probtwin.bench.accuracy import print_figures
 
     if args.what == "noise-simulation":
         r = noise.run_flow_noise(
@@ -242,9 +243,7 @@ def _bench_noise(args: argparse.Namespace) -> None:
             batch_size=args.batch_size,
             device=args.device,
         )
-    width = max(map(len, r))
-    for key, value in r.items():
-        print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    print_figures(r)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,17 +41,48 @@ def ridge_baseline(
     y = np.asarray(rec.responses, dtype=np.float64)
     tr, te = rec.tiers == "train", rec.tiers == "test"
     va = rec.tiers == "validation" if np.any(rec.tiers == "validation") else tr
-    mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-8
-    z = (x - mu) / sd
-    ym = y[tr].mean(0)
-    u, s, vt = np.linalg.svd(z[tr], full_matrices=False)
-    uty = u.T @ (y[tr] - ym)
 
-    def fit(alpha: float) -> np.ndarray:
-        return vt.T @ ((s / (s**2 + alpha))[:, None] * uty)
+    def score(observed: np.ndarray, predicted: np.ndarray) -> float:
+        return float(np.nanmean(metrics.single_trial_correlation(observed, predicted)))
 
-    best = max(alphas, key=lambda a: np.nanmean(metrics.single_trial_correlation(y[va], z[va] @ fit(a) + ym)))
-    return float(np.nanmean(metrics.single_trial_correlation(y[te], z[te] @ fit(best) + ym)))
+    _, predict = ridge_fit(x, y, tr, va, score, alphas)
+    return score(y[te], predict(x[te]))
+
+
+def ridge_fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    validation: np.ndarray,
+    score: Callable[[np.ndarray, np.ndarray], float],
+    alphas: tuple[float, ...],
+) -> tuple[float, Callable[[np.ndarray], np.ndarray]]:
+    """Ridge regression of ``y`` (n, outputs) on ``x`` (n, features) standardised on the train rows,
+    its penalty the one among ``alphas`` whose predictions of the validation rows score highest.
+
+    Returns
+    -------
+    (alpha, predict)
+        ``predict(x)`` -> (rows, outputs) under the chosen penalty.
+    """
+    mu, sd = x[train].mean(0), x[train].std(0) + 1e-8
+    ym = y[train].mean(0)
+    u, s, vt = np.linalg.svd((x[train] - mu) / sd, full_matrices=False)
+    uty = u.T @ (y[train] - ym)
+
+    def predict_with(alpha: float, z: np.ndarray) -> np.ndarray:
+        return (z - mu) / sd @ (vt.T @ ((s / (s**2 + alpha))[:, None] * uty)) + ym
+
+    best = max(alphas, key=lambda a: score(y[validation], predict_with(a, x[validation])))
+    return best, lambda z: predict_with(best, z)
+
+
+def print_figures(results: dict) -> None:
+    """One line per figure: its name, padded, and its value (floats to 4 decimals)."""
+    width = max(map(len, results))
+    for key, value in results.items():
+        text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"{key:<{width}}  {text}", flush=True)
 
 
 def run_accuracy(

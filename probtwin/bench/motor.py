@@ -10,6 +10,7 @@ import numpy as np
 from scipy.stats import pearsonr
 
 from probtwin import datasets, metrics
+from probtwin.bench.accuracy import print_figures, ridge_fit
 from probtwin.bench.speed import _batch, svi_step_time
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
@@ -53,41 +54,25 @@ def ridge_decoder(rec: Recording, history: int = 3, alphas: tuple[float, ...] = 
     if rec.behavior is None:
         raise DataError("behavior", "behaviour to decode", "None")
 
-    def arrays(tier: str):
-        part = rec.split(tier)
-        x = lagged_counts(part.responses, history)
-        return x.reshape(-1, x.shape[-1]), np.asarray(part.behavior, dtype=np.float64).reshape(
-            -1, rec.behavior.shape[-1]
-        )
+    x = lagged_counts(rec.responses, history)
+    x = x.reshape(-1, x.shape[-1])
+    y = np.asarray(rec.behavior, dtype=np.float64).reshape(len(x), -1)
+    tiers = np.repeat(rec.tiers, rec.n_frames)  # each bin's trial's tier
+    train, validation, test = (tiers == t for t in ("train", "validation", "test"))
 
-    (xtr, ytr), (xva, yva), (xte, yte) = arrays("train"), arrays("validation"), arrays("test")
-    mean, sd = xtr.mean(0), xtr.std(0) + 1e-8
-    xs = (xtr - mean) / sd
-    gram, cross = xs.T @ xs, xs.T @ (ytr - ytr.mean(0))
+    def score(observed: np.ndarray, predicted: np.ndarray) -> float:
+        return float(metrics.r_squared(observed, predicted).mean())
 
-    def predict(alpha: float, x: np.ndarray) -> np.ndarray:
-        coef = np.linalg.solve(gram + alpha * np.eye(len(gram)), cross)
-        return (x - mean) / sd @ coef + ytr.mean(0)
-
-    scores = [float(metrics.r_squared(yva, predict(a, xva)).mean()) for a in alphas]
-    alpha = alphas[int(np.argmax(scores))]
-    pred = predict(alpha, xte)
-    r2 = metrics.r_squared(yte, pred)
-    n_test = rec.split("test").n_trials
+    alpha, predict = ridge_fit(x, y, train, validation, score, alphas)
+    pred = predict(x[test])
+    r2 = metrics.r_squared(y[test], pred)
     return {
         "r2": float(r2.mean()),
         "r2_per_dim": r2.tolist(),
         "alpha": alpha,
-        "validation_r2": max(scores),
-        "prediction": pred.reshape(n_test, -1, pred.shape[-1]),
+        "validation_r2": score(y[validation], predict(x[validation])),
+        "prediction": pred.reshape(-1, rec.n_frames, y.shape[-1]),
     }
-
-
-def _print(results: dict) -> None:
-    width = max(map(len, results))
-    for key, value in results.items():
-        text = f"{value:.4f}" if isinstance(value, float) else str(value)
-        print(f"{key:<{width}}  {text}", flush=True)
 
 
 def run_real(
@@ -127,7 +112,7 @@ def run_real(
         "fit": history_.stopped,
     }
     if verbose:
-        _print(out)
+        print_figures(out)
     out["twin"] = twin
     return out
 
@@ -169,7 +154,7 @@ def run_simulation(
         "fit": fit.stopped,
     }
     if verbose:
-        _print(out)
+        print_figures(out)
     out.update(twin=twin, sim=sim, effect=effect)
     return out
 
@@ -209,5 +194,5 @@ def step_scaling(
     out["device"] = str(dev)
     out["batch"] = f"{batch_size} trials x {frames} frames"
     if verbose:
-        _print(out)
+        print_figures(out)
     return out

@@ -29,6 +29,17 @@ def _check_twin(twin: Any) -> None:
         raise DataError("twin", "a twin with dynamics (MotorGraphTwin)", type(twin).__name__)
 
 
+def _trials(recording: Any, tier: str | None) -> Recording:
+    if not isinstance(recording, Recording):
+        raise DataError("recording", "a probtwin.Recording (the trials to run)", type(recording).__name__)
+    return recording.split(tier) if tier is not None else recording
+
+
+def _rows(n: int, jointly: bool) -> np.ndarray:
+    """The intervention each of ``n`` targets belongs to: its own, or the one joint intervention."""
+    return np.zeros(n, int) if jointly else np.arange(n)
+
+
 def _result(effects: np.ndarray, dim: str, coords: dict, statistic: str, what: str) -> xr.DataArray:
     da = xr.DataArray(effects, dims=("sample", dim), coords=coords, name="effect")
     da.attrs.update(statistic=statistic, intervention=what)
@@ -96,15 +107,13 @@ def lesion(
     _check_twin(twin)
     if (nodes is None) == (edges is None):
         raise DataError("nodes, edges", "exactly one of nodes and edges", "both" if nodes is not None else "neither")
-    if not isinstance(recording, Recording):
-        raise DataError("recording", "a probtwin.Recording (the trials to run)", type(recording).__name__)
-    part = recording.split(tier) if tier is not None else recording
+    part = _trials(recording, tier)
     ids = np.asarray(twin.specs[0].neuron_ids)
     n = len(ids)
     if nodes is not None:
         index = _neurons(twin, 0, nodes, "nodes")
         silenced = np.zeros((1 if jointly else len(index), n), dtype=bool)
-        silenced[np.zeros(len(index), int) if jointly else np.arange(len(index)), index] = True
+        silenced[_rows(len(index), jointly), index] = True
         effects = twin.intervention_effects(
             part, silenced=silenced, num_samples=num_samples, seed=seed, statistic=statistic
         )
@@ -112,7 +121,7 @@ def lesion(
         return _result(effects, "neuron", coords, statistic, "lesion of units")
     pos = _edge_positions(twin, edges)
     mask = np.zeros((1 if jointly else len(pos), twin.edge_index.shape[1]), dtype=bool)
-    mask[np.zeros(len(pos), int) if jointly else np.arange(len(pos)), pos] = True
+    mask[_rows(len(pos), jointly), pos] = True
     effects = twin.intervention_effects(part, edge_mask=mask, num_samples=num_samples, seed=seed, statistic=statistic)
     graph = twin.edge_index.cpu().numpy()
     if jointly:
@@ -152,9 +161,7 @@ def stimulate(
         ``(sample, neuron)``.
     """
     _check_twin(twin)
-    if not isinstance(recording, Recording):
-        raise DataError("recording", "a probtwin.Recording (the trials to run)", type(recording).__name__)
-    part = recording.split(tier) if tier is not None else recording
+    part = _trials(recording, tier)
     index = _neurons(twin, 0, nodes, "nodes")
     d = twin.latent_dim
     p = np.asarray(pattern, dtype=np.float32)
@@ -164,7 +171,7 @@ def stimulate(
     ids = np.asarray(twin.specs[0].neuron_ids)
     n_int = 1 if jointly else len(index)
     drive = np.zeros((n_int, part.n_frames, len(ids), d), np.float32)
-    drive[np.zeros(len(index), int) if jointly else np.arange(len(index)), :, index] = p
+    drive[_rows(len(index), jointly), :, index] = p
     effects = twin.intervention_effects(part, drive=drive, num_samples=num_samples, seed=seed, statistic=statistic)
     coords = {"neuron": ["joint"] if jointly else ids[index]}
     return _result(effects, "neuron", coords, statistic, "stimulation of units")

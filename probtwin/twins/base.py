@@ -472,19 +472,24 @@ class Twin(nn.Module):
             out[:, sl] = noise.conditional_mean(loc, mean, cov)[..., others].cpu().numpy()
         return Prediction(out, ids[others])
 
+    def _subset_index(self, k: int, index: Any, field: str) -> np.ndarray:
+        """Distinct positions of some, not all, of a session's neurons (the others to predict)."""
+        n_neurons = self.specs[k].n_neurons
+        index = np.asarray(index)
+        if index.ndim != 1 or index.dtype.kind not in "iu" or len(index) == 0:
+            raise DataError(field, "a 1-d array of neuron indices", f"{index.dtype} array of shape {index.shape}")
+        if index.min() < 0 or index.max() >= n_neurons or len(np.unique(index)) != len(index):
+            raise DataError(field, f"distinct indices in [0, {n_neurons})", f"{index.tolist()[:10]}")
+        if len(index) == n_neurons:
+            raise DataError(field, "a subset of the neurons (some left to predict)", "all neurons")
+        return index
+
     def _given(self, k: int, given: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Check ``given=(neuron_index, responses)``."""
-        n_neurons = self.specs[k].n_neurons
         if not isinstance(given, (tuple, list)) or len(given) != 2:
             raise DataError("given", "a pair (neuron_index, responses)", type(given).__name__)
-        index = np.asarray(given[0])
+        index = self._subset_index(k, given[0], "given[0]")
         observed = np.asarray(given[1], dtype=np.float32)
-        if index.ndim != 1 or index.dtype.kind not in "iu" or len(index) == 0:
-            raise DataError("given[0]", "a 1-d array of neuron indices", f"{index.dtype} array of shape {index.shape}")
-        if index.min() < 0 or index.max() >= n_neurons or len(np.unique(index)) != len(index):
-            raise DataError("given[0]", f"distinct indices in [0, {n_neurons})", f"{index.tolist()[:10]}")
-        if len(index) == n_neurons:
-            raise DataError("given[0]", "a subset of the neurons (some left to predict)", "all neurons")
         if observed.shape != (n, len(index)):
             raise DataError("given[1]", f"responses of shape {(n, len(index))}", f"shape {observed.shape}")
         if not np.all(np.isfinite(observed)):

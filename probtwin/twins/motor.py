@@ -48,6 +48,7 @@ from probtwin.nn.graph import GraphDynamics, check_edge_index, complete_graph, k
 from probtwin.nn.sequence import NodeSequenceEncoder
 from probtwin.twins.base import _MAX_ELEMENTS, SessionSpec, Twin
 from probtwin.twins.likelihoods import Likelihood, inverse_softplus
+from probtwin.twins.noise import _seeded
 from probtwin.twins.prediction import Prediction
 
 __all__ = ["MotorGraphTwin"]
@@ -251,14 +252,6 @@ class MotorGraphTwin(Twin):
     def init_scale(self) -> torch.Tensor:
         return F.softplus(self.raw_init_scale)
 
-    def _step(self, x: torch.Tensor, u: torch.Tensor | None, edge_weight: torch.Tensor) -> torch.Tensor:
-        return self.dynamics(x, u, self.edge_index, edge_weight, self.edge_attr)
-
-    def _rollout(self, x0, inputs, edge_weight, noise, silenced=None, drive=None, clamp=None) -> torch.Tensor:
-        return rollout(
-            self.dynamics, x0, inputs, self.edge_index, edge_weight, noise, self.edge_attr, silenced, drive, clamp
-        )
-
     def _log_rates(self, x: torch.Tensor) -> torch.Tensor:
         """(..., frames, nodes, d) -> (..., frames, nodes)"""
         return (torch.einsum("...nd,nd->...n", x, self.spike_weight) + self.spike_bias).clamp(max=_MAX_LOG_RATE)
@@ -290,7 +283,8 @@ class MotorGraphTwin(Twin):
     def _states(self, innovations: torch.Tensor, inputs: torch.Tensor | None, edge_weight: torch.Tensor, **kw):
         """States (..., trials, frames, nodes, d) from innovations: ``x(0) = e(0)``,
         ``x(t+1) = f(x(t), u(t)) + e(t+1)``; ``kw``: interventions of :func:`probtwin.nn.graph.rollout`."""
-        return self._rollout(innovations[..., 0, :, :], inputs, edge_weight, innovations, **kw)
+        x0 = innovations[..., 0, :, :]
+        return rollout(self.dynamics, x0, inputs, self.edge_index, edge_weight, innovations, self.edge_attr, **kw)
 
     def model(self, batch: dict) -> None:
         y = batch["responses"]
@@ -407,17 +401,6 @@ class MotorGraphTwin(Twin):
 
     # ------------------------------------------------------------------ queries
 
-    def _held_in(self, held_in: Any) -> np.ndarray:
-        n = self.specs[0].n_neurons
-        index = np.asarray(held_in)
-        if index.ndim != 1 or index.dtype.kind not in "iu" or len(index) == 0:
-            raise DataError("held_in", "a 1-d array of unit indices", f"{index.dtype} array of shape {index.shape}")
-        if index.min() < 0 or index.max() >= n or len(np.unique(index)) != len(index):
-            raise DataError("held_in", f"distinct indices in [0, {n})", f"{index.tolist()[:10]}")
-        if len(index) == n:
-            raise DataError("held_in", "a subset of the units (some left to predict)", "all units")
-        return index
-
     @torch.no_grad()
     def predict(
         self,
@@ -451,7 +434,7 @@ class MotorGraphTwin(Twin):
         ids = np.asarray(self.specs[0].neuron_ids)
         units = np.arange(len(ids))
         if held_in is not None:
-            units = np.setdiff1d(units, self._held_in(held_in))
+            units = np.setdiff1d(units, self._subset_index(0, held_in, "held_in"))
         out = np.empty((num_samples, part.n_trials, part.n_frames, len(units)), np.float32)
         gen = torch.Generator().manual_seed(int(seed))
         w = self._draws(0, num_samples, gen)["edge_weights"]
@@ -543,11 +526,11 @@ class MotorGraphTwin(Twin):
         w = draws["edge_weights"][:, None, :]
         for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples, 6)):
             x0 = self._initial_states(batch, num_samples, gen, initial)
-            noise = self.process_scale * torch.randn((*x0.shape[:2], part.n_frames, *x0.shape[2:]), generator=gen)
-            x = self._rollout(x0, batch.get("stimuli"), w, noise.to(x0))
+            e = self.process_scale * torch.randn((*x0.shape[:2], part.n_frames, *x0.shape[2:]), generator=gen).to(x0)
+            e[:, :, 0] = x0  # the innovations: the initial state, then fresh process noise
+            x = self._states(e, batch.get("stimuli"), w)
             rates = torch.exp(self._log_rates(x))
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(torch.randint(2**31, (), generator=gen)))
+            with _seeded(int(torch.randint(2**31, (), generator=gen)), self.device):
                 spikes[:, idx] = self.noise[0].likelihood(rates).sample().cpu().numpy()
                 if self.n_behavior:
                     v = self.behavior_likelihood(self._behavior_mean(x, draws["behavior_weights"])).sample()
