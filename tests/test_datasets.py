@@ -54,8 +54,21 @@ def test_cowley_v4_raw_trials_match_the_averages_and_the_noise_ceiling(shared_da
     # README: split-half noise ceiling, Spearman-Brown corrected, median over neurons 0.76
     ceiling = pt.metrics.split_half_reliability(y, raw.stimulus_ids)
     assert np.median(ceiling) == pytest.approx(0.76, abs=0.02)
-    with pytest.raises(pt.DataError, match="210325 only"):
+    with pytest.raises(FileNotFoundError, match="responses_raw_201025.npy"):
         pt.datasets.cowley_v4("201025", root=shared_data, trials="raw")
+
+
+def test_cowley_v4_loads_any_session_whose_files_exist(shared_data, tmp_path):
+    folder = tmp_path / "cowley_v4"
+    folder.mkdir()
+    for kind, ext in (("images", "zip"), ("responses_repeat_averaged", "npy")):
+        (folder / f"{kind}_999001.{ext}").symlink_to(shared_data / "cowley_v4" / f"{kind}_201025.{ext}")
+    other = pt.datasets.cowley_v4("999001", root=tmp_path, image_size=28)
+    same = pt.datasets.cowley_v4("201025", root=shared_data, image_size=28)
+    assert other.name == "cowley_v4_999001"
+    np.testing.assert_array_equal(np.asarray(other.responses), np.asarray(same.responses))
+    with pytest.raises(FileNotFoundError, match="images_999002.zip"):
+        pt.datasets.cowley_v4("999002", root=tmp_path)
 
 
 def test_tang_v1(shared_data):
@@ -152,7 +165,7 @@ def test_cowley_zip_with_a_folder_prefix_and_data_root_resolution(tmp_path, monk
         pt.datasets.cowley_v4("201025", root=tmp_path)
     with pytest.raises(FileNotFoundError, match="tang_v1"):
         data_file("tang_v1/tang_monkeyA_pattern9500_4neurons.npz", root=tmp_path / "nowhere")
-    with pytest.raises(pt.DataError, match="session"):
+    with pytest.raises(FileNotFoundError, match="images_999999.zip"):
         pt.datasets.cowley_v4("999999")
 
 

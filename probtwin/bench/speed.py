@@ -78,7 +78,7 @@ def _step_times(loss_fn, module: nn.Module, batch: dict, steps: int) -> list[flo
 
 def svi_step_time(twin: ImageTwin, batch: dict, steps: int) -> list[float]:
     """Seconds of each SVI step (negative ELBO, backward, clipping, Adam) on one batch."""
-    return _step_times(lambda b: twin.loss_terms(b).loss, twin, batch, steps)
+    return _step_times(lambda b: twin.loss_terms([b]).loss, twin, batch, steps)
 
 
 def plain_step_time(net: nn.Module, batch: dict, steps: int) -> list[float]:

@@ -9,7 +9,7 @@ import numpy as np
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 
-__all__ = ["TrialBatches", "batch_arrays"]
+__all__ = ["TrialBatches", "batch_arrays", "joint_steps"]
 
 
 class TrialBatches:
@@ -60,6 +60,52 @@ class TrialBatches:
             order = np.arange(self.n_trials)
         for k in range(len(self)):
             yield order[k * self.batch_size : (k + 1) * self.batch_size]
+
+
+def joint_steps(n_trials: list[int], batch_size: int, seed: int, epoch: int) -> list[list[np.ndarray]]:
+    """Minibatches of several sessions taken together: every step holds a batch of every session.
+
+    The session with the most batches of ``batch_size`` sets the number of steps ``J`` of an
+    epoch and keeps ``batch_size``; every other session ``k`` has batches of
+    ``ceil(n_k / J)`` trials, its permutations repeated as needed to fill ``J`` steps. Each
+    batch is a uniform draw of its session's trials, so a step's likelihood, each batch scaled
+    by ``n_k / len(batch)``, is an unbiased estimate of the full data's over all sessions.
+
+    Parameters
+    ----------
+    n_trials : list of int
+        Train trials of each session.
+    batch_size : int
+    seed, epoch : int
+        Session ``k`` draws its permutations from ``(seed + 7919 k, epoch)`` (and, when it
+        repeats them, ``(seed + 7919 k, epoch, repeat)``).
+
+    Returns
+    -------
+    list of list of numpy.ndarray
+        ``steps[j][k]``: the trial indices (batch,) of session ``k`` in step ``j``.
+
+    Examples
+    --------
+    >>> steps = joint_steps([4, 2], batch_size=2, seed=0, epoch=0)
+    >>> [[len(b) for b in step] for step in steps]
+    [[2, 1], [2, 1]]
+    """
+    if not n_trials:
+        raise DataError("n_trials", "at least one session", "none")
+    n_steps = max(len(TrialBatches(n, batch_size)) for n in n_trials)
+    per_session = []
+    for k, n in enumerate(n_trials):
+        size = batch_size if len(TrialBatches(n, batch_size)) == n_steps else -(-n // n_steps)
+        batches = TrialBatches(n, size, seed=seed + 7919 * k)
+        out = list(batches.epoch(epoch))
+        repeat = 1
+        while len(out) < n_steps:
+            order = np.random.default_rng((seed + 7919 * k, epoch, repeat)).permutation(n)
+            out.extend(order[j : j + size] for j in range(0, n - size + 1, size))
+            repeat += 1
+        per_session.append(out[:n_steps])
+    return [list(step) for step in zip(*per_session)]
 
 
 def batch_arrays(recording: Recording, index: np.ndarray, dtype: type = np.float32) -> dict[str, np.ndarray]:

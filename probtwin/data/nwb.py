@@ -174,10 +174,13 @@ def load_nwb(path: str | Path) -> Recording:
     path = Path(path)
     if not path.is_file():
         raise DataError("path", "an existing NWB file", f"no file at {path}")
+    io = None
     try:
         io = NWBHDF5IO(str(path), "r")
         nwb = io.read()
     except Exception as err:  # h5py / hdmf raise many types for a file that is not NWB
+        if io is not None:  # opened, but not readable as NWB: close it before refusing
+            io.close()
         raise DataError("path", "an NWB (HDF5) file", f"{path} ({type(err).__name__}: {err})") from None
     try:
         if "probtwin" not in nwb.processing or nwb.trials is None:

@@ -16,7 +16,7 @@ from probtwin.errors import DataError
 
 __all__ = ["cowley_v4", "tang_v1", "allen_v1", "resize_images"]
 
-COWLEY_SESSIONS = ("201025", "210224", "210325")
+COWLEY_SESSIONS = ("201025", "210224", "210325")  # the sessions in shared/data
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
 
 
@@ -81,8 +81,8 @@ def cowley_v4(
         Convert to one luminance channel (ITU-R BT.601 weights).
     trials : {"average", "raw"}
         ``"average"``: one trial per image, the mean spike count over repeats (not integers).
-        ``"raw"``: one trial per repeat with integer counts and ``stimulus_ids`` (session 210325
-        only).
+        ``"raw"``: one trial per repeat with integer counts and ``stimulus_ids`` (where the
+        session has ``responses_raw_<session>.npy``: 210325 in ``shared/data``).
 
     Returns
     -------
@@ -90,10 +90,11 @@ def cowley_v4(
         Stimuli (trials, 3 or 1, H, W) float32 pixel values 0..255; responses (trials, neurons)
         spike counts in 100 ms; split by image (80/10/10, ``RandomState(0)``).
     """
-    if session not in COWLEY_SESSIONS:
-        raise DataError("session", f"one of {COWLEY_SESSIONS}", repr(session))
+    if not isinstance(session, str) or not session or "/" in session or "\\" in session:
+        raise DataError("session", "a session name such as '201025'", repr(session))
     if trials not in ("average", "raw"):
         raise DataError("trials", "'average' or 'raw'", repr(trials))
+
     images = _read_jpegs(data_file(f"cowley_v4/images_{session}.zip", root))
     if grayscale:
         images = np.einsum("nchw,c->nhw", images, _LUMA)[:, None]
@@ -104,8 +105,6 @@ def cowley_v4(
         responses = np.load(data_file(f"cowley_v4/responses_repeat_averaged_{session}.npy", root)).T
         stimuli, stimulus_ids = images, np.arange(n_images)
     else:
-        if session != "210325":
-            raise DataError("trials", "'average' (per-repeat counts exist for session 210325 only)", "'raw'")
         raw = np.load(data_file(f"cowley_v4/responses_raw_{session}.npy", root))  # (neurons, images, repeats)
         present = ~np.isnan(raw)
         if not np.array_equal(present.all(axis=0), present.any(axis=0)):

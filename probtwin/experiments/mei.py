@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from probtwin.errors import DataError
 from probtwin.experiments._pairs import pair_chunks, paired_activation
 from probtwin.experiments.receptive_fields import _neurons
+from probtwin.infer import seeded
 
 __all__ = ["PRECONDITIONERS", "mei"]
 
@@ -148,13 +149,13 @@ def mei(
     n_pairs = num_samples * len(index)
     draw_of = torch.as_tensor(np.repeat(np.arange(num_samples), len(index)))
     neuron_of = torch.as_tensor(np.tile(index, num_samples))
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    start = torch.randn((n_pairs, *shape), generator=gen)
+    with seeded(seed, device):
+        start = torch.randn((n_pairs, *shape), device=device)
     images = np.empty((n_pairs, *shape), dtype=np.float32)
     activation = np.empty(n_pairs)
     with torch.enable_grad():
         for sl in pair_chunks(twin, k, num_samples, n_pairs, len(index)):
-            v = start[sl].to(device).requires_grad_(True)
+            v = start[sl].clone().requires_grad_(True)
             optimizer = torch.optim.Adam([v], lr=lr)
             for _ in range(int(steps)):
                 act = paired_activation(twin, k, image_of(v), draws, draw_of[sl], neuron_of[sl], behavior)

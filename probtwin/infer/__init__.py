@@ -3,5 +3,16 @@
 from probtwin.infer.devices import resolve_device
 from probtwin.infer.elbo import ElboTerms, elbo_terms
 from probtwin.infer.engine import FitConfig, History, run_fit
+from probtwin.infer.seeding import rng_state, seeded, set_rng_state
 
-__all__ = ["ElboTerms", "FitConfig", "History", "elbo_terms", "resolve_device", "run_fit"]
+__all__ = [
+    "ElboTerms",
+    "FitConfig",
+    "History",
+    "elbo_terms",
+    "resolve_device",
+    "rng_state",
+    "run_fit",
+    "seeded",
+    "set_rng_state",
+]

@@ -19,7 +19,7 @@ import torch
 from pyro import poutine
 from pyro.distributions import Unit
 from pyro.distributions.kl import kl_divergence
-from pyro.poutine.subsample_messenger import _Subsample
+from pyro.poutine.util import site_is_subsample
 
 __all__ = ["ElboTerms", "elbo_terms"]
 
@@ -40,6 +40,10 @@ class ElboTerms:
     def loss(self) -> torch.Tensor:
         """The negative ELBO, to minimise."""
         return -self.elbo
+
+    def __add__(self, other: ElboTerms) -> ElboTerms:
+        """The terms of two independent parts of one model (e.g. two sessions' minibatches)."""
+        return ElboTerms(self.log_likelihood + other.log_likelihood, self.kl + other.kl, self.factor + other.factor)
 
 
 def _scaled_sum(value: torch.Tensor, site: dict) -> torch.Tensor:
@@ -68,7 +72,7 @@ def elbo_terms(model: Callable, guide: Callable, *args, **kwargs) -> ElboTerms:
     zero = torch.zeros(())
     log_likelihood, kl, factor = zero, zero, zero
     for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or isinstance(site["fn"], _Subsample):
+        if site["type"] != "sample" or site_is_subsample(site):
             continue
         fn = site["fn"]
         if site["is_observed"]:

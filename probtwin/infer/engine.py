@@ -17,11 +17,15 @@ import copy
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+
+from probtwin.errors import DataError
+from probtwin.infer.seeding import rng_state, set_rng_state
 
 __all__ = ["FitConfig", "History", "Fittable", "run_fit"]
 
@@ -109,31 +113,67 @@ def _atomic_save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _restore(twin: Fittable, state: dict | None, fallback: dict) -> None:
+    twin.load_state_dict(state if state is not None else fallback)
+
+
 def run_fit(twin: Fittable, config: FitConfig, device: torch.device) -> History:
     """Fit by stochastic gradient ascent on the ELBO; return the per-epoch history.
 
-    Each epoch records ``elbo``, ``log_likelihood``, ``kl`` and ``factor`` (summed over the epoch's
-    batches, each batch an estimate of the full-data value, then averaged), ``validation``,
-    ``lr`` and ``seconds``.
+    Each epoch records ``elbo``, ``log_likelihood``, ``kl`` and ``factor`` (each step's batch is
+    an unbiased estimate of the full-data value; the epoch's figure is their mean),
+    ``validation``, ``lr`` and ``seconds``.
+
+    A step whose loss or gradient is not finite is not taken: the best state so far (or the
+    initial one) is restored at once, with a warning, and the learning rate decays as at a
+    plateau. A fit resumed from ``config.checkpoint`` continues the interrupted one exactly (the
+    random state of the CPU and of the device included); resuming with another ``lr`` is refused.
+
+    Raises
+    ------
+    DataError
+        When a checkpoint was written by a fit with another learning rate.
     """
     from tqdm.auto import tqdm
 
     torch.manual_seed(config.seed)
     optimizer = torch.optim.Adam(twin.parameters(), lr=config.lr)
     history = History(device=str(device))
-    state = {"epoch": 0, "since_best": 0, "decays": 0, "best_state": None}
+    state = {"epoch": 0, "since_best": 0, "decays": 0, "best_state": None, "lr": config.lr}
+    initial = copy.deepcopy(twin.state_dict())
     path = Path(config.checkpoint) if config.checkpoint else None
     if path is not None and path.is_file():
-        saved = torch.load(path, map_location=device, weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        fitted_lr = saved["engine"].get("lr", config.lr)
+        if not math.isclose(fitted_lr, config.lr):
+            raise DataError(
+                "lr",
+                f"{fitted_lr} as in the checkpoint being resumed (or another checkpoint path for a new fit)",
+                repr(config.lr),
+            )
         twin.load_state_dict(saved["twin"])
-        optimizer.load_state_dict(saved["optimizer"])
+        optimizer.load_state_dict(saved["optimizer"])  # moves its state to the parameters' device
         history = History(**{**saved["history"], "device": str(device)})
         state = saved["engine"]
-        torch.set_rng_state(saved["rng"])
+        rng = saved["rng"]
+        set_rng_state(rng if isinstance(rng, dict) else {"cpu": rng}, device)
     bar = tqdm(total=config.max_epochs, initial=state["epoch"], disable=not config.progress, desc="fit", unit="epoch")
     if config.progress:
         bar.write(f"probtwin: fitting on {device}")
     started = time.perf_counter() - sum(e["seconds"] for e in history.epochs)
+
+    def decay(reason: str) -> bool:
+        """Restore the best state and decay the learning rate; False when no decay is left."""
+        if state["decays"] >= config.max_lr_decays:
+            history.stopped = reason
+            return False
+        state["decays"] += 1
+        state["since_best"] = 0
+        _restore(twin, state["best_state"], initial)
+        for group in optimizer.param_groups:
+            group["lr"] *= config.lr_decay
+        return True
+
     while state["epoch"] < config.max_epochs:
         if config.time_limit is not None and time.perf_counter() - started > config.time_limit:
             history.stopped = f"time limit ({config.time_limit:.0f} s) after {state['epoch']} epochs"
@@ -142,43 +182,56 @@ def run_fit(twin: Fittable, config: FitConfig, device: torch.device) -> History:
         start = time.perf_counter()
         twin.train()
         sums = {"elbo": 0.0, "log_likelihood": 0.0, "kl": 0.0, "factor": 0.0}
-        n_batches = 0
+        n_batches, diverged = 0, False
         for batch in twin.epoch_batches(epoch):
             terms = twin.loss_terms(batch)
             optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            torch.nn.utils.clip_grad_norm_(twin.parameters(), config.clip_norm)
+            finite = bool(torch.isfinite(terms.loss.detach()))
+            if finite:
+                terms.loss.backward()
+                norm = torch.nn.utils.clip_grad_norm_(twin.parameters(), config.clip_norm)
+                finite = bool(torch.isfinite(norm))
+            if not finite:
+                diverged = True
+                optimizer.zero_grad(set_to_none=True)
+                break
             optimizer.step()
             for key in sums:
                 sums[key] += float(getattr(terms, key).detach())
             n_batches += 1
+        if diverged:
+            warnings.warn(
+                f"probtwin: a non-finite loss or gradient in epoch {epoch} (step {n_batches}); "
+                "restored the best state so far and decayed the learning rate",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            if not decay(f"non-finite loss after {epoch + 1} epochs, no learning-rate decay left"):
+                _restore(twin, state["best_state"], initial)
+                state["epoch"] = config.max_epochs
         twin.train(False)
         with torch.no_grad():
             score = float(twin.validation_score())
-        record = {k: v / max(n_batches, 1) for k, v in sums.items()}
+        record = {k: v / n_batches if n_batches else math.nan for k, v in sums.items()}
         record.update(
             epoch=epoch, validation=score, lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start
         )
         history.epochs.append(record)
-        if score > history.best_score + config.min_delta:
+        if math.isfinite(score) and score > history.best_score + config.min_delta:
             history.best_score, history.best_epoch = score, epoch
             state["best_state"] = copy.deepcopy(twin.state_dict())
             state["since_best"] = 0
-        else:
+        elif not diverged:
             state["since_best"] += 1
-        state["epoch"] = epoch + 1
+        state["epoch"] = max(state["epoch"], epoch + 1)
         bar.update(1)
         bar.set_postfix(elbo=f"{record['elbo']:.4g}", val=f"{score:.4f}", lr=f"{record['lr']:.1e}")
         if state["since_best"] >= config.patience:
-            if state["decays"] >= config.max_lr_decays:
-                history.stopped = f"early stopping after {epoch + 1} epochs"
+            if state["best_state"] is None:
+                history.stopped = f"no finite validation score in {epoch + 1} epochs"
                 state["epoch"] = config.max_epochs
-            else:
-                state["decays"] += 1
-                state["since_best"] = 0
-                twin.load_state_dict(state["best_state"])
-                for group in optimizer.param_groups:
-                    group["lr"] *= config.lr_decay
+            elif not decay(f"early stopping after {epoch + 1} epochs"):
+                state["epoch"] = config.max_epochs
         if path is not None:
             _atomic_save(
                 {
@@ -186,13 +239,19 @@ def run_fit(twin: Fittable, config: FitConfig, device: torch.device) -> History:
                     "optimizer": optimizer.state_dict(),
                     "engine": state,
                     "history": history.to_dict(),
-                    "rng": torch.get_rng_state(),
+                    "rng": rng_state(device),
                 },
                 path,
             )
     bar.close()
     if not history.stopped:
         history.stopped = f"max_epochs ({config.max_epochs})"
+    if history.epochs and history.best_epoch < 0:
+        warnings.warn(
+            "probtwin: no epoch had a finite validation score; the twin keeps its last state",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if state["best_state"] is not None:
         twin.load_state_dict(state["best_state"])
     twin.train(False)

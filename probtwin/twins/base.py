@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from probtwin import metrics
-from probtwin.data.batching import TrialBatches, batch_arrays
+from probtwin.data.batching import batch_arrays, joint_steps
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
-from probtwin.infer import FitConfig, History, elbo_terms, resolve_device, run_fit
+from probtwin.infer import FitConfig, History, elbo_terms, resolve_device, run_fit, seeded
 from probtwin.twins.noise import NoiseModel, make_noise
 from probtwin.twins.prediction import Prediction
 
@@ -244,24 +244,25 @@ class Twin(nn.Module):
         return batch
 
     def epoch_batches(self, epoch: int):
-        """Minibatches of the train tiers of all sessions, interleaved session by session."""
-        per_session = []
-        for k, rec in enumerate(self.recordings):
-            train = rec.split("train")
-            batches = TrialBatches(train.n_trials, self._batch_size, seed=self._seed + 7919 * k)
-            per_session.append((k, train, list(batches.epoch(epoch))))
-        longest = max(len(b) for _, _, b in per_session)
-        for j in range(longest):
-            for k, train, batches in per_session:
-                if j < len(batches):
-                    idx = batches[j]
-                    yield self._batch(k, batch_arrays(train, idx), idx, train.n_trials)
+        """The steps of an epoch: each a list with one minibatch of every session's train tier
+        (:func:`probtwin.data.batching.joint_steps`), so that a step's bound is an unbiased
+        estimate of the full data's over all sessions."""
+        trains = [rec.split("train") for rec in self.recordings]
+        for step in joint_steps([t.n_trials for t in trains], self._batch_size, self._seed, epoch):
+            yield [
+                self._batch(k, batch_arrays(t, idx), idx, t.n_trials) for k, (t, idx) in enumerate(zip(trains, step))
+            ]
 
     # ------------------------------------------------------------------ inference
 
-    def loss_terms(self, batch: dict):
-        """The ELBO's terms on a batch; the guide and the model share what they compute from it
-        (the core's features) within this one evaluation only."""
+    def loss_terms(self, step: list[dict]):
+        """The ELBO's terms of a step: the sum of its sessions' minibatch estimates."""
+        terms = [self.batch_terms(batch) for batch in step]
+        return sum(terms[1:], terms[0])
+
+    def batch_terms(self, batch: dict):
+        """The ELBO's terms on one session's batch; the guide and the model share what they
+        compute from it (the core's features) within this one evaluation only."""
         return elbo_terms(self.model, self.guide, {k: v for k, v in batch.items() if k != "features"})
 
     def validation_score(self) -> float:
@@ -372,7 +373,7 @@ class Twin(nn.Module):
     def _predict_mean(self, x: Recording | np.ndarray, session: Any = None) -> np.ndarray:
         """Mean response under the posterior mean of the per-neuron parameters, (trials, neurons)."""
         k, stimuli, behavior, gaze = self._inputs(x, session)
-        return self._mean_responses(k, stimuli, behavior, gaze, self._draws(k, None, None))[0]
+        return self._mean_responses(k, stimuli, behavior, gaze, self._draws(k, None))[0]
 
     def _locations(self, k: int, stimuli, behavior, gaze, draws: dict, center: bool = False):
         """Locations under stacked draws, chunk by chunk of stimuli sized so that the working set
@@ -386,7 +387,7 @@ class Twin(nn.Module):
         self.train(False)
         n_draws = len(next(iter(draws.values())))
         per_trial = n_draws * self.specs[k].n_neurons * (self._elements_per_neuron(k) + self.noise[k].elements)
-        mean_draw = self._draws(k, None, None) if center else None
+        mean_draw = self._draws(k, None) if center else None
         for sl, batch in self._chunks(k, stimuli, behavior, gaze, max(1, _MAX_ELEMENTS // max(1, per_trial))):
             loc = self._location(batch, draws)
             yield sl, batch, loc, None if mean_draw is None else self._location(batch, mean_draw)[0]
@@ -410,7 +411,8 @@ class Twin(nn.Module):
         return self.noise[k].mean(self._location(batch, draws))
 
     def _posterior_draws(self, k: int, num_samples: int, seed: int) -> dict:
-        return self._draws(k, num_samples, torch.Generator(device="cpu").manual_seed(int(seed)))
+        with seeded(seed, self.device):
+            return self._draws(k, num_samples)
 
     @torch.no_grad()
     def predict(
@@ -515,8 +517,9 @@ class Twin(nn.Module):
         k, stimuli, behavior, gaze = self._inputs(x, session, behavior, gaze)
         draws = self._posterior_draws(k, num_samples, seed)
         out = np.empty((num_samples, len(stimuli), self.specs[k].n_neurons), dtype=np.float32)
-        for sl, _, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
-            out[:, sl] = self.noise[k].sample(loc, int(seed) + 1 + sl.start).cpu().numpy()
+        with seeded(int(seed) + 1, self.device):
+            for sl, _, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
+                out[:, sl] = self.noise[k].sample(loc).cpu().numpy()
         return out
 
     def _check_responses(self, k: int, rec: Recording) -> np.ndarray:
@@ -563,22 +566,28 @@ class Twin(nn.Module):
             first = torch.zeros(n_neurons, dtype=torch.bool, device=self.device)
             first[torch.as_tensor(perm[: n_neurons // 2], device=self.device)] = True
             halves = (first, ~first)
-        for sl, batch, loc, center in self._locations(k, stimuli, behavior, gaze, draws, center=True):
-            yt = self._tensor(y[sl])
-            b = batch.get("behavior")
-            out["mean"][sl] = noise.mean(loc).mean(0).cpu().numpy()
-            out["samples"][:, sl] = noise.sample(loc, int(seed) + 1 + sl.start).cpu().numpy()
-            lp, se = noise.log_predictive(loc, yt, int(seed) + 2 + sl.start, center, b)
-            out["log_predictive"][sl] = lp.double().cpu().numpy()
-            if se is not None:
-                out["standard_error"][sl] = se.double().cpu().numpy()
-            if halves is not None:
-                cond = torch.empty_like(yt)
-                for given, target in (halves, halves[::-1]):
-                    mean, cov = noise.latent_posterior(center, yt, given, b)
-                    cond[:, target] = noise.conditional_mean(center, mean, cov)[:, target]
-                out["conditional"][sl] = cond.cpu().numpy()
+        chunks = self._locations(k, stimuli, behavior, gaze, draws, center=True)
+        with seeded(int(seed) + 1, self.device):
+            for sl, batch, loc, center in chunks:
+                self._score_chunk(out, sl, batch, loc, center, self._tensor(y[sl]), noise, halves)
         return out
+
+    @staticmethod
+    def _score_chunk(out: dict, sl: slice, batch: dict, loc, center, yt, noise: NoiseModel, halves) -> None:
+        """The scores of one chunk of trials (see :meth:`_scores`)."""
+        b = batch.get("behavior")
+        out["mean"][sl] = noise.mean(loc).mean(0).cpu().numpy()
+        out["samples"][:, sl] = noise.sample(loc).cpu().numpy()
+        lp, se = noise.log_predictive(loc, yt, center, b)
+        out["log_predictive"][sl] = lp.double().cpu().numpy()
+        if se is not None:
+            out["standard_error"][sl] = se.double().cpu().numpy()
+        if halves is not None:
+            cond = torch.empty_like(yt)
+            for given, target in (halves, halves[::-1]):
+                mean, cov = noise.latent_posterior(center, yt, given, b)
+                cond[:, target] = noise.conditional_mean(center, mean, cov)[:, target]
+            out["conditional"][sl] = cond.cpu().numpy()
 
     def evaluate(
         self, rec: Recording, tier: str = "test", num_samples: int = 100, seed: int = 0, session: Any = None
@@ -675,9 +684,10 @@ class Twin(nn.Module):
         draws = self._posterior_draws(k, num_samples, seed)
         predictive = np.empty((num_samples, *y.shape), np.float32)
         pointwise = np.empty((num_samples, *y.shape), np.float32)
-        for sl, _, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
-            predictive[:, sl] = noise.sample(loc, int(seed) + 1 + sl.start).cpu().numpy()
-            pointwise[:, sl] = noise.pointwise_log_likelihood(loc, self._tensor(y[sl]), int(seed) + 2 + sl.start).cpu()
+        with seeded(int(seed) + 1, self.device):
+            for sl, _, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
+                predictive[:, sl] = noise.sample(loc).cpu().numpy()
+                pointwise[:, sl] = noise.pointwise_log_likelihood(loc, self._tensor(y[sl])).cpu()
         ids = np.asarray(self.specs[k].neuron_ids)
         coords = {"neuron": ids, "trial": np.asarray(part.trial_index)}
         posterior, dims = self._posterior_arrays(draws)
@@ -733,7 +743,7 @@ class Twin(nn.Module):
         y = self._check_responses(k, part)
         mean = np.empty((len(y), noise.rank))
         sd = np.empty_like(mean)
-        draw = self._draws(k, None, None)
+        draw = self._draws(k, None)
         for sl, batch, loc, _ in self._locations(k, stimuli, behavior, gaze, draw):
             m, cov = noise.latent_posterior(loc[0], self._tensor(y[sl]), None, batch.get("behavior"))
             mean[sl] = m.cpu().numpy()
@@ -784,9 +794,10 @@ class Twin(nn.Module):
         if len(x) != 1:
             raise DataError("x", "one stimulus", f"{len(x)}")
         _, stimuli, behavior, gaze = self._inputs(x, k)
-        draw = self._draws(k, None, None)
+        draw = self._draws(k, None)
         sl, batch, loc, _ = next(self._locations(k, stimuli, behavior, gaze, draw))
-        samples = noise.sample(loc[0].expand(num_samples, -1), int(seed)).double().cpu().numpy()
+        with seeded(seed, self.device):
+            samples = noise.sample(loc[0].expand(num_samples, -1)).double().cpu().numpy()
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.corrcoef(samples, rowvar=False)
 

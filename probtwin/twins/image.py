@@ -395,20 +395,20 @@ class ImageTwin(Twin):
             pyro.sample(f"bias_{k}", dist.Normal(*post["bias"]))
             if "state_weights" in post:
                 pyro.sample(f"state_weights_{k}", dist.Normal(*post["state_weights"]).to_event(2))
-        self.noise[k].guide(f"responses_{k}", batch, lambda: self._location(batch, self._draws(k, None, None))[0])
+        self.noise[k].guide(f"responses_{k}", batch, lambda: self._location(batch, self._draws(k, None))[0])
 
     # ------------------------------------------------------------------ posterior queries
 
-    def _draws(self, k: int, num_samples: int | None, generator: torch.Generator | None) -> dict:
-        """Posterior draws (num_samples, neurons, ...) of the readout; ``None``: the posterior mean."""
+    def _draws(self, k: int, num_samples: int | None) -> dict:
+        """Posterior draws (num_samples, neurons, ...) of the readout, from the generator of the
+        twin's device; ``None``: the posterior mean."""
         post = self.readouts[k].posterior()
         if num_samples is None:
             return {name: loc[None] for name, (loc, _) in post.items()}
-        out = {}
-        for name, (loc, scale) in post.items():
-            eps = torch.randn((num_samples, *loc.shape), generator=generator).to(loc)
-            out[name] = loc + scale * eps
-        return out
+        return {
+            name: loc + scale * torch.randn((num_samples, *loc.shape), device=loc.device)
+            for name, (loc, scale) in post.items()
+        }
 
     def _location(self, batch: dict, draws: dict) -> torch.Tensor:
         return self._location_from(

@@ -44,11 +44,11 @@ from probtwin import metrics
 from probtwin.data.batching import batch_arrays
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
+from probtwin.infer import seeded
 from probtwin.nn.graph import GraphDynamics, check_edge_index, complete_graph, knn_graph, rollout
 from probtwin.nn.sequence import NodeSequenceEncoder
 from probtwin.twins.base import _MAX_ELEMENTS, SessionSpec, Twin
 from probtwin.twins.likelihoods import Likelihood, inverse_softplus
-from probtwin.twins.noise import _seeded
 from probtwin.twins.prediction import Prediction
 
 __all__ = ["MotorGraphTwin"]
@@ -321,39 +321,41 @@ class MotorGraphTwin(Twin):
         with pyro.plate("trials", batch["n_total"] or len(loc), subsample=batch["index"], dim=-1):
             pyro.sample("innovations", dist.Normal(loc, scale).to_event(3))
 
-    def loss_terms(self, batch: dict):
+    def batch_terms(self, batch: dict):
         if self.training and self.config["input_dropout"] > 0:
             y = batch["responses"]
             keep = torch.rand(y.shape[0], y.shape[-1], device=y.device) >= self.config["input_dropout"]
             batch = {**batch, "observed": keep}
-        return super().loss_terms(batch)
+        return super().batch_terms(batch)
 
     def validation_score(self) -> float:
         """The local ELBO per observed value of the validation trials, log p(y, v, e) - log q(e) at
         one seeded draw of the innovations, the edge weights and readout at their posterior means."""
         rec = self.recordings[0]
         part = rec.split("validation" if np.any(rec.tiers == "validation") else "train")
-        means = self._draws(0, None, None)
+        means = self._draws(0, None)
         total, count = 0.0, 0
-        gen = torch.Generator().manual_seed(0)
-        for _, batch in self._trial_batches(part, self._per_trial(part, 1)):
-            loc, scale = self._innovation_posterior(batch)
-            e = loc + scale * torch.randn(loc.shape, generator=gen).to(loc)
-            x = self._states(e, batch.get("stimuli"), means["edge_weights"][0])
-            y = batch["responses"]
-            value = self._innovation_prior(tuple(e.shape)).log_prob(e) - dist.Normal(loc, scale).to_event(3).log_prob(e)
-            value = value.sum() + self.noise[0].likelihood(torch.exp(self._log_rates(x))).log_prob(y).sum()
-            count += y.numel()
-            if self.n_behavior:
-                mean = self._behavior_mean(x, means["behavior_weights"][0])
-                value = value + self.behavior_likelihood(mean).log_prob(batch["behavior"]).sum()
-                count += batch["behavior"].numel()
-            total += float(value)
-        return total / count
+        with seeded(0, self.device):
+            for _, batch in self._trial_batches(part, self._per_trial(part, 1)):
+                loc, scale = self._innovation_posterior(batch)
+                e = loc + scale * torch.randn_like(loc)
+                x = self._states(e, batch.get("stimuli"), means["edge_weights"][0])
+                y = batch["responses"]
+                value = self._innovation_prior(tuple(e.shape)).log_prob(e) - dist.Normal(loc, scale).to_event(
+                    3
+                ).log_prob(e)
+                value = value.sum() + self.noise[0].likelihood(torch.exp(self._log_rates(x))).log_prob(y).sum()
+                count += y.numel()
+                if self.n_behavior:
+                    mean = self._behavior_mean(x, means["behavior_weights"][0])
+                    value = value + self.behavior_likelihood(mean).log_prob(batch["behavior"]).sum()
+                    count += batch["behavior"].numel()
+                total += float(value)
+            return total / count
 
     # ------------------------------------------------------------------ posterior draws
 
-    def _draws(self, k: int, num_samples: int | None, generator: torch.Generator | None) -> dict:
+    def _draws(self, k: int, num_samples: int | None) -> dict:
         """Draws (num_samples, ...) of the edge weights and behaviour readout; None: the means."""
         post = {"edge_weights": (self.edge_loc, F.softplus(self.raw_edge_scale))}
         if self.n_behavior:
@@ -362,7 +364,7 @@ class MotorGraphTwin(Twin):
             return {name: loc[None].detach() for name, (loc, _) in post.items()}
         out = {}
         for name, (loc, scale) in post.items():
-            eps = torch.randn((num_samples, *loc.shape), generator=generator).to(loc)
+            eps = torch.randn((num_samples, *loc.shape), device=loc.device)
             out[name] = (loc + scale * eps).detach()
         return out
 
@@ -387,13 +389,13 @@ class MotorGraphTwin(Twin):
             )
         return part
 
-    def _innovation_draws(self, batch: dict, num_samples: int, generator: torch.Generator) -> torch.Tensor:
+    def _innovation_draws(self, batch: dict, num_samples: int) -> torch.Tensor:
         loc, scale = self._innovation_posterior(batch)
-        return loc + scale * torch.randn((num_samples, *loc.shape), generator=generator).to(loc)
+        return loc + scale * torch.randn((num_samples, *loc.shape), device=loc.device)
 
-    def _state_draws(self, batch: dict, edge_weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _state_draws(self, batch: dict, edge_weights: torch.Tensor) -> torch.Tensor:
         """Posterior draws of the states (draws, trials, frames, nodes, d), one per edge-weight draw."""
-        e = self._innovation_draws(batch, len(edge_weights), generator)
+        e = self._innovation_draws(batch, len(edge_weights))
         return self._states(e, batch.get("stimuli"), edge_weights[:, None, :])
 
     def _raw_behavior(self, v: torch.Tensor) -> torch.Tensor:
@@ -436,16 +438,16 @@ class MotorGraphTwin(Twin):
         if held_in is not None:
             units = np.setdiff1d(units, self._subset_index(0, held_in, "held_in"))
         out = np.empty((num_samples, part.n_trials, part.n_frames, len(units)), np.float32)
-        gen = torch.Generator().manual_seed(int(seed))
-        w = self._draws(0, num_samples, gen)["edge_weights"]
-        for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
-            if held_in is not None:
-                observed = torch.zeros(len(idx), len(ids), dtype=torch.bool, device=self.device)
-                observed[:, torch.as_tensor(held_in, device=self.device)] = True
-                batch["observed"] = observed
-            x = self._state_draws(batch, w, gen)
-            out[:, idx] = torch.exp(self._log_rates(x))[..., torch.as_tensor(units)].cpu().numpy()
-        return Prediction(out, ids[units])
+        with seeded(seed, self.device):
+            w = self._draws(0, num_samples)["edge_weights"]
+            for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
+                if held_in is not None:
+                    observed = torch.zeros(len(idx), len(ids), dtype=torch.bool, device=self.device)
+                    observed[:, torch.as_tensor(held_in, device=self.device)] = True
+                    batch["observed"] = observed
+                x = self._state_draws(batch, w)
+                out[:, idx] = torch.exp(self._log_rates(x))[..., torch.as_tensor(units)].cpu().numpy()
+            return Prediction(out, ids[units])
 
     def _require_behavior(self) -> None:
         if not self.n_behavior:
@@ -471,15 +473,15 @@ class MotorGraphTwin(Twin):
         self.train(False)
         part = self._part(recording, tier)
         out = np.empty((num_samples, part.n_trials, part.n_frames, self.n_behavior), np.float32)
-        gen = torch.Generator().manual_seed(int(seed))
-        draws = self._draws(0, num_samples, gen)
-        readout = draws["behavior_weights"]
-        for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
-            x = self._state_draws(batch, draws["edge_weights"], gen)
-            out[:, idx] = self._raw_behavior(self._behavior_mean(x, readout)).cpu().numpy()
-        return Prediction(out, None)
+        with seeded(seed, self.device):
+            draws = self._draws(0, num_samples)
+            readout = draws["behavior_weights"]
+            for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
+                x = self._state_draws(batch, draws["edge_weights"])
+                out[:, idx] = self._raw_behavior(self._behavior_mean(x, readout)).cpu().numpy()
+            return Prediction(out, None)
 
-    def _initial_states(self, batch: dict, num_samples: int, gen: torch.Generator, initial: str) -> torch.Tensor:
+    def _initial_states(self, batch: dict, num_samples: int, initial: str) -> torch.Tensor:
         if initial == "posterior":
             loc, scale = self._innovation_posterior(batch)
             loc, scale = loc[:, 0], scale[:, 0]
@@ -487,7 +489,7 @@ class MotorGraphTwin(Twin):
             n_trials = len(batch["responses"])
             loc = self.init_loc.expand(n_trials, -1, -1)
             scale = self.init_scale
-        return loc + scale * torch.randn((num_samples, *loc.shape), generator=gen).to(loc)
+        return loc + scale * torch.randn((num_samples, *loc.shape), device=loc.device)
 
     @torch.no_grad()
     def sample(
@@ -519,26 +521,25 @@ class MotorGraphTwin(Twin):
         self.train(False)
         part = self._part(recording, tier)
         n = self.specs[0].n_neurons
-        gen = torch.Generator().manual_seed(int(seed))
-        draws = self._draws(0, num_samples, gen)
-        spikes = np.empty((num_samples, part.n_trials, part.n_frames, n), np.float32)
-        behavior = np.empty((num_samples, part.n_trials, part.n_frames, self.n_behavior), np.float32)
-        w = draws["edge_weights"][:, None, :]
-        for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples, 6)):
-            x0 = self._initial_states(batch, num_samples, gen, initial)
-            e = self.process_scale * torch.randn((*x0.shape[:2], part.n_frames, *x0.shape[2:]), generator=gen).to(x0)
-            e[:, :, 0] = x0  # the innovations: the initial state, then fresh process noise
-            x = self._states(e, batch.get("stimuli"), w)
-            rates = torch.exp(self._log_rates(x))
-            with _seeded(int(torch.randint(2**31, (), generator=gen)), self.device):
+        with seeded(seed, self.device):
+            draws = self._draws(0, num_samples)
+            spikes = np.empty((num_samples, part.n_trials, part.n_frames, n), np.float32)
+            behavior = np.empty((num_samples, part.n_trials, part.n_frames, self.n_behavior), np.float32)
+            w = draws["edge_weights"][:, None, :]
+            for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples, 6)):
+                x0 = self._initial_states(batch, num_samples, initial)
+                e = self.process_scale * torch.randn((*x0.shape[:2], part.n_frames, *x0.shape[2:]), device=x0.device)
+                e[:, :, 0] = x0  # the innovations: the initial state, then fresh process noise
+                x = self._states(e, batch.get("stimuli"), w)
+                rates = torch.exp(self._log_rates(x))
                 spikes[:, idx] = self.noise[0].likelihood(rates).sample().cpu().numpy()
                 if self.n_behavior:
                     v = self.behavior_likelihood(self._behavior_mean(x, draws["behavior_weights"])).sample()
                     behavior[:, idx] = self._raw_behavior(v).cpu().numpy()
-        out = {"responses": spikes}
-        if self.n_behavior:
-            out["behavior"] = behavior
-        return out
+            out = {"responses": spikes}
+            if self.n_behavior:
+                out["behavior"] = behavior
+            return out
 
     @torch.no_grad()
     def intervention_effects(
@@ -576,35 +577,35 @@ class MotorGraphTwin(Twin):
             raise DataError("intervention", "exactly one of silenced, edge_mask, drive", f"{len(given)} given")
         part = self._part(recording, None)
         n_int = len(given[0])
-        gen = torch.Generator().manual_seed(int(seed))
-        draws = self._draws(0, num_samples, gen)
-        w = draws["edge_weights"][:, None, :]  # (S, 1, E)
-        batch = self._batch(0, batch_arrays(part, np.arange(part.n_trials)))
-        e = self._innovation_draws(batch, num_samples, gen)  # (S, B, T, N, d)
-        u = batch.get("stimuli")
-        readout = draws["behavior_weights"]
+        with seeded(seed, self.device):
+            draws = self._draws(0, num_samples)
+            w = draws["edge_weights"][:, None, :]  # (S, 1, E)
+            batch = self._batch(0, batch_arrays(part, np.arange(part.n_trials)))
+            e = self._innovation_draws(batch, num_samples)  # (S, B, T, N, d)
+            u = batch.get("stimuli")
+            readout = draws["behavior_weights"]
 
-        def behavior(x):
-            return self._raw_behavior(self._behavior_mean(x, readout)).cpu().numpy()
+            def behavior(x):
+                return self._raw_behavior(self._behavior_mean(x, readout)).cpu().numpy()
 
-        x_intact = self._states(e, u, w)
-        intact = behavior(x_intact)
-        clamp = x_intact.mean((-4, -3))  # each draw's mean state of every unit over the trials
-        per = max(1, _MAX_ELEMENTS // max(1, e.numel() * 2))
-        out = np.empty((num_samples, n_int))
-        for start in range(0, n_int, per):
-            sl = slice(start, min(start + per, n_int))
-            if silenced is not None:
-                s = torch.as_tensor(silenced[sl], device=self.device)[:, None, None, :]
-                x = self._states(e, u, w, silenced=s, clamp=clamp[:, None])
-            elif edge_mask is not None:
-                keep = ~torch.as_tensor(edge_mask[sl], device=self.device)[:, None, None, :]
-                x = self._states(e, u, w * keep)
-            else:
-                dr = torch.as_tensor(drive[sl], dtype=torch.float32, device=self.device)[:, None, None]
-                x = self._states(e, u, w, drive=dr)
-            out[:, sl] = metrics.behavior_effect(intact, behavior(x), statistic).T
-        return out
+            x_intact = self._states(e, u, w)
+            intact = behavior(x_intact)
+            clamp = x_intact.mean((-4, -3))  # each draw's mean state of every unit over the trials
+            per = max(1, _MAX_ELEMENTS // max(1, e.numel() * 2))
+            out = np.empty((num_samples, n_int))
+            for start in range(0, n_int, per):
+                sl = slice(start, min(start + per, n_int))
+                if silenced is not None:
+                    s = torch.as_tensor(silenced[sl], device=self.device)[:, None, None, :]
+                    x = self._states(e, u, w, silenced=s, clamp=clamp[:, None])
+                elif edge_mask is not None:
+                    keep = ~torch.as_tensor(edge_mask[sl], device=self.device)[:, None, None, :]
+                    x = self._states(e, u, w * keep)
+                else:
+                    dr = torch.as_tensor(drive[sl], dtype=torch.float32, device=self.device)[:, None, None]
+                    x = self._states(e, u, w, drive=dr)
+                out[:, sl] = metrics.behavior_effect(intact, behavior(x), statistic).T
+            return out
 
     @torch.no_grad()
     def edges(self, level: float = 0.9) -> Any:
@@ -649,16 +650,16 @@ class MotorGraphTwin(Twin):
         part = self._part(rec, tier)
         shape = (part.n_trials, part.n_frames, self.specs[0].n_neurons, self.latent_dim)
         out = {key: np.empty(shape, np.float32) for key in ("mean", "sd", "lower", "upper")}
-        gen = torch.Generator().manual_seed(int(seed))
-        w = self._draws(0, num_samples, gen)["edge_weights"]
-        q = torch.tensor([(1 - level) / 2, (1 + level) / 2])
-        for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
-            x = self._state_draws(batch, w, gen)
-            bounds = torch.quantile(x, q.to(x), dim=0)
-            out["mean"][idx], out["sd"][idx] = x.mean(0).cpu().numpy(), x.std(0).cpu().numpy()
-            out["lower"][idx], out["upper"][idx] = bounds[0].cpu().numpy(), bounds[1].cpu().numpy()
-        out["trial_index"] = part.trial_index
-        return out
+        with seeded(seed, self.device):
+            w = self._draws(0, num_samples)["edge_weights"]
+            q = torch.tensor([(1 - level) / 2, (1 + level) / 2])
+            for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
+                x = self._state_draws(batch, w)
+                bounds = torch.quantile(x, q.to(x), dim=0)
+                out["mean"][idx], out["sd"][idx] = x.mean(0).cpu().numpy(), x.std(0).cpu().numpy()
+                out["lower"][idx], out["upper"][idx] = bounds[0].cpu().numpy(), bounds[1].cpu().numpy()
+            out["trial_index"] = part.trial_index
+            return out
 
     def _image_query(self, name: str, instead: str) -> DataError:
         return DataError(name, f"a query of a MotorGraphTwin (use {instead})", "a query of stimulus-response twins")
@@ -753,7 +754,8 @@ class MotorGraphTwin(Twin):
         import arviz as az
 
         part = self._part(rec, tier)
-        draws = self._draws(0, num_samples, torch.Generator().manual_seed(int(seed)))
+        with seeded(seed, self.device):
+            draws = self._draws(0, num_samples)
         synthetic = self.sample(part, num_samples, seed)
         rates = self.predict(part, num_samples, seed).samples
         y = np.asarray(part.responses, dtype=np.float32)

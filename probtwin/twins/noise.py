@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 
 import numpy as np
 import pyro
@@ -110,12 +109,11 @@ def gauss_hermite_mean(fn, loc: torch.Tensor, var: torch.Tensor, nodes: int = _Q
     return (w * fn(z)).sum(-2)
 
 
-@contextmanager
-def _seeded(seed: int, device: torch.device):
-    """A seeded random state that leaves the caller's alone."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(int(seed))
-        yield
+def open_uniform(like: torch.Tensor) -> torch.Tensor:
+    """Uniform draws on the open interval (0, 1), shaped and placed like ``like`` (dequantization:
+    ``y + u`` of a zero count is then never 0)."""
+    eps = torch.finfo(like.dtype).eps
+    return torch.rand_like(like) * (1 - eps) + eps / 2
 
 
 class NoiseModel(nn.Module, ABC):
@@ -161,12 +159,13 @@ class NoiseModel(nn.Module, ABC):
         return loc
 
     @abstractmethod
-    def sample(self, loc: torch.Tensor, seed: int) -> torch.Tensor:
-        """Responses, one draw per location, (..., trials, neurons)."""
+    def sample(self, loc: torch.Tensor) -> torch.Tensor:
+        """Responses, one draw per location, (..., trials, neurons), from the generator of
+        ``loc``'s device (seed it with :func:`probtwin.infer.seeded`)."""
 
     @abstractmethod
     def log_predictive(
-        self, loc: torch.Tensor, y: torch.Tensor, seed: int, center: torch.Tensor | None, behavior
+        self, loc: torch.Tensor, y: torch.Tensor, center: torch.Tensor | None, behavior
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Log posterior predictive density of each trial's response vector, nats.
 
@@ -183,7 +182,7 @@ class NoiseModel(nn.Module, ABC):
         """
 
     @abstractmethod
-    def pointwise_log_likelihood(self, loc: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
+    def pointwise_log_likelihood(self, loc: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Log density of each neuron's response on its own (the latent state integrated out),
         under each draw's locations: (draws, trials, neurons), nats. ArviZ's pointwise
         ``log_likelihood`` (for PSIS-LOO over trial x neuron observations)."""
@@ -221,15 +220,14 @@ class IndependentNoise(NoiseModel):
             with pyro.plate(f"trials_{k}", batch["n_total"], subsample=batch["index"], dim=-2):
                 pyro.sample(name, self._dist(loc), obs=batch["responses"])
 
-    def sample(self, loc: torch.Tensor, seed: int) -> torch.Tensor:
-        with _seeded(seed, loc.device):
-            return self._dist(loc).sample()
+    def sample(self, loc: torch.Tensor) -> torch.Tensor:
+        return self._dist(loc).sample()
 
-    def log_predictive(self, loc, y, seed, center, behavior):
+    def log_predictive(self, loc, y, center, behavior):
         lp = self._dist(loc).log_prob(y)
         return (torch.logsumexp(lp, 0) - math.log(loc.shape[0])).sum(-1), None
 
-    def pointwise_log_likelihood(self, loc, y, seed):
+    def pointwise_log_likelihood(self, loc, y):
         return self._dist(loc).log_prob(y)
 
 
@@ -251,7 +249,7 @@ class _TrialDensity(dist.TorchDistribution):
 
     def sample(self, sample_shape=()) -> torch.Tensor:
         with torch.no_grad():
-            return self.noise.sample(self.loc.expand(*sample_shape, *self.loc.shape), int(torch.randint(2**31, ())))
+            return self.noise.sample(self.loc.expand(*sample_shape, *self.loc.shape))
 
 
 class FlowNoise(NoiseModel):
@@ -358,7 +356,7 @@ class FlowNoise(NoiseModel):
     def observe(self, name: str, loc: torch.Tensor, batch: dict) -> None:
         y = batch["responses"]
         if self.dequantize:
-            y = y + torch.rand_like(y)
+            y = y + open_uniform(y)
         with pyro.plate(f"trials_{batch['session']}", batch["n_total"], subsample=batch["index"], dim=-1):
             pyro.sample(name, _TrialDensity(self, loc), obs=y)
 
@@ -376,31 +374,27 @@ class FlowNoise(NoiseModel):
             m = (m - 0.5).clamp_min(0.0)
         return m * self.q
 
-    def sample(self, loc: torch.Tensor, seed: int) -> torch.Tensor:
+    def sample(self, loc: torch.Tensor) -> torch.Tensor:
         loadings, private = self.covariance()
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
-        h = torch.randn((*loc.shape[:-1], self.rank), generator=gen).to(loc)
-        eps = torch.randn(loc.shape, generator=gen).to(loc)
-        y = self._response(loc + h @ loadings.T + eps * private.sqrt())
+        h = torch.randn((*loc.shape[:-1], self.rank), dtype=loc.dtype, device=loc.device)
+        y = self._response(loc + h @ loadings.T + torch.randn_like(loc) * private.sqrt())
         if self.zero_inflated:
-            y = y * (torch.rand(loc.shape, generator=gen).to(loc) < self.q)
+            y = y * (torch.rand_like(loc) < self.q)
         return y
 
-    def log_predictive(self, loc, y, seed, center, behavior):
+    def log_predictive(self, loc, y, center, behavior):
         """The posterior of each neuron's location, moment-matched to a Normal, widens its
         private variance: ``Normal(T(y); E[l], C C^T + diag(psi + Var[l]))``, analytic."""
         if self.dequantize:
-            gen = torch.Generator(device="cpu").manual_seed(int(seed))
-            y = y + torch.rand(y.shape, generator=gen).to(y)
+            y = y + open_uniform(y)
         spread = loc.var(0, unbiased=False) if loc.shape[0] > 1 else None
         return self.log_prob(loc.mean(0), y, spread), None
 
-    def pointwise_log_likelihood(self, loc, y, seed):
+    def pointwise_log_likelihood(self, loc, y):
         """Each neuron's marginal: ``Normal(T(y_i); l_i, |c_i|^2 + psi_i) |T'(y_i)|`` (times
         ``q_i``, or ``1 - q_i`` for a zero, with zero inflation)."""
         if self.dequantize:
-            gen = torch.Generator(device="cpu").manual_seed(int(seed))
-            y = y + torch.rand(y.shape, generator=gen).to(y)
+            y = y + open_uniform(y)
         loadings, private = self.covariance()
         z, log_det, mask = self._gaussian(y)
         lp = dist.Normal(loc, torch.sqrt(private + (loadings**2).sum(-1))).log_prob(z) + log_det
@@ -495,18 +489,15 @@ class LatentCountNoise(NoiseModel):
         with pyro.plate(f"trials_{k}", batch["n_total"], subsample=batch["index"], dim=-2):
             pyro.sample(f"latent_{k}", dist.Normal(mean[:, None], sd[:, None]).to_event(1))
 
-    def sample(self, loc: torch.Tensor, seed: int) -> torch.Tensor:
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
-        h = torch.randn((*loc.shape[:-1], self.rank), generator=gen).to(loc)
-        with _seeded(seed + 1, loc.device):
-            return self.likelihood(self._rate(loc, h)).sample()
+    def sample(self, loc: torch.Tensor) -> torch.Tensor:
+        h = torch.randn((*loc.shape[:-1], self.rank), dtype=loc.dtype, device=loc.device)
+        return self.likelihood(self._rate(loc, h)).sample()
 
-    def log_predictive(self, loc, y, seed, center, behavior):
+    def log_predictive(self, loc, y, center, behavior):
         """``log (1/S) sum_s p(y | theta_s, h_s) p(h_s) / q(h_s | y)`` with ``theta_s`` posterior
         draws and ``h_s`` from the amortized guide; its standard error by the delta method."""
         mean, sd = self._encode(center, y, behavior)
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
-        eps = torch.randn((loc.shape[0], *mean.shape), generator=gen).to(loc)
+        eps = torch.randn((loc.shape[0], *mean.shape), dtype=loc.dtype, device=loc.device)
         h = mean + sd * eps
         log_w = (
             self.likelihood(self._rate(loc, h)).log_prob(y).sum(-1)
@@ -519,7 +510,7 @@ class LatentCountNoise(NoiseModel):
         se = w.std(0) / (math.sqrt(s) * w.mean(0))
         return lp, se
 
-    def pointwise_log_likelihood(self, loc, y, seed):
+    def pointwise_log_likelihood(self, loc, y):
         """Each neuron's marginal, ``log E_u p(y_i | l_i exp(u - s_i^2 / 2))`` with
         ``u = c_i . h ~ Normal(0, s_i^2)``, ``s_i = |c_i|``, by Gauss-Hermite quadrature."""
         x, w = np.polynomial.hermite.hermgauss(_QUADRATURE_NODES)

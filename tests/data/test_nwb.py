@@ -75,3 +75,16 @@ def test_not_an_nwb_file(tmp_path):
         pt.load_nwb(bad)
     with pytest.raises(pt.DataError, match="no file"):
         pt.load_nwb(tmp_path / "missing.nwb")
+
+
+def test_a_file_that_fails_to_read_is_closed(tmp_path):
+    import h5py
+
+    bad = tmp_path / "plain.h5"
+    with h5py.File(bad, "w") as f:  # HDF5, but not NWB: opens, then fails to read
+        f["x"] = np.arange(3)
+    with pytest.raises(pt.DataError, match="NWB") as info:
+        pt.load_nwb(bad)
+    assert info.value.__traceback__ is not None  # the frames (and their handles) are still alive here
+    with h5py.File(bad, "w") as f:  # truncating fails while any handle is still open
+        f["y"] = np.arange(2)

@@ -87,10 +87,10 @@ def test_interventions_have_their_known_effects(sim, twin):
         twin.raw_edge_scale[out] = -30.0  # a point mass at zero
         try:
             effect = twin.intervention_effects(test, silenced=np.eye(n, dtype=bool)[[3]], num_samples=1, seed=2)
-            gen = torch.Generator().manual_seed(2)  # the same draws, by hand
-            draws = twin._draws(0, 1, gen)
-            batch = twin._batch(0, pt.data.batching.batch_arrays(test, np.arange(test.n_trials)))
-            x = twin._state_draws(batch, draws["edge_weights"], gen)[0]  # (trials, frames, units, 1)
+            with pt.infer.seeded(2):  # the same draws, by hand
+                draws = twin._draws(0, 1)
+                batch = twin._batch(0, pt.data.batching.batch_arrays(test, np.arange(test.n_trials)))
+                x = twin._state_draws(batch, draws["edge_weights"])[0]  # (trials, frames, units, 1)
             d = draws["behavior_weights"][0, 3]  # (dims, 1)
             change = ((x[..., 3, :] - x[..., 3, :].mean((0, 1))) @ d.T) * twin.behavior_std_0
             np.testing.assert_allclose(effect[0, 0], float(change.pow(2).mean().sqrt()), rtol=1e-4)

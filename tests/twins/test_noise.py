@@ -4,6 +4,7 @@ import torch
 from scipy import stats
 
 import probtwin as pt
+from probtwin.infer import seeded
 from probtwin.twins.likelihoods import Likelihood
 from probtwin.twins.noise import (
     FlowNoise,
@@ -13,6 +14,11 @@ from probtwin.twins.noise import (
     make_noise,
     resolve_likelihood,
 )
+
+
+def _sample(noise, loc, seed):
+    with seeded(seed):
+        return noise.sample(loc)
 
 
 def _stats(y: np.ndarray) -> dict:
@@ -91,7 +97,7 @@ def test_flow_mean_covariance_and_samples_agree(zero_inflated):
     noise, _ = _flow(zero_inflated=zero_inflated)
     loc = torch.randn(1, 5, dtype=torch.float64).expand(40000, -1)
     with torch.no_grad():
-        draws = noise.sample(loc, seed=3)
+        draws = _sample(noise, loc, 3)
         mean = noise.mean(loc[:1])[0]
         c, psi = (t.detach() for t in noise.covariance())
     np.testing.assert_allclose(draws.mean(0), mean, rtol=0.03)
@@ -145,7 +151,7 @@ def test_laplace_posterior_matches_a_grid_posterior(likelihood):
     noise = _count(likelihood=likelihood)
     loc = torch.full((2, 30), 3.0, dtype=torch.float64)
     with torch.no_grad():
-        y = noise.sample(loc, seed=1)
+        y = _sample(noise, loc, 1)
         mask = torch.arange(30) < 20
         mean, cov = noise.latent_posterior(loc, y, mask)
         grid = torch.linspace(-5, 5, 4001, dtype=torch.float64)[:, None]
@@ -165,7 +171,7 @@ def test_count_mean_is_kept_and_conditional_mean_is_the_lognormal_mean():
     noise = _count(rank=2)
     loc = torch.full((1, 30), 2.0, dtype=torch.float64)
     with torch.no_grad():
-        draws = noise.sample(loc.expand(60000, -1), seed=0)
+        draws = _sample(noise, loc.expand(60000, -1), 0)
         np.testing.assert_allclose(draws.mean(0), 2.0, rtol=0.03)  # E[y] = the location
         m = torch.tensor([[0.5, -0.3]], dtype=torch.float64)
         v = torch.tensor([[[0.2, 0.05], [0.05, 0.1]]], dtype=torch.float64)
@@ -178,13 +184,13 @@ def test_importance_weighted_bound_approaches_the_marginal_from_below():
     noise = _count(rank=1, n=8)
     loc = torch.full((3, 8), 2.0, dtype=torch.float64)
     with torch.no_grad():
-        y = noise.sample(loc, seed=5)
+        y = _sample(noise, loc, 5)
         grid = torch.linspace(-7, 7, 8001, dtype=torch.float64)[:, None]
         lp = noise.likelihood(noise._rate(loc[:1], grid)).log_prob(y[:, None]).sum(-1)  # (trials, grid)
         lp = lp + torch.distributions.Normal(0.0, 1.0).log_prob(grid[:, 0])
         exact = torch.logsumexp(lp, -1) + torch.log(grid[1, 0] - grid[0, 0])
         center = loc
-        estimate, se = noise.log_predictive(loc.expand(4000, -1, -1), y, seed=0, center=center, behavior=None)
+        estimate, se = noise.log_predictive(loc.expand(4000, -1, -1), y, center=center, behavior=None)
     assert torch.all(se > 0)
     np.testing.assert_allclose(estimate, exact, atol=float(5 * se.max()) + 1e-3)
 
@@ -193,7 +199,22 @@ def test_independent_log_predictive_is_the_sum_of_pointwise_predictives():
     noise = IndependentNoise(Likelihood("poisson", 4))
     loc = torch.rand(7, 3, 4) * 3 + 0.5
     y = torch.poisson(torch.full((3, 4), 2.0))
-    lp, se = noise.log_predictive(loc, y, 0, None, None)
+    lp, se = noise.log_predictive(loc, y, None, None)
     expected = np.log(stats.poisson.pmf(y.numpy(), loc.numpy()).mean(0)).sum(-1)
     np.testing.assert_allclose(lp, expected, rtol=1e-5)
     assert se is None
+
+
+def test_dequantization_noise_is_on_the_open_interval():
+    from probtwin.twins.noise import open_uniform
+
+    with seeded(0):
+        u = open_uniform(torch.zeros(2_000_000))
+    assert float(u.min()) > 0 and float(u.max()) < 1
+    assert float(u.mean()) == pytest.approx(0.5, abs=1e-3)
+    noise = make_noise("flow", "flow", 3, 1, dequantize=True)
+    noise.initialize(_stats(np.array([[0.0, 1, 4], [2, 0, 0], [5, 3, 1]])), "responses")
+    y = torch.zeros(4, 3)  # all zeros: y + u must stay inside the flow's log stage
+    with seeded(1), torch.no_grad():
+        lp = noise.pointwise_log_likelihood(torch.zeros(1, 4, 3), y)
+    assert torch.isfinite(lp).all()
