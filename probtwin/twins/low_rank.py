@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 
+import pyro.distributions as dist
 import torch
 
-__all__ = ["capacitance", "conditional_latent", "low_rank_log_prob"]
+__all__ = ["LowRankNormal", "capacitance", "conditional_latent", "low_rank_log_prob"]
 
 
 def capacitance(loadings: torch.Tensor, private: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -112,3 +113,44 @@ def low_rank_log_prob(
     solved = torch.cholesky_solve(b.unsqueeze(-1), chol.expand(*b.shape[:-1], *chol.shape[-2:])).squeeze(-1)
     correction = (b * solved).sum(-1)
     return -0.5 * (count * math.log(2 * math.pi) + log_det + quad - correction)
+
+
+class LowRankNormal(dist.LowRankMultivariateNormal):
+    """``Normal(loc, C C^T + diag(psi))`` over an event of neurons, with the two operations the
+    query engine asks of a correlated observation: each neuron's marginal, and the distribution
+    given some neurons (:mod:`probtwin.infer.query`).
+
+    Parameters
+    ----------
+    loc : torch.Tensor, shape (..., neurons)
+    loadings : torch.Tensor, shape (neurons, k)
+    private : torch.Tensor, shape (neurons,)
+
+    Examples
+    --------
+    >>> d = LowRankNormal(torch.zeros(3), torch.ones(3, 1), torch.ones(3))
+    >>> d.marginal().scale.tolist()  # sqrt(1 + 1)
+    [1.4142135381698608, 1.4142135381698608, 1.4142135381698608]
+    """
+
+    def __init__(self, loc: torch.Tensor, loadings: torch.Tensor, private: torch.Tensor, validate_args=None):
+        self.loadings, self.private = loadings, private
+        super().__init__(loc, loadings, private, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None) -> LowRankNormal:
+        loc = self.loc.expand(torch.Size(batch_shape) + self.event_shape)
+        return LowRankNormal(loc, self.loadings, self.private)
+
+    def marginal(self) -> dist.Normal:
+        """Each neuron's own distribution, ``Normal(loc_i, |c_i|^2 + psi_i)`` (batch (..., neurons))."""
+        return dist.Normal(self.loc, torch.sqrt(self.private + (self.loadings**2).sum(-1)))
+
+    def conditional(self, observed: torch.Tensor, values: torch.Tensor) -> dist.LowRankMultivariateNormal:
+        """Every neuron given the ``observed`` ones (mask (..., neurons)) at ``values``: the latent
+        state's posterior ``h | y_O ~ Normal(m, V)`` (:func:`conditional_latent`) carried to all
+        neurons, ``Normal(loc + C m, C V C^T + diag(psi))``."""
+        mean, cov = conditional_latent(values - self.loc, self.loadings, self.private, observed)
+        factor = self.loadings @ torch.linalg.cholesky(cov)
+        loc = self.loc + mean @ self.loadings.T
+        factor = factor.expand(*loc.shape[:-1], *factor.shape[-2:])
+        return dist.LowRankMultivariateNormal(loc, factor, self.private.expand_as(loc))

@@ -1,0 +1,169 @@
+"""The query engine on a minimal twin, every query against its closed-form posterior predictive.
+
+The twin (model and guide only): pixels x_t (P,), neurons i = 1..N,
+
+    w_i ~ Normal(0, I_P)                         Bayesian linear readout of the pixels
+    y_t ~ Normal(W x_t, c c^T + sigma^2 I_N)     a shared latent state (rank 1) marginalised
+
+with the posterior q(w_i) = Normal(m_i, S_i). Under q every query has a closed form: the mean
+response w_i . x ~ Normal(m_i . x, x^T S_i x), and so on.
+"""
+
+import math
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.nn import PyroModule, PyroParam
+from scipy import stats
+from torch.distributions import constraints
+
+from probtwin.infer import query as q
+from probtwin.infer import seeded
+from probtwin.twins.low_rank import LowRankNormal
+
+P, N, SIGMA = 4, 3, 0.5
+
+
+class LinearGaussianTwin(PyroModule):
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.loadings = PyroParam(torch.tensor([[0.8], [-0.6], [0.4]]))
+        self.weight_loc = PyroParam(torch.randn(N, P, generator=g))
+        tril = torch.tril(0.3 * torch.randn(N, P, P, generator=g), -1) + torch.diag_embed(torch.rand(N, P, generator=g))
+        self.weight_tril = PyroParam(tril + 0.2 * torch.eye(P), constraint=constraints.lower_cholesky)
+
+    def model(self, x, y=None):
+        with pyro.plate("neurons", N, dim=-1):
+            w = pyro.sample("weights", dist.Normal(torch.zeros(N, P), 1.0).to_event(1))
+        with pyro.plate("trials", len(x), dim=-1):
+            loc = torch.einsum("...np,tp->...tn", w, x)
+            return pyro.sample("responses", LowRankNormal(loc, self.loadings, torch.full((N,), SIGMA**2)), obs=y)
+
+    def guide(self, x, y=None):
+        with pyro.plate("neurons", N, dim=-1):
+            pyro.sample("weights", dist.MultivariateNormal(self.weight_loc, scale_tril=self.weight_tril))
+
+
+@pytest.fixture(scope="module")
+def twin():
+    pyro.clear_param_store()
+    t = LinearGaussianTwin()
+    query = q.Query(t.model, t.guide, max_plate_nesting=1, data_plates={"trials"})
+    x = torch.randn(7, P, generator=torch.Generator().manual_seed(1))
+    y = torch.randn(7, N, generator=torch.Generator().manual_seed(2))
+    m, tril, c = (v.detach() for v in (t.weight_loc, t.weight_tril, t.loadings))
+    s = tril @ tril.transpose(-1, -2)  # S_i
+    return t, query, x, y, m, s, c
+
+
+def chunks(x, y=None, size=3):
+    """The data in chunks of trials (the engine's draws must not depend on the chunking)."""
+    return [((x[i : i + size], None if y is None else y[i : i + size]),) for i in range(0, len(x), size)]
+
+
+def test_predict_draws_the_mean_response_from_its_posterior(twin):
+    t, query, x, _, m, s, _ = twin
+    with seeded(0), torch.no_grad():
+        draws = q.predict(query, chunks(x), "responses", 40000)
+    assert draws.shape == (40000, 7, N)
+    mean, var = x @ m.T, torch.einsum("tp,npq,tq->tn", x, s, x)
+    np.testing.assert_allclose(draws.mean(0), mean, atol=4 * float(var.max().sqrt()) / 200)
+    np.testing.assert_allclose(draws.var(0), var, rtol=0.05)
+    upper = torch.quantile(draws, 0.95, dim=0)
+    se = var.sqrt() * math.sqrt(0.95 * 0.05 / 40000) / stats.norm.pdf(1.6449)  # of a sample quantile
+    assert torch.all((upper - (mean + 1.6449 * var.sqrt())).abs() < 4 * se)
+    with seeded(0), torch.no_grad():  # one parameter draw per row, whatever the chunking
+        whole = q.predict(query, chunks(x, size=7), "responses", 50)
+    with seeded(0), torch.no_grad():
+        np.testing.assert_allclose(q.predict(query, chunks(x, size=2), "responses", 50), whole, atol=1e-6)
+
+
+def test_sample_has_the_predictive_covariance(twin):
+    t, query, x, _, m, s, c = twin
+    with seeded(1), torch.no_grad():
+        ys = q.sample(query, chunks(x[:1]), "responses", 60000)[:, 0]  # (draws, N)
+    x0 = x[0]
+    cov = torch.diag(torch.einsum("p,npq,q->n", x0, s, x0)) + c @ c.T + SIGMA**2 * torch.eye(N)
+    np.testing.assert_allclose(ys.mean(0), m @ x0, atol=0.05)
+    np.testing.assert_allclose(torch.cov(ys.T), cov, atol=0.06)
+
+
+def test_pointwise_and_joint_log_likelihood(twin):
+    t, query, x, y, m, s, c = twin
+    with seeded(2), torch.no_grad():
+        means = q.predict(query, chunks(x), "responses", 20000)
+    with seeded(2), torch.no_grad():  # the same draws: each neuron's marginal, per draw, exactly
+        pointwise = q.pointwise_log_prob(query, chunks(x, y), "responses", 20000)
+    sd = torch.sqrt(c[:, 0] ** 2 + SIGMA**2)
+    np.testing.assert_allclose(pointwise, dist.Normal(means, sd).log_prob(y), rtol=1e-5, atol=1e-5)
+    with seeded(3), torch.no_grad():
+        lp = q.log_predictive(query, chunks(x, y), "responses", 20000)
+    with seeded(3), torch.no_grad():
+        means = q.predict(query, chunks(x), "responses", 20000)
+    per_draw = dist.MultivariateNormal(means, c @ c.T + SIGMA**2 * torch.eye(N)).log_prob(y).double()
+    np.testing.assert_allclose(lp, torch.logsumexp(per_draw, 0) - math.log(20000), rtol=1e-5)
+    density = per_draw.exp()
+    se = density.std(0) / density.mean(0) / math.sqrt(20000)  # delta method, of the log of the mean
+    for t_ in range(len(x)):
+        cov = torch.diag(torch.einsum("p,npq,q->n", x[t_], s, x[t_])) + c @ c.T + SIGMA**2 * torch.eye(N)
+        exact = stats.multivariate_normal(m @ x[t_], cov).logpdf(y[t_])
+        assert float(lp[t_]) == pytest.approx(exact, abs=4 * float(se[t_]))
+
+
+def test_given_conditions_on_the_observed_neurons(twin):
+    t, query, x, y, m, s, c = twin
+    observed = torch.tensor([True, False, True])
+    with seeded(4), torch.no_grad():
+        means = q.predict(query, chunks(x), "responses", 500)
+    with seeded(4), torch.no_grad():
+        cond = q.given(
+            query, [(a, observed, y[i : i + 3]) for (a,), i in zip(chunks(x), range(0, 7, 3))], "responses", 500
+        )
+    ca = c[observed, 0]
+    gain = ca / SIGMA**2 / (1 + (ca**2).sum() / SIGMA**2)  # E[h | y_A] = gain . (y_A - mean_A)
+    h = ((y[:, observed] - means[..., observed]) * gain).sum(-1, keepdim=True)
+    np.testing.assert_allclose(cond[..., ~observed], (means + h * c[:, 0])[..., ~observed], rtol=1e-4, atol=1e-5)
+
+
+def test_an_intervention_replays_the_same_draws(twin):
+    t, query, x, _, m, s, c = twin
+    clamp = torch.ones(N, P)
+    with seeded(5), torch.no_grad():
+        means = q.predict(query, chunks(x), "responses", 30)
+    with seeded(5), torch.no_grad():
+        intact, forced = q.intervene(query, chunks(x), "responses", 30, {"weights": clamp})
+    np.testing.assert_allclose(intact, means, rtol=1e-6)
+    np.testing.assert_allclose(forced, (x @ clamp.T).expand(30, -1, -1), rtol=1e-6)
+    assert math.isfinite(float(forced.sum()))
+
+
+def test_inference_data_groups_come_from_the_same_draws(twin):
+    import probtwin.arviz as ptaz
+
+    t, query, x, y, m, s, c = twin
+    with seeded(6), torch.no_grad():
+        means = q.predict(query, chunks(x), "responses", 4000)
+    with seeded(6), torch.no_grad():
+        idata = ptaz.inference_data(
+            query,
+            chunks(x, y),
+            "responses",
+            4000,
+            dims={"weights": ["neuron", "pixel"], "responses": ["trial", "neuron"]},
+        )
+    w = torch.as_tensor(idata.posterior["weights"].values[0])
+    assert idata.posterior["weights"].dims == ("chain", "draw", "neuron", "pixel") and w.shape == (4000, N, P)
+    np.testing.assert_allclose(torch.einsum("snp,tp->stn", w, x), means, atol=1e-5)  # the same draws
+    np.testing.assert_allclose(w.mean(0), m, atol=0.1)
+    sd = torch.sqrt(c[:, 0] ** 2 + SIGMA**2)
+    expected = dist.Normal(means, sd).log_prob(y)
+    np.testing.assert_allclose(idata.log_likelihood["responses"].values[0], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(idata.observed_data["responses"].values, y)
+    ys = torch.as_tensor(idata.posterior_predictive["responses"].values[0])
+    np.testing.assert_allclose(
+        (ys - means).var(0), (c @ c.T + SIGMA**2 * torch.eye(N)).diagonal().expand(7, -1), rtol=0.1
+    )
