@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+import torch
 
-from probtwin.infer.query import Query, inference_draws
+from probtwin.infer import query as q
 
 __all__ = ["inference_data"]
 
 
 def inference_data(
-    query: Query,
+    query: q.Query,
     chunks: Any,
     site: str,
     num_samples: int,
@@ -43,16 +43,20 @@ def inference_data(
     """
     import arviz as az
 
-    out = inference_draws(query, chunks, site, num_samples)
+    readers = {"predictive": q.draw(site), "log_likelihood": q.pointwise(site), "observed": q.observed(site)}
+    posterior, parts = None, []
+    for k, out in enumerate(q.run(query, chunks, num_samples, {**readers, "posterior": q.global_sites(query)})):
+        posterior = out.pop("posterior") if k == 0 else posterior
+        parts.append(out)
 
-    def chain(x):
-        return x.detach().cpu().numpy()[None]
+    def joined(name, axis=1):
+        return torch.cat([p[name] for p in parts], dim=axis).detach().cpu().numpy()
 
     return az.from_dict(
-        posterior={name: chain(v) for name, v in out["posterior"].items()},
-        posterior_predictive={site: chain(out["predictive"])},
-        log_likelihood={site: chain(out["log_likelihood"])},
-        observed_data={site: np.asarray(out["observed"].detach().cpu())},
+        posterior={name: v.detach().cpu().numpy()[None] for name, v in posterior.items()},
+        posterior_predictive={site: joined("predictive")[None]},
+        log_likelihood={site: joined("log_likelihood")[None]},
+        observed_data={site: joined("observed", axis=0)},
         dims=dims,
         coords=coords,
         attrs=attrs,

@@ -7,18 +7,25 @@ guide's draws (``poutine.replay``). What a query wants is then read off the mode
 observation site, whose distribution object carries the answer:
 
 =============================  ===================================================================
-query                          read off the observation site's distribution ``p(y | draw)``
+reader                         read off the observation site's distribution ``p(y | draw)``
 =============================  ===================================================================
-:func:`predict`                ``fn.mean`` per draw (the mean response; local latents the
+:func:`mean`                   ``fn.mean`` per draw (the mean response; per-trial latents the
                                distribution marginalises stay integrated out)
-:func:`sample`                 ``fn.sample()`` per draw (observation noise included)
-:func:`pointwise_log_prob`     ``fn.log_prob(y)`` of each scalar observation: ``fn.marginal()``
+:func:`draw`                   the site's value: sampled (noise included) where the chunk holds
+                               no data for it, ``fn.sample()`` where it does
+:func:`pointwise`              ``fn.log_prob(y)`` of each scalar observation: ``fn.marginal()``
                                for a distribution with an event (each element's marginal)
-:func:`log_predictive`         ``log mean_s p(y | draw s)`` of each data point's event
-:func:`given`                  ``fn.conditional(observed, y)``: the distribution of the rest
-                               given the observed elements of the event
-:func:`intervene`              the same draws replayed into ``poutine.do(model, data=...)``
+:func:`log_prob`               ``fn.log_prob(y)`` of each data point's event, per draw
+:func:`conditional_mean`       ``fn.conditional(observed, y).mean``: the rest given the observed
+                               elements of the event
+:func:`global_sites`           the global sites' draws (the posterior of the parameters)
 =============================  ===================================================================
+
+:func:`run` traces each chunk of data once and applies every reader asked for (one pass serves
+an evaluation's several figures); :func:`predict`, :func:`sample`, :func:`pointwise_log_prob`,
+:func:`log_predictive`, :func:`given` and :func:`intervene` are the one-reader shortcuts, which
+concatenate the chunks. Interventions are ``poutine.do`` on model sites, replayed on the same
+guide draws as the intact model.
 
 Data come in chunks along the data plate (trials): the guide's global sites are drawn once, in
 the first chunk, and replayed into every later chunk, so that draw ``s`` is the same parameter
@@ -33,9 +40,8 @@ arguments, the names of the data plates and of the observation site.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pyro
 import torch
@@ -44,17 +50,26 @@ from pyro.poutine.util import site_is_subsample
 
 __all__ = [
     "Query",
+    "conditional_mean",
+    "distribution",
+    "draw",
     "given",
-    "inference_draws",
+    "global_sites",
     "intervene",
     "log_predictive",
+    "log_prob",
+    "mean",
+    "observed",
+    "pointwise",
     "pointwise_log_prob",
     "posterior_trace",
     "predict",
+    "run",
     "sample",
 ]
 
 DRAWS_PLATE = "posterior_draws"
+Reader = Callable[[poutine.Trace, tuple], torch.Tensor]
 
 
 @dataclass
@@ -81,12 +96,33 @@ class Query:
         return any(frame.name in self.data_plates for frame in site["cond_indep_stack"])
 
 
+# ---------------------------------------------------------------------- tracing
+
+
 def _global_part(query: Query, trace: poutine.Trace) -> poutine.Trace:
     kept = poutine.Trace()
     for name, site in trace.nodes.items():
         if site["type"] == "sample" and not site_is_subsample(site) and not query.is_local(site):
             kept.add_node(name, **site)
     return kept
+
+
+def _draws_plate(query: Query, num_samples: int) -> pyro.plate:
+    return pyro.plate(DRAWS_PLATE, num_samples, dim=-(query.max_plate_nesting + 1))
+
+
+def _guide_trace(query: Query, args: tuple, global_draws: poutine.Trace | None) -> tuple[poutine.Trace, poutine.Trace]:
+    """The guide's draws of a chunk (global sites replayed from ``global_draws`` when given)."""
+    guide = query.guide if global_draws is None else poutine.replay(query.guide, trace=global_draws)
+    trace = poutine.trace(guide).get_trace(*args)
+    return trace, global_draws if global_draws is not None else _global_part(query, trace)
+
+
+def _model_trace(query: Query, args: tuple, guide_trace: poutine.Trace, interventions: dict | None) -> poutine.Trace:
+    model = poutine.replay(query.model, trace=guide_trace)
+    if interventions:
+        model = poutine.do(model, data=interventions)
+    return poutine.trace(model).get_trace(*args)
 
 
 def posterior_trace(
@@ -121,22 +157,39 @@ def posterior_trace(
         return _model_trace(query, args, guide_trace, interventions), global_draws
 
 
-def _draws_plate(query: Query, num_samples: int) -> pyro.plate:
-    return pyro.plate(DRAWS_PLATE, num_samples, dim=-(query.max_plate_nesting + 1))
+def run(
+    query: Query,
+    chunks: Iterable[tuple],
+    num_samples: int,
+    readers: dict[str, Reader],
+    interventions: dict[str, torch.Tensor] | None = None,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Trace each chunk once and apply every reader to it.
+
+    Parameters
+    ----------
+    query : Query
+    chunks : iterable of tuple
+        ``(args, *extra)`` per chunk: the model's arguments, then what the readers take
+        (e.g. the observed mask and values of :func:`conditional_mean`).
+    num_samples : int
+    readers : dict of str to callable
+        ``reader(model_trace, extra)`` -> tensor; from :func:`mean`, :func:`draw`, ...
+    interventions : dict, optional
+        ``poutine.do`` values of model sites.
+
+    Yields
+    ------
+    dict of str to torch.Tensor
+        Each reader's result on the chunk, (num_samples, chunk, ...) for the per-draw readers.
+    """
+    draws = None
+    for args, *extra in chunks:
+        trace, draws = posterior_trace(query, args, num_samples, draws, interventions)
+        yield {name: read(trace, tuple(extra)) for name, read in readers.items()}
 
 
-def _guide_trace(query: Query, args: tuple, global_draws: poutine.Trace | None) -> tuple[poutine.Trace, poutine.Trace]:
-    """The guide's draws of a chunk (global sites replayed from ``global_draws`` when given)."""
-    guide = query.guide if global_draws is None else poutine.replay(query.guide, trace=global_draws)
-    trace = poutine.trace(guide).get_trace(*args)
-    return trace, global_draws if global_draws is not None else _global_part(query, trace)
-
-
-def _model_trace(query: Query, args: tuple, guide_trace: poutine.Trace, interventions: dict | None) -> poutine.Trace:
-    model = poutine.replay(query.model, trace=guide_trace)
-    if interventions:
-        model = poutine.do(model, data=interventions)
-    return poutine.trace(model).get_trace(*args)
+# ---------------------------------------------------------------------- readers
 
 
 def _site(trace: poutine.Trace, name: str) -> dict:
@@ -146,102 +199,149 @@ def _site(trace: poutine.Trace, name: str) -> dict:
     return trace.nodes[name]
 
 
-def _chunked(query: Query, chunks: Iterable[tuple], num_samples: int, read: Callable, **kw: Any) -> torch.Tensor:
-    """Apply ``read(model_trace, *extra)`` chunk by chunk; concatenate along the data axis (1)."""
-    draws, parts = None, []
-    for args, *extra in chunks:
-        trace, draws = posterior_trace(query, args, num_samples, draws, **kw)
-        parts.append(read(trace, *extra))
-    return torch.cat(parts, dim=1)
+def _own_dims(site: dict, value: torch.Tensor, event_dim: int) -> torch.Tensor:
+    """``value`` with the singleton dimensions of plates the site is not in dropped: (draws, the
+    site's plates..., event)."""
+    own = {frame.dim for frame in site["cond_indep_stack"]}  # the draws plate included
+    batch_dims = value.dim() - event_dim
+    return value[tuple(slice(None) if d in own else 0 for d in range(-batch_dims, 0))]
 
 
-def _draw_major(value: torch.Tensor, event_dim: int, nesting: int) -> torch.Tensor:
-    """Drop the singleton plate dimensions between the draws and the data: (draws, data..., event)."""
-    batch = value.shape[: value.dim() - event_dim]
-    keep = batch[-(nesting + 1) :]
-    return value.reshape(keep + value.shape[value.dim() - event_dim :])
+def mean(site: str) -> Reader:
+    """Reader of the observation's mean per draw, ``fn.mean``."""
 
-
-def predict(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) -> torch.Tensor:
-    """Posterior draws of the mean of an observation site, (num_samples, data, ...).
-
-    ``chunks`` yields ``(args,)`` tuples: the model's arguments for each chunk of data.
-    """
-
-    def read(trace):
-        fn = _site(trace, site)["fn"]
-        return _draw_major(fn.mean, len(fn.event_shape), query.max_plate_nesting)
-
-    return _chunked(query, chunks, num_samples, read)
-
-
-def sample(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) -> torch.Tensor:
-    """Posterior predictive draws of an observation site, noise included, (num_samples, data, ...).
-
-    The model is run without the observed values (``chunks`` give arguments without them), so
-    that the site is sampled.
-    """
-
-    def read(trace):
+    def read(trace, extra):
         node = _site(trace, site)
-        return _draw_major(node["value"], len(node["fn"].event_shape), query.max_plate_nesting)
+        return _own_dims(node, node["fn"].mean, len(node["fn"].event_shape))
 
-    return _chunked(query, chunks, num_samples, read)
+    return read
 
 
-def pointwise_log_prob(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) -> torch.Tensor:
-    """Log density of each scalar observation under each draw, (num_samples, data, ...).
+def draw(site: str) -> Reader:
+    """Reader of a predictive draw of the site, noise included: its value where the model sampled
+    it, a fresh ``fn.sample()`` where the chunk observed it."""
 
-    Each element of a multivariate observation is scored by its marginal (``fn.marginal()``):
-    the ``log_likelihood`` group of ArviZ, for PSIS-LOO over scalar observations.
-    """
+    def read(trace, extra):
+        node = _site(trace, site)
+        value = node["fn"].sample() if node["is_observed"] else node["value"]
+        return _own_dims(node, value, len(node["fn"].event_shape))
 
-    def read(trace):
+    return read
+
+
+def distribution(site: str) -> Reader:
+    """Reader of the site's distribution object itself, batch (draws, ...): for estimators a
+    model's observation defines beyond the readers here."""
+
+    def read(trace, extra):
+        return _site(trace, site)["fn"]
+
+    return read
+
+
+def observed(site: str) -> Reader:
+    """Reader of the observed values of the site in the chunk, (data, ...)."""
+
+    def read(trace, extra):
+        node = _site(trace, site)
+        if not node["is_observed"]:
+            raise ValueError(f"site {site!r} is not observed in this chunk (pass the data)")
+        return node["value"]
+
+    return read
+
+
+def pointwise(site: str) -> Reader:
+    """Reader of each scalar observation's log density per draw: each element of a multivariate
+    observation scored by its marginal (``fn.marginal()``), ArviZ's ``log_likelihood``."""
+
+    def read(trace, extra):
         node = _site(trace, site)
         fn, event_dim = node["fn"], len(node["fn"].event_shape)
         if event_dim:
             if not hasattr(fn, "marginal"):
                 raise TypeError(f"site {site!r}: {type(fn).__name__} has an event but no marginal()")
             fn = fn.marginal()
-        return _draw_major(fn.log_prob(node["value"]), event_dim, query.max_plate_nesting)
+        return _own_dims(node, fn.log_prob(node["value"]), event_dim)
 
-    return _chunked(query, chunks, num_samples, read)
+    return read
+
+
+def log_prob(site: str) -> Reader:
+    """Reader of each data point's log density (its event jointly) per draw, (draws, data)."""
+
+    def read(trace, extra):
+        node = _site(trace, site)
+        return _own_dims(node, node["fn"].log_prob(node["value"]), 0)
+
+    return read
+
+
+def conditional_mean(site: str) -> Reader:
+    """Reader of the mean of every element of the event given the observed ones, per draw.
+
+    The chunk's extra items are ``(observed, values)``: a boolean mask of the event's elements
+    ((data, event) or (event,)) and the values (data, event) where observed. The observation's
+    distribution conditions itself (``fn.conditional(observed, values)``).
+    """
+
+    def read(trace, extra):
+        node = _site(trace, site)
+        fn = node["fn"]
+        if not hasattr(fn, "conditional"):
+            raise TypeError(f"site {site!r}: {type(fn).__name__} has no conditional()")
+        return _own_dims(node, fn.conditional(*extra).mean, len(fn.event_shape))
+
+    return read
+
+
+def global_sites(query: Query) -> Reader:
+    """Reader of the draws of every global site of the guide that the model also has (the
+    posterior of the parameters): a dict of (draws, the site's plates..., event)."""
+
+    def read(trace, extra):
+        out = {}
+        for name, node in trace.nodes.items():
+            if node["type"] == "sample" and not site_is_subsample(node) and not node["is_observed"]:
+                if not query.is_local(node) and not name.endswith("__CF"):
+                    out[name] = _own_dims(node, node["value"], node["value"].dim() - len(node["fn"].batch_shape))
+        return out
+
+    return read
+
+
+# ---------------------------------------------------------------------- one-reader shortcuts
+
+
+def _concatenated(query: Query, chunks: Iterable[tuple], num_samples: int, reader: Reader, **kw) -> torch.Tensor:
+    return torch.cat([out["x"] for out in run(query, chunks, num_samples, {"x": reader}, **kw)], dim=1)
+
+
+def predict(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) -> torch.Tensor:
+    """Posterior draws of the mean of an observation site, (num_samples, data, ...)."""
+    return _concatenated(query, chunks, num_samples, mean(site))
+
+
+def sample(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) -> torch.Tensor:
+    """Posterior predictive draws of an observation site, noise included, (num_samples, data, ...)."""
+    return _concatenated(query, chunks, num_samples, draw(site))
+
+
+def pointwise_log_prob(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) -> torch.Tensor:
+    """Log density of each scalar observation under each draw, (num_samples, data, ...)."""
+    return _concatenated(query, chunks, num_samples, pointwise(site))
 
 
 def log_predictive(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) -> torch.Tensor:
     """``log (1/S) sum_s p(y_t | draw s)`` of each data point's observation (its event jointly), (data,)."""
-
-    def read(trace):
-        node = _site(trace, site)
-        lp = node["fn"].log_prob(node["value"])
-        return _draw_major(lp, 0, query.max_plate_nesting)
-
-    lp = _chunked(query, chunks, num_samples, read)
+    lp = _concatenated(query, chunks, num_samples, log_prob(site))
     return torch.logsumexp(lp, 0) - math.log(num_samples)
 
 
 def given(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) -> torch.Tensor:
-    """Posterior draws of the mean of the unobserved elements given the observed ones.
-
-    ``chunks`` yields ``(args, observed, values)``: ``observed`` a boolean mask of the event's
-    elements (data, event) or (event,), ``values`` (data, event) where observed (others
-    ignored). The observation site's distribution conditions itself (``fn.conditional``).
-
-    Returns
-    -------
-    torch.Tensor, shape (num_samples, data, event)
-        The conditional mean of every element (the observed ones' equal their values in a
-        distribution without private noise only; read the unobserved ones).
-    """
-
-    def read(trace, observed, values):
-        fn = _site(trace, site)["fn"]
-        if not hasattr(fn, "conditional"):
-            raise TypeError(f"site {site!r}: {type(fn).__name__} has no conditional()")
-        mean = fn.conditional(observed, values).mean
-        return _draw_major(mean, len(fn.event_shape), query.max_plate_nesting)
-
-    return _chunked(query, chunks, num_samples, read)
+    """Posterior draws of the conditional mean of every element given the observed ones,
+    (num_samples, data, event); ``chunks`` yield ``(args, observed, values)``."""
+    return _concatenated(query, chunks, num_samples, conditional_mean(site))
 
 
 def intervene(
@@ -257,50 +357,10 @@ def intervene(
     intact, intervened : torch.Tensor, shape (num_samples, data, ...)
     """
     draws, intact, intervened = None, [], []
-    for (args,) in chunks:
+    read = mean(site)
+    for args, *extra in chunks:
         with _draws_plate(query, num_samples):
             guide_trace, draws = _guide_trace(query, args, draws)
-            for out, data in ((intact, None), (intervened, interventions)):
-                fn = _site(_model_trace(query, args, guide_trace, data), site)["fn"]
-                out.append(_draw_major(fn.mean, len(fn.event_shape), query.max_plate_nesting))
+            intact.append(read(_model_trace(query, args, guide_trace, None), tuple(extra)))
+            intervened.append(read(_model_trace(query, args, guide_trace, interventions), tuple(extra)))
     return torch.cat(intact, dim=1), torch.cat(intervened, dim=1)
-
-
-def _site_value(site: dict) -> torch.Tensor:
-    """A global site's draws, (draws, its own plates..., event): the singleton dimensions of
-    plates the site is not in are dropped."""
-    batch_dims = len(site["fn"].batch_shape)
-    own = {frame.dim for frame in site["cond_indep_stack"]}  # the draws plate included
-    return site["value"][tuple(slice(None) if d in own else 0 for d in range(-batch_dims, 0))]
-
-
-def inference_draws(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) -> dict[str, Any]:
-    """One pass over observed data for an ArviZ export: the same draws give all four groups.
-
-    Returns
-    -------
-    dict
-        ``posterior``: each global site's draws (num_samples, its plates..., event);
-        ``predictive``: draws of the observation site, noise included (num_samples, data, ...);
-        ``log_likelihood``: :func:`pointwise_log_prob` (num_samples, data, ...);
-        ``observed``: the observed values (data, ...).
-    """
-    draws, predictive, pointwise, observed = None, [], [], []
-    nesting = query.max_plate_nesting
-    for (args,) in chunks:
-        trace, draws = posterior_trace(query, args, num_samples, draws)
-        node = _site(trace, site)
-        fn, event_dim = node["fn"], len(node["fn"].event_shape)
-        if not node["is_observed"]:
-            raise ValueError(f"site {site!r} is not observed in the chunks given (pass the data)")
-        predictive.append(_draw_major(fn.sample(), event_dim, nesting))
-        marginal = fn.marginal() if event_dim else fn
-        pointwise.append(_draw_major(marginal.log_prob(node["value"]), event_dim, nesting))
-        observed.append(node["value"].reshape(predictive[-1].shape[1:]))
-    posterior = {name: _site_value(s) for name, s in draws.nodes.items()}
-    return {
-        "posterior": posterior,
-        "predictive": torch.cat(predictive, 1),
-        "log_likelihood": torch.cat(pointwise, 1),
-        "observed": torch.cat(observed, 0),
-    }

@@ -20,6 +20,7 @@ from probtwin.data.batching import batch_arrays, joint_steps
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 from probtwin.infer import FitConfig, History, elbo_terms, resolve_device, run_fit, seeded
+from probtwin.infer import query as q
 from probtwin.twins.noise import NoiseModel, make_noise
 from probtwin.twins.prediction import Prediction
 
@@ -218,9 +219,12 @@ class Twin(nn.Module):
                 f"trials of shape {tuple(spec.stimulus_shape)} (the twin's input)",
                 f"shape {tuple(stimuli.shape[1:])}",
             )
+        n = len(next(v for v in arrays.values() if v is not None))
+        if index is None:  # all the trials given: a plate of n, unscaled
+            index, n_total = np.arange(n), n
         batch = {
             "session": k,
-            "index": None if index is None else torch.as_tensor(index, device=self.device),
+            "index": torch.as_tensor(index, device=self.device),
             "n_total": n_total,
             "responses": self._tensor(arrays.get("responses")),
         }
@@ -229,7 +233,6 @@ class Twin(nn.Module):
             mean = getattr(self, f"stim_mean_{k}").reshape(shape)
             std = getattr(self, f"stim_std_{k}").reshape(shape)
             batch["stimuli"] = (self._tensor(stimuli) - mean) / std
-        n = len(next(v for v in arrays.values() if v is not None))
         for field in ("behavior", "gaze"):
             values = arrays.get(field)
             expected = spec.n_behavior if field == "behavior" else (2 if spec.has_gaze else 0)
@@ -358,11 +361,13 @@ class Twin(nn.Module):
             raise DataError(field, "finite values", "NaN or infinite values")
         return np.repeat(values, n, axis=0) if len(values) == 1 else values
 
-    def _chunks(self, k: int, stimuli, behavior, gaze, size: int):
+    def _chunks(self, k: int, stimuli, behavior, gaze, size: int, responses=None):
         n = len(stimuli)
         for start in range(0, n, size):
             sl = slice(start, min(start + size, n))
             arrays = {"stimuli": np.asarray(stimuli[sl], dtype=np.float32)}
+            if responses is not None:
+                arrays["responses"] = np.asarray(responses[sl], dtype=np.float32)
             if behavior is not None:
                 arrays["behavior"] = np.asarray(behavior[sl], dtype=np.float32)
             if gaze is not None:
@@ -399,6 +404,28 @@ class Twin(nn.Module):
         for sl, _, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
             out[:, sl] = self.noise[k].mean(loc).cpu().numpy()
         return out
+
+    def query(self) -> q.Query:
+        """The twin as the query engine sees it: its model and guide, one plate over trials per
+        session (:mod:`probtwin.infer.query`)."""
+        names = {f"trials_{k}" for k in range(len(self.specs))}
+        return q.Query(self.model, self.guide, max_plate_nesting=1, data_plates=names)
+
+    def _run(self, k: int, stimuli, behavior, gaze, num_samples: int, readers: dict, responses=None, extra=None):
+        """The query engine over chunks of trials sized so that the working set stays under
+        ``_MAX_ELEMENTS`` floats: yields (slice, batch, each reader's result on the chunk)."""
+        per_trial = num_samples * self.specs[k].n_neurons * (self._elements_per_neuron(k) + self.noise[k].elements)
+        size = max(1, _MAX_ELEMENTS // max(1, per_trial))
+        seen = []
+
+        def chunks():
+            for sl, batch in self._chunks(k, stimuli, behavior, gaze, size, responses):
+                seen.append((sl, batch))
+                yield ((batch,), *(extra(sl) if extra is not None else ()))
+
+        self.train(False)
+        for out in q.run(self.query(), chunks(), num_samples, readers):
+            yield *seen[-1], out
 
     def _mean_of_images(self, k: int, images: torch.Tensor, draws: dict, behavior: np.ndarray | None = None):
         """Mean responses (draws, n, neurons) to raw images (n, C, H, W), differentiable in the
@@ -455,23 +482,30 @@ class Twin(nn.Module):
             ``.samples`` (num_samples, trials, neurons), ``.mean``, ``.quantile(q)``; with
             ``given``, of the other neurons only (``.neuron_ids`` says which).
         """
-        self.train(False)
         k, stimuli, behavior, gaze = self._inputs(x, session, behavior, gaze)
-        draws = self._posterior_draws(k, num_samples, seed)
         ids = np.asarray(self.specs[k].neuron_ids)
+        site = f"responses_{k}"
         if given is None:
-            return Prediction(self._mean_responses(k, stimuli, behavior, gaze, draws), ids)
+            out = np.empty((num_samples, len(stimuli), len(ids)), dtype=np.float32)
+            with seeded(seed, self.device):
+                for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, {"mean": q.mean(site)}):
+                    out[:, sl] = res["mean"].cpu().numpy()
+            return Prediction(out, ids)
         index, observed = self._given(k, given, len(stimuli))
         mask = torch.zeros(len(ids), dtype=torch.bool, device=self.device)
         mask[torch.as_tensor(index, device=self.device)] = True
         others = np.flatnonzero(~mask.cpu().numpy())
         out = np.empty((num_samples, len(stimuli), len(others)), dtype=np.float32)
-        noise = self.noise[k]
-        for sl, batch, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
-            y = torch.zeros(loc.shape[1:], device=self.device)
+
+        def values(sl: slice) -> tuple:
+            y = torch.zeros(sl.stop - sl.start, len(ids), device=self.device)
             y[:, torch.as_tensor(index, device=self.device)] = self._tensor(observed[sl])
-            mean, cov = noise.latent_posterior(loc, y, mask, batch.get("behavior"))
-            out[:, sl] = noise.conditional_mean(loc, mean, cov)[..., others].cpu().numpy()
+            return mask, y
+
+        readers = {"mean": q.conditional_mean(site)}
+        with seeded(seed, self.device):
+            for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, readers, extra=values):
+                out[:, sl] = res["mean"][..., others].cpu().numpy()
         return Prediction(out, ids[others])
 
     def _subset_index(self, k: int, index: Any, field: str) -> np.ndarray:
@@ -515,11 +549,10 @@ class Twin(nn.Module):
         in :meth:`predict`.
         """
         k, stimuli, behavior, gaze = self._inputs(x, session, behavior, gaze)
-        draws = self._posterior_draws(k, num_samples, seed)
         out = np.empty((num_samples, len(stimuli), self.specs[k].n_neurons), dtype=np.float32)
-        with seeded(int(seed) + 1, self.device):
-            for sl, _, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
-                out[:, sl] = self.noise[k].sample(loc).cpu().numpy()
+        with seeded(seed, self.device):
+            for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, {"draw": q.draw(f"responses_{k}")}):
+                out[:, sl] = res["draw"].cpu().numpy()
         return out
 
     def _check_responses(self, k: int, rec: Recording) -> np.ndarray:
@@ -551,7 +584,6 @@ class Twin(nn.Module):
         y = self._check_responses(k, rec)
         noise = self.noise[k]
         n_trials, n_neurons = y.shape
-        draws = self._posterior_draws(k, num_samples, seed)
         out = {
             "responses": y,
             "mean": np.empty((n_trials, n_neurons), np.float32),
@@ -566,19 +598,22 @@ class Twin(nn.Module):
             first = torch.zeros(n_neurons, dtype=torch.bool, device=self.device)
             first[torch.as_tensor(perm[: n_neurons // 2], device=self.device)] = True
             halves = (first, ~first)
-        chunks = self._locations(k, stimuli, behavior, gaze, draws, center=True)
-        with seeded(int(seed) + 1, self.device):
-            for sl, batch, loc, center in chunks:
-                self._score_chunk(out, sl, batch, loc, center, self._tensor(y[sl]), noise, halves)
+        site = f"responses_{k}"
+        readers = {"mean": q.mean(site), "draw": q.draw(site), "fn": q.distribution(site)}
+        with seeded(seed, self.device):
+            for sl, batch, res in self._run(k, stimuli, behavior, gaze, num_samples, readers):
+                center = self._location(batch, self._draws(k, None))[0]
+                self._score_chunk(out, sl, batch, res, center, self._tensor(y[sl]), noise, halves)
         return out
 
     @staticmethod
-    def _score_chunk(out: dict, sl: slice, batch: dict, loc, center, yt, noise: NoiseModel, halves) -> None:
-        """The scores of one chunk of trials (see :meth:`_scores`)."""
+    def _score_chunk(out: dict, sl: slice, batch: dict, res: dict, center, yt, noise: NoiseModel, halves) -> None:
+        """The scores of one chunk of trials (see :meth:`_scores`): the engine's readings
+        ``res``, and the noise model's estimator of the log predictive density at its locations."""
         b = batch.get("behavior")
-        out["mean"][sl] = noise.mean(loc).mean(0).cpu().numpy()
-        out["samples"][:, sl] = noise.sample(loc).cpu().numpy()
-        lp, se = noise.log_predictive(loc, yt, center, b)
+        out["mean"][sl] = res["mean"].mean(0).cpu().numpy()
+        out["samples"][:, sl] = res["draw"].cpu().numpy()
+        lp, se = noise.log_predictive(res["fn"].loc, yt, center, b)
         out["log_predictive"][sl] = lp.double().cpu().numpy()
         if se is not None:
             out["standard_error"][sl] = se.double().cpu().numpy()
@@ -680,14 +715,16 @@ class Twin(nn.Module):
         part = rec.split(tier) if tier is not None else rec
         k, stimuli, behavior, gaze = self._inputs(part, session)
         y = self._check_responses(k, part)
-        noise = self.noise[k]
-        draws = self._posterior_draws(k, num_samples, seed)
+        site = f"responses_{k}"
         predictive = np.empty((num_samples, *y.shape), np.float32)
         pointwise = np.empty((num_samples, *y.shape), np.float32)
-        with seeded(int(seed) + 1, self.device):
-            for sl, _, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
-                predictive[:, sl] = noise.sample(loc).cpu().numpy()
-                pointwise[:, sl] = noise.pointwise_log_likelihood(loc, self._tensor(y[sl])).cpu()
+        readers = {"draw": q.draw(site), "fn": q.distribution(site), "posterior": q.global_sites(self.query())}
+        with seeded(seed, self.device):
+            for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, readers):
+                predictive[:, sl] = res["draw"].cpu().numpy()
+                pointwise[:, sl] = res["fn"].marginal().log_prob(self._tensor(y[sl])).cpu().numpy()
+                suffix = f"_{k}"
+                draws = {name.removesuffix(suffix): value for name, value in res["posterior"].items()}
         ids = np.asarray(self.specs[k].neuron_ids)
         coords = {"neuron": ids, "trial": np.asarray(part.trial_index)}
         posterior, dims = self._posterior_arrays(draws)

@@ -52,6 +52,7 @@ __all__ = [
     "IndependentNoise",
     "LatentCountNoise",
     "NoiseModel",
+    "PopulationResponse",
     "make_noise",
     "resolve_likelihood",
 ]
@@ -146,22 +147,46 @@ class NoiseModel(nn.Module, ABC):
         """A location whose responses average about ``mean`` (to start the readout's bias)."""
         return mean
 
-    @abstractmethod
+    def distribution(self, loc: torch.Tensor, state: torch.Tensor | None = None) -> PopulationResponse:
+        """The distribution of each trial's population response (event: neurons) at the
+        locations (..., trials, neurons), given the trial's latent state where the model
+        samples one (:meth:`local_state`)."""
+        return PopulationResponse(self, loc, state)
+
+    def local_state(self, name: str, batch: dict, loc: torch.Tensor) -> torch.Tensor | None:
+        """Model statements of a per-trial latent the likelihood is given (inside the trials
+        plate); None where the distribution marginalises it."""
+        return None
+
+    def observed(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        """The responses as the density scores them (dequantized counts for a flow)."""
+        return y
+
     def observe(self, name: str, loc: torch.Tensor, batch: dict) -> None:
-        """Pyro statements of the responses of a batch (``loc``: (batch, neurons))."""
+        """Pyro statements of the responses of a batch: ``loc`` (trials, neurons), or
+        (draws, trials, neurons) under a query's plate of posterior draws."""
+        with pyro.plate(f"trials_{batch['session']}", batch["n_total"], subsample=batch["index"], dim=-1):
+            state = self.local_state(name, batch, loc)
+            pyro.sample(name, self.distribution(loc, state), obs=self.observed(batch["responses"]))
 
     def guide(self, name: str, batch: dict, center) -> None:
         """Guide statements of the local latent variables; ``center()`` is the location at the
         posterior mean of the per-neuron parameters."""
+
+    @abstractmethod
+    def log_prob(self, loc: torch.Tensor, y: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        """Log density of each trial's response vector given the locations (and the latent
+        state, where the model samples one), (..., trials), nats."""
 
     def mean(self, loc: torch.Tensor) -> torch.Tensor:
         """Mean responses, (..., trials, neurons)."""
         return loc
 
     @abstractmethod
-    def sample(self, loc: torch.Tensor) -> torch.Tensor:
+    def sample(self, loc: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         """Responses, one draw per location, (..., trials, neurons), from the generator of
-        ``loc``'s device (seed it with :func:`probtwin.infer.seeded`)."""
+        ``loc``'s device (seed it with :func:`probtwin.infer.seeded`); the latent state is drawn
+        from its prior where not given."""
 
     @abstractmethod
     def log_predictive(
@@ -214,13 +239,10 @@ class IndependentNoise(NoiseModel):
     def _dist(self, loc: torch.Tensor) -> dist.TorchDistribution:
         return self.likelihood(loc.clamp_min(1e-8) if self.likelihood.nonnegative else loc)
 
-    def observe(self, name: str, loc: torch.Tensor, batch: dict) -> None:
-        k = batch["session"]
-        with pyro.plate(f"{name}_neurons", loc.shape[-1], dim=-1):
-            with pyro.plate(f"trials_{k}", batch["n_total"], subsample=batch["index"], dim=-2):
-                pyro.sample(name, self._dist(loc), obs=batch["responses"])
+    def log_prob(self, loc, y, state=None):
+        return self._dist(loc).log_prob(y).sum(-1)
 
-    def sample(self, loc: torch.Tensor) -> torch.Tensor:
+    def sample(self, loc: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         return self._dist(loc).sample()
 
     def log_predictive(self, loc, y, center, behavior):
@@ -231,25 +253,78 @@ class IndependentNoise(NoiseModel):
         return self._dist(loc).log_prob(y)
 
 
-class _TrialDensity(dist.TorchDistribution):
-    """A population response per trial (event: neurons) scored by a noise model."""
+class PopulationResponse(dist.TorchDistribution):
+    """Each trial's population response (event: neurons) under a noise model: the one object the
+    twin's model observes and every query reads (:mod:`probtwin.infer.query`).
+
+    Parameters
+    ----------
+    noise : NoiseModel
+    loc : torch.Tensor, shape (..., trials, neurons)
+    state : torch.Tensor, shape (..., trials, k), optional
+        The trials' latent state, where the model samples it (the density is then given it).
+
+    Attributes
+    ----------
+    mean : torch.Tensor, shape (..., trials, neurons)
+        The mean response, the latent state integrated out.
+    """
 
     arg_constraints: dict = {}
     support = constraints.real_vector
 
-    def __init__(self, noise: NoiseModel, loc: torch.Tensor) -> None:
-        self.noise, self.loc = noise, loc
+    def __init__(self, noise: NoiseModel, loc: torch.Tensor, state: torch.Tensor | None = None) -> None:
+        self.noise, self.loc, self.state = noise, loc, state
         super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
 
-    def expand(self, batch_shape, _instance=None):
-        return _TrialDensity(self.noise, self.loc.expand(*batch_shape, *self.event_shape))
+    def expand(self, batch_shape, _instance=None) -> PopulationResponse:
+        shape = torch.Size(batch_shape)
+        state = None if self.state is None else self.state.expand(*shape, self.state.shape[-1])
+        return PopulationResponse(self.noise, self.loc.expand(*shape, *self.event_shape), state)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.noise.mean(self.loc)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return self.noise.log_prob(self.loc, value)
+        return self.noise.log_prob(self.loc, value, self.state)
 
     def sample(self, sample_shape=()) -> torch.Tensor:
+        shape = torch.Size(sample_shape)
+        state = None if self.state is None else self.state.expand(*shape, *self.state.shape)
         with torch.no_grad():
-            return self.noise.sample(self.loc.expand(*sample_shape, *self.loc.shape))
+            return self.noise.sample(self.loc.expand(*shape, *self.loc.shape), state)
+
+    def marginal(self) -> NeuronMarginal:
+        """Each neuron's response on its own, the latent state integrated out."""
+        return NeuronMarginal(self.noise, self.loc)
+
+    def conditional(self, observed: torch.Tensor, values: torch.Tensor) -> ConditionalResponse:
+        """Every neuron given the ``observed`` ones (mask (..., neurons)) at ``values``, through the
+        posterior of the shared latent state (independent noise: unchanged)."""
+        latent_mean, latent_cov = self.noise.latent_posterior(self.loc, values, observed)
+        return ConditionalResponse(self.noise.conditional_mean(self.loc, latent_mean, latent_cov))
+
+
+class NeuronMarginal(dist.TorchDistribution):
+    """Each neuron's marginal density (batch (..., trials, neurons)), for pointwise scores."""
+
+    arg_constraints: dict = {}
+    support = constraints.real
+
+    def __init__(self, noise: NoiseModel, loc: torch.Tensor) -> None:
+        self.noise, self.loc = noise, loc
+        super().__init__(loc.shape, validate_args=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.noise.pointwise_log_likelihood(self.loc, value)
+
+
+class ConditionalResponse:
+    """The mean response given some neurons (what a conditional prediction reads)."""
+
+    def __init__(self, mean: torch.Tensor) -> None:
+        self.mean = mean
 
 
 class FlowNoise(NoiseModel):
@@ -341,8 +416,11 @@ class FlowNoise(NoiseModel):
         z, log_det = self.flow(torch.where(mask, y, torch.ones_like(y)))
         return z, log_det * mask, mask
 
-    def log_prob(self, loc: torch.Tensor, y: torch.Tensor, extra_variance: torch.Tensor | None = None) -> torch.Tensor:
-        """Log density of each trial's response vector, (..., trials)."""
+    def log_prob(
+        self, loc: torch.Tensor, y: torch.Tensor, state: torch.Tensor | None = None, extra_variance=None
+    ) -> torch.Tensor:
+        """Log density of each trial's response vector, (..., trials), the latent state
+        marginalised (``extra_variance`` (..., neurons) is added to the private variances)."""
         loadings, private = self.covariance()
         if extra_variance is not None:
             private = private + extra_variance
@@ -353,12 +431,8 @@ class FlowNoise(NoiseModel):
             lp = lp + torch.where(mask, torch.log(q), torch.log1p(-q)).sum(-1)
         return lp
 
-    def observe(self, name: str, loc: torch.Tensor, batch: dict) -> None:
-        y = batch["responses"]
-        if self.dequantize:
-            y = y + open_uniform(y)
-        with pyro.plate(f"trials_{batch['session']}", batch["n_total"], subsample=batch["index"], dim=-1):
-            pyro.sample(name, _TrialDensity(self, loc), obs=y)
+    def observed(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        return y + open_uniform(y) if self.dequantize and y is not None else y
 
     def _response(self, z: torch.Tensor) -> torch.Tensor:
         y = self.flow.inverse(z)
@@ -374,7 +448,7 @@ class FlowNoise(NoiseModel):
             m = (m - 0.5).clamp_min(0.0)
         return m * self.q
 
-    def sample(self, loc: torch.Tensor) -> torch.Tensor:
+    def sample(self, loc: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         loadings, private = self.covariance()
         h = torch.randn((*loc.shape[:-1], self.rank), dtype=loc.dtype, device=loc.device)
         y = self._response(loc + h @ loadings.T + torch.randn_like(loc) * private.sqrt())
@@ -388,7 +462,7 @@ class FlowNoise(NoiseModel):
         if self.dequantize:
             y = y + open_uniform(y)
         spread = loc.var(0, unbiased=False) if loc.shape[0] > 1 else None
-        return self.log_prob(loc.mean(0), y, spread), None
+        return self.log_prob(loc.mean(0), y, extra_variance=spread), None
 
     def pointwise_log_likelihood(self, loc, y):
         """Each neuron's marginal: ``Normal(T(y_i); l_i, |c_i|^2 + psi_i) |T'(y_i)|`` (times
@@ -474,24 +548,29 @@ class LatentCountNoise(NoiseModel):
         out = self.encoder(x)
         return out[..., : self.rank], F.softplus(out[..., self.rank :]) + 1e-4
 
-    def observe(self, name: str, loc: torch.Tensor, batch: dict) -> None:
-        k = batch["session"]
-        with pyro.plate(f"trials_{k}", batch["n_total"], subsample=batch["index"], dim=-2):
-            zeros = loc.new_zeros(loc.shape[0], 1, self.rank)
-            h = pyro.sample(f"latent_{k}", dist.Normal(zeros, 1.0).to_event(1))
-            with pyro.plate(f"{name}_neurons", loc.shape[-1], dim=-1):
-                rate = self._rate(loc, h.squeeze(-2))
-                pyro.sample(name, self.likelihood(rate), obs=batch["responses"])
+    def local_state(self, name: str, batch: dict, loc: torch.Tensor) -> torch.Tensor:
+        """``h_t ~ Normal(0, I_k)``, the site ``latent_<session>``."""
+        zeros = loc.new_zeros(*loc.shape[:-1], self.rank)
+        return pyro.sample(f"latent_{batch['session']}", dist.Normal(zeros, 1.0).to_event(1))
 
     def guide(self, name: str, batch: dict, center) -> None:
+        """``q(h_t | y_t, b_t)``, where the batch has responses (else the prior draws ``h_t``)."""
+        if batch.get("responses") is None:
+            return
         k = batch["session"]
         mean, sd = self._encode(center().detach(), batch["responses"], batch.get("behavior"))
-        with pyro.plate(f"trials_{k}", batch["n_total"], subsample=batch["index"], dim=-2):
-            pyro.sample(f"latent_{k}", dist.Normal(mean[:, None], sd[:, None]).to_event(1))
+        with pyro.plate(f"trials_{k}", batch["n_total"], subsample=batch["index"], dim=-1):
+            pyro.sample(f"latent_{k}", dist.Normal(mean, sd).to_event(1))
 
-    def sample(self, loc: torch.Tensor) -> torch.Tensor:
-        h = torch.randn((*loc.shape[:-1], self.rank), dtype=loc.dtype, device=loc.device)
-        return self.likelihood(self._rate(loc, h)).sample()
+    def log_prob(self, loc, y, state=None):
+        if state is None:
+            raise ValueError("the latent count model scores responses given the latent state")
+        return self.likelihood(self._rate(loc, state)).log_prob(y).sum(-1)
+
+    def sample(self, loc: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        if state is None:
+            state = torch.randn((*loc.shape[:-1], self.rank), dtype=loc.dtype, device=loc.device)
+        return self.likelihood(self._rate(loc, state)).sample()
 
     def log_predictive(self, loc, y, center, behavior):
         """``log (1/S) sum_s p(y | theta_s, h_s) p(h_s) / q(h_s | y)`` with ``theta_s`` posterior
