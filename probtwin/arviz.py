@@ -1,14 +1,18 @@
-"""Export of a model's posterior to ArviZ ``InferenceData``, from one pass of the query engine."""
+"""Export of a model's posterior to ArviZ ``InferenceData``, from one pass of the query engine:
+:func:`inference_data` for any model, and the twins' ``to_arviz``."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
+from probtwin.data.recording import Recording
 from probtwin.infer import query as q
+from probtwin.infer import seeded
 
-__all__ = ["inference_data"]
+__all__ = ["ArvizExport", "inference_data", "posterior_arrays"]
 
 
 def inference_data(
@@ -61,3 +65,76 @@ def inference_data(
         coords=coords,
         attrs=attrs,
     )
+
+
+def posterior_arrays(draws: dict, site_dims: dict) -> tuple[dict, dict]:
+    """Posterior draws (draws, ...) as ArviZ arrays (1, draws, ...) and their dimension names
+    (``site_dims[name]``; default: neurons first)."""
+    posterior, dims = {}, {}
+    for name, value in draws.items():
+        value = value.detach().cpu().numpy()[None]
+        default = ("neuron", *(f"{name}_dim_{j}" for j in range(value.ndim - 3)))
+        posterior[name] = value
+        dims[name] = list(site_dims.get(name, default))
+    return posterior, dims
+
+
+class ArvizExport:
+    """Mixin of the stimulus-response twins: ``to_arviz`` from one pass of the query engine."""
+
+    site_dims: dict[str, tuple[str, ...]] = {}  # names of each posterior site's dimensions
+
+    @torch.no_grad()
+    def to_arviz(
+        self, rec: Recording, tier: str | None = "test", num_samples: int = 200, seed: int = 0, session: Any = None
+    ):
+        """The posterior and its predictions on a recording's trials as ArviZ ``InferenceData``.
+
+        Parameters
+        ----------
+        rec : Recording
+        tier : str or None
+            Which trials (None: all).
+        num_samples : int
+            Posterior draws (one chain).
+        seed : int
+        session : optional
+
+        Returns
+        -------
+        arviz.InferenceData
+            ``posterior``: the per-neuron sites (``position``, ``weights``, ``bias``, ...), dims
+            (chain, draw, neuron, ...), neuron ids as coordinates; ``posterior_predictive`` and
+            ``observed_data``: ``responses`` (trial, neuron); ``log_likelihood``: ``responses``,
+            each neuron's pointwise log density per draw (chain, draw, trial, neuron), its
+            latent state integrated out, so that ``arviz.loo`` scores trial x neuron
+            observations. The core and other point estimates are not random and are left out.
+        """
+        import arviz as az
+
+        part = rec.split(tier) if tier is not None else rec
+        k, stimuli, behavior, gaze = self._inputs(part, session)
+        y = self._check_responses(k, part)
+        site = f"responses_{k}"
+        predictive = np.empty((num_samples, *y.shape), np.float32)
+        pointwise = np.empty((num_samples, *y.shape), np.float32)
+        readers = {"draw": q.draw(site), "fn": q.distribution(site), "posterior": q.global_sites(self.query())}
+        with seeded(seed, self.device):
+            for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, readers):
+                predictive[:, sl] = res["draw"].cpu().numpy()
+                pointwise[:, sl] = res["fn"].marginal().log_prob(self._tensor(y[sl])).cpu().numpy()
+                suffix = f"_{k}"
+                draws = {name.removesuffix(suffix): value for name, value in res["posterior"].items()}
+        ids = np.asarray(self.specs[k].neuron_ids)
+        coords = {"neuron": ids, "trial": np.asarray(part.trial_index)}
+        posterior, dims = posterior_arrays(draws, self.site_dims)
+        dims["responses"] = ["trial", "neuron"]
+        return az.from_dict(
+            posterior=posterior,
+            posterior_predictive={"responses": predictive[None]},
+            observed_data={"responses": y},
+            log_likelihood={"responses": pointwise[None]},
+            coords=coords,
+            dims=dims,
+            attrs={"twin": type(self).__name__, "session": self.specs[k].name, "tier": str(tier)},
+        )

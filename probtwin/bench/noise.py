@@ -150,7 +150,7 @@ def flow_given_true_mean(
     trials beside the true model. This separates the noise model's gap to the truth from the error
     of a predicted mean.
     """
-    from probtwin.twins.base import _response_stats
+    from probtwin.data.registry import response_stats
     from probtwin.twins.noise import FlowNoise
 
     rank = sim.config["correlated_noise_rank"]
@@ -160,7 +160,7 @@ def flow_given_true_mean(
     train = torch.as_tensor(rec.tiers == "train")
     test = torch.as_tensor(rec.tiers == "test")
     noise = FlowNoise(rec.n_neurons, rank)
-    noise.initialize(_response_stats(rec.split("train").responses), "responses")
+    noise.initialize(response_stats(rec.split("train").responses), "responses")
     noise.double()
     scale = torch.ones(rec.n_neurons, dtype=torch.float64, requires_grad=True)
     offset = torch.zeros(rec.n_neurons, dtype=torch.float64, requires_grad=True)
@@ -240,11 +240,11 @@ def run_count_noise(
 
 def _noise_step_time(rec: Recording, rank: int, batch_size: int, steps: int, device: torch.device) -> float:
     """Median seconds of the flow density's forward and backward pass on one batch."""
-    from probtwin.twins.base import _response_stats
+    from probtwin.data.registry import response_stats
     from probtwin.twins.noise import FlowNoise
 
     noise = FlowNoise(rec.n_neurons, rank)
-    noise.initialize(_response_stats(rec.responses), "responses")
+    noise.initialize(response_stats(rec.responses), "responses")
     noise.to(device)
     y = torch.as_tensor(np.asarray(rec.responses[:batch_size]), dtype=torch.float32, device=device)
     loc = noise.flow(y)[0].detach().requires_grad_(True)

@@ -21,7 +21,7 @@ from pyro.distributions import Unit
 from pyro.distributions.kl import kl_divergence
 from pyro.poutine.util import site_is_subsample
 
-__all__ = ["ElboTerms", "elbo_terms"]
+__all__ = ["ElboTerms", "elbo_terms", "local_elbo"]
 
 
 @dataclass
@@ -77,7 +77,7 @@ def elbo_terms(model: Callable, guide: Callable, *args, **kwargs) -> ElboTerms:
         fn = site["fn"]
         if site["is_observed"]:
             term = _scaled_sum(fn.log_prob(site["value"]), site)
-            if isinstance(fn, Unit) or isinstance(getattr(fn, "base_dist", None), Unit):
+            if _is_factor(fn):
                 factor = factor + term
             else:
                 log_likelihood = log_likelihood + term
@@ -90,3 +90,39 @@ def elbo_terms(model: Callable, guide: Callable, *args, **kwargs) -> ElboTerms:
             divergence = q.log_prob(value) - fn.log_prob(value)
         kl = kl + _scaled_sum(divergence, site)
     return ElboTerms(log_likelihood, kl, factor)
+
+
+def _is_factor(fn) -> bool:
+    return isinstance(fn, Unit) or isinstance(getattr(fn, "base_dist", None), Unit)
+
+
+def local_elbo(model: Callable, guide: Callable, args: tuple, fixed: dict[str, torch.Tensor]) -> tuple[float, int]:
+    """The bound of the local variables with the global ones fixed: ``log p(y, z | theta) -
+    log q(z | y)`` at one draw of the guide's local sites ``z``, ``theta`` the ``fixed`` values
+    (e.g. posterior means), unscaled; and how many values are observed.
+
+    A held-out score of a model with per-trial latents (validation of its fit), computed from
+    the model's and guide's traces: the sites are neither rescaled by their plates nor tempered
+    by ``poutine.scale``.
+
+    Returns
+    -------
+    total : float
+        Nats, summed over the data in ``args``.
+    count : int
+        Observed values scored (excluding ``pyro.factor`` terms).
+    """
+    guide_trace = poutine.trace(poutine.condition(guide, data=fixed)).get_trace(*args)
+    conditioned = poutine.condition(model, data=fixed)
+    model_trace = poutine.trace(poutine.replay(conditioned, trace=guide_trace)).get_trace(*args)
+    total, count = torch.zeros(()), 0
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or name in fixed or site_is_subsample(site) or _is_factor(site["fn"]):
+            continue
+        total = total + site["fn"].log_prob(site["value"]).sum().cpu()
+        if site["is_observed"]:
+            count += site["value"].numel()
+        else:
+            q = guide_trace.nodes[name]
+            total = total - q["fn"].log_prob(q["value"]).sum().cpu()
+    return float(total), count

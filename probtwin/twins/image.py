@@ -28,14 +28,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from probtwin.arviz import ArvizExport
 from probtwin.data.batching import batch_arrays
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 from probtwin.nn import ConvCore, Modulator, PositionPredictor, Shifter, readout_response
 from probtwin.nn.energy import energy_rf_centres
 from probtwin.twins.base import SessionSpec, Twin
+from probtwin.twins.evaluation import Evaluation
+from probtwin.twins.latent import LatentStateQueries
 from probtwin.twins.likelihoods import inverse_softplus
 from probtwin.twins.noise import resolve_likelihood
+from probtwin.twins.queries import PosteriorQueries
 
 __all__ = ["ImageTwin"]
 
@@ -99,7 +103,7 @@ class _Readout(nn.Module):
         return out
 
 
-class ImageTwin(Twin):
+class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, Twin):
     """A probabilistic twin of a population's responses to images.
 
     Parameters

@@ -41,15 +41,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from probtwin import metrics
+from probtwin.arviz import posterior_arrays
 from probtwin.data.batching import batch_arrays
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
-from probtwin.infer import seeded
+from probtwin.infer import local_elbo, seeded
 from probtwin.nn.graph import GraphDynamics, check_edge_index, complete_graph, knn_graph, rollout
 from probtwin.nn.sequence import NodeSequenceEncoder
-from probtwin.twins.base import _MAX_ELEMENTS, SessionSpec, Twin
+from probtwin.twins.base import SessionSpec, Twin
 from probtwin.twins.likelihoods import Likelihood, inverse_softplus
 from probtwin.twins.prediction import Prediction
+from probtwin.twins.queries import _MAX_ELEMENTS
 
 __all__ = ["MotorGraphTwin"]
 
@@ -329,29 +331,18 @@ class MotorGraphTwin(Twin):
         return super().batch_terms(batch)
 
     def validation_score(self) -> float:
-        """The local ELBO per observed value of the validation trials, log p(y, v, e) - log q(e) at
-        one seeded draw of the innovations, the edge weights and readout at their posterior means."""
+        """The local ELBO per observed value of the validation trials, ``log p(y, v, e) - log
+        q(e)`` from the model's and guide's traces at one seeded draw of the innovations, the
+        edge weights and readout at their posterior means (:func:`probtwin.infer.local_elbo`)."""
         rec = self.recordings[0]
         part = rec.split("validation" if np.any(rec.tiers == "validation") else "train")
-        means = self._draws(0, None)
+        means = {name: value[0] for name, value in self._draws(0, None).items()}
         total, count = 0.0, 0
         with seeded(0, self.device):
             for _, batch in self._trial_batches(part, self._per_trial(part, 1)):
-                loc, scale = self._innovation_posterior(batch)
-                e = loc + scale * torch.randn_like(loc)
-                x = self._states(e, batch.get("stimuli"), means["edge_weights"][0])
-                y = batch["responses"]
-                value = self._innovation_prior(tuple(e.shape)).log_prob(e) - dist.Normal(loc, scale).to_event(
-                    3
-                ).log_prob(e)
-                value = value.sum() + self.noise[0].likelihood(torch.exp(self._log_rates(x))).log_prob(y).sum()
-                count += y.numel()
-                if self.n_behavior:
-                    mean = self._behavior_mean(x, means["behavior_weights"][0])
-                    value = value + self.behavior_likelihood(mean).log_prob(batch["behavior"]).sum()
-                    count += batch["behavior"].numel()
-                total += float(value)
-            return total / count
+                value, n = local_elbo(self.model, self.guide, (batch,), means)
+                total, count = total + value, count + n
+        return total / count
 
     # ------------------------------------------------------------------ posterior draws
 
@@ -406,47 +397,52 @@ class MotorGraphTwin(Twin):
     @torch.no_grad()
     def predict(
         self,
-        recording: Recording,
+        x: Recording,
         num_samples: int = 100,
         seed: int = 0,
-        tier: str | None = None,
-        held_in: np.ndarray | None = None,
+        session: Any = None,
+        given: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Prediction:
         """Posterior draws of each unit's firing rate given the trials' spikes (smoothing).
 
         Parameters
         ----------
-        recording : Recording
+        x : Recording
+            The trials (their spikes and task inputs).
         num_samples : int
         seed : int
-        tier : str, optional
-            Which trials (default: all).
-        held_in : array of int, optional
-            Co-smoothing: only these units' spikes are shown to the guide, and the rates of the
-            *other* units are predicted.
+        session : optional
+            The twin's one session (accepted for the signature every twin shares).
+        given : (unit_index, spikes), optional
+            Co-smoothing: the spikes (trials, frames, len(unit_index)) of some units are all the
+            guide sees, and the rates of the *other* units are predicted.
 
         Returns
         -------
         Prediction
-            ``.samples`` (num_samples, trials, frames, units) in spikes per bin; with
-            ``held_in``, of the held-out units only (``.neuron_ids`` says which).
+            ``.samples`` (num_samples, trials, frames, units) in spikes per bin; with ``given``,
+            of the other units only (``.neuron_ids`` says which).
         """
+        self.session_index(session)
         self.train(False)
-        part = self._part(recording, tier)
+        part = self._part(x, None)
         ids = np.asarray(self.specs[0].neuron_ids)
         units = np.arange(len(ids))
-        if held_in is not None:
-            units = np.setdiff1d(units, self._subset_index(0, held_in, "held_in"))
+        if given is not None:
+            index, spikes = self._given(0, given, part.n_trials, part.n_frames)
+            units = np.setdiff1d(units, index)
         out = np.empty((num_samples, part.n_trials, part.n_frames, len(units)), np.float32)
         with seeded(seed, self.device):
             w = self._draws(0, num_samples)["edge_weights"]
             for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
-                if held_in is not None:
-                    observed = torch.zeros(len(idx), len(ids), dtype=torch.bool, device=self.device)
-                    observed[:, torch.as_tensor(held_in, device=self.device)] = True
-                    batch["observed"] = observed
-                x = self._state_draws(batch, w)
-                out[:, idx] = torch.exp(self._log_rates(x))[..., torch.as_tensor(units)].cpu().numpy()
+                if given is not None:
+                    shown = torch.as_tensor(index, device=self.device)
+                    batch["responses"] = torch.zeros_like(batch["responses"])
+                    batch["responses"][..., shown] = self._tensor(spikes[idx])
+                    batch["observed"] = torch.zeros(len(idx), len(ids), dtype=torch.bool, device=self.device)
+                    batch["observed"][:, shown] = True
+                x_ = self._state_draws(batch, w)
+                out[:, idx] = torch.exp(self._log_rates(x_))[..., torch.as_tensor(units)].cpu().numpy()
             return Prediction(out, ids[units])
 
     def _require_behavior(self) -> None:
@@ -661,19 +657,6 @@ class MotorGraphTwin(Twin):
             out["trial_index"] = part.trial_index
             return out
 
-    def _image_query(self, name: str, instead: str) -> DataError:
-        return DataError(name, f"a query of a MotorGraphTwin (use {instead})", "a query of stimulus-response twins")
-
-    def log_predictive(self, *args: Any, **kwargs: Any) -> np.ndarray:
-        """Not defined for a dynamical twin: raises :class:`DataError` (use :meth:`evaluate`'s bits
-        per spike or :meth:`to_arviz`'s pointwise log-likelihood)."""
-        raise self._image_query("log_predictive", "evaluate or to_arviz")
-
-    def noise_correlations(self, *args: Any, **kwargs: Any) -> np.ndarray:
-        """Not defined for a dynamical twin: raises :class:`DataError` (correlations arise from the
-        graph; sample trials with :meth:`sample` and correlate them)."""
-        raise self._image_query("noise_correlations", "sample")
-
     # ------------------------------------------------------------------ evaluation
 
     def _constant_rate_log_prob(self, y: np.ndarray) -> np.ndarray:
@@ -719,7 +702,7 @@ class MotorGraphTwin(Twin):
         perm = np.random.default_rng(seed).permutation(n)
         n_out = max(1, int(round(held_out_fraction * n)))
         held_out, held_in = np.sort(perm[:n_out]), np.sort(perm[n_out:])
-        co = self.predict(part, num_samples, seed, held_in=held_in).mean
+        co = self.predict(part, num_samples, seed, given=(held_in, y[..., held_in])).mean
         scores["co_smoothing_bits_per_spike"] = metrics.bits_per_spike(
             self._log_prob(co, y[..., held_out], held_out), base[..., held_out], y[..., held_out]
         )
@@ -768,7 +751,7 @@ class MotorGraphTwin(Twin):
             "frame": np.arange(part.n_frames),
             "edge": np.arange(e.shape[1]),
         }
-        posterior, dims = self._posterior_arrays(draws)
+        posterior, dims = posterior_arrays(draws, self.site_dims)
         observed = {"responses": y}
         dims.update(responses=["trial", "frame", "neuron"], behavior=["trial", "frame", "behavior"])
         predictive = {"responses": synthetic["responses"][None]}

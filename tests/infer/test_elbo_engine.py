@@ -51,3 +51,25 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(pt.DataError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_local_elbo_is_the_marginal_likelihood_when_the_local_guide_is_exact():
+    from probtwin.infer import local_elbo
+
+    y = torch.tensor([0.5, -1.0, 2.0])
+
+    def model(y):
+        theta = pyro.sample("theta", dist.Normal(0.0, 1.0))
+        with pyro.plate("trials", 3):
+            z = pyro.sample("z", dist.Normal(theta, 1.0))
+            with pyro.poutine.scale(scale=7.0):  # a tempered likelihood is scored untempered
+                pyro.sample("y", dist.Normal(z, 1.0), obs=y)
+
+    def guide(y):
+        theta = pyro.sample("theta", dist.Normal(0.2, 0.1))
+        with pyro.plate("trials", 3):
+            pyro.sample("z", dist.Normal((theta + y) / 2, math.sqrt(0.5)))  # the exact posterior given theta
+
+    total, count = local_elbo(model, guide, (y,), {"theta": torch.tensor(0.3)})
+    exact = dist.Normal(0.3, math.sqrt(2.0)).log_prob(y).sum()  # p(y | theta), z integrated out
+    assert count == 3 and total == pytest.approx(float(exact), rel=1e-5)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import probtwin as pt
-from probtwin.twins import base
+from probtwin.twins import queries
 
 SMALL = dict(hidden_channels=8, layers=2, input_kernel=9, hidden_kernel=3)
 
@@ -58,7 +58,7 @@ def test_predict_is_vectorised_seeded_and_chunked(fitted, sim, monkeypatch):
     assert not np.array_equal(a.samples, c.samples)
     lo, hi = a.interval(0.9)
     assert np.all(lo <= hi) and a.quantile(0.5).shape == (test.n_trials, 30)
-    monkeypatch.setattr(base, "_MAX_ELEMENTS", 1)  # one trial a chunk
+    monkeypatch.setattr(queries, "_MAX_ELEMENTS", 1)  # one trial a chunk
     np.testing.assert_allclose(twin.predict(test, num_samples=7, seed=3).samples, a.samples, rtol=1e-5, atol=1e-6)
     # stimuli alone: the average behaviour and gaze
     images = np.asarray(test.stimuli)[:5]

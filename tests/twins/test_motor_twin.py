@@ -48,8 +48,11 @@ def test_query_shapes_and_seeds(sim, twin):
     test = sim.recording.split("test")
     pred = twin.predict(test, num_samples=7)
     assert pred.samples.shape == (7, 16, 12, 16) and (pred.samples > 0).all()
-    co = twin.predict(test, num_samples=7, held_in=np.arange(10))
+    co = twin.predict(test, num_samples=7, given=(np.arange(10), np.asarray(test.responses)[..., :10]))
     assert co.samples.shape == (7, 16, 12, 6) and list(co.neuron_ids) == list(range(10, 16))
+    scrambled = pt.Recording(test.stimuli, np.asarray(test.responses)[..., ::-1].copy(), behavior=test.behavior)
+    again = twin.predict(scrambled, num_samples=7, given=(np.arange(10), np.asarray(test.responses)[..., :10]))
+    np.testing.assert_array_equal(again.samples, co.samples)  # only the given units' spikes are seen
     dec = twin.decode_behavior(sim.recording, "test", num_samples=9, seed=4)
     assert dec.mean.shape == (16, 12, 2) and dec.quantile(0.05).shape == (16, 12, 2)
     np.testing.assert_array_equal(dec.samples, twin.decode_behavior(sim.recording, "test", 9, seed=4).samples)
@@ -181,12 +184,11 @@ def test_bad_input_is_refused(sim):
     twin = pt.MotorGraphTwin(spikes_only, latent_dim=1)
     with pytest.raises(pt.DataError, match="behaviour"):
         twin.decode_behavior(spikes_only)
-    with pytest.raises(pt.DataError, match="held_in"):
-        twin.predict(spikes_only, num_samples=2, held_in=np.arange(16))
-    with pytest.raises(pt.DataError, match="evaluate"):
-        twin.log_predictive(spikes_only)
-    with pytest.raises(pt.DataError, match="sample"):
-        twin.noise_correlations()
+    with pytest.raises(pt.DataError, match=r"given\[0\]"):
+        twin.predict(spikes_only, num_samples=2, given=(np.arange(16), np.asarray(spikes_only.responses)))
+    with pytest.raises(pt.DataError, match=r"given\[1\]"):
+        twin.predict(spikes_only, num_samples=2, given=(np.arange(3), np.zeros((2, 3))))
+    assert not hasattr(twin, "log_predictive") and not hasattr(twin, "noise_correlations")  # not its queries
     other = pt.simulate.motor(n_units=5, n_trials=12, frames=12, seed=1).recording
     with pytest.raises(pt.DataError, match="16 units"):
         twin.predict(other, num_samples=2)

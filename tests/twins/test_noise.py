@@ -23,9 +23,9 @@ def _sample(noise, loc, seed):
 
 def _stats(y: np.ndarray) -> dict:
     from probtwin.data.arrays import TrialArray
-    from probtwin.twins.base import _response_stats
+    from probtwin.data.registry import response_stats
 
-    return _response_stats(TrialArray(y))
+    return response_stats(TrialArray(y))
 
 
 def _flow(n=5, k=2, zero_inflated=False, seed=0) -> tuple[FlowNoise, np.ndarray]:

@@ -1,0 +1,130 @@
+"""Held-out evaluation of a stimulus-response twin: the Sensorium 2022 scores, the log posterior
+predictive density and the calibration of its predictive intervals, from one pass of the query
+engine over the trials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from probtwin import metrics
+from probtwin.data.recording import Recording
+from probtwin.infer import query as q
+from probtwin.infer import seeded
+from probtwin.twins.noise import NoiseModel
+
+__all__ = ["Evaluation"]
+
+
+class Evaluation:
+    """Mixin of the stimulus-response twins: ``evaluate`` and ``log_predictive``."""
+
+    @torch.no_grad()
+    def log_predictive(
+        self,
+        rec: Recording,
+        num_samples: int = 100,
+        seed: int = 0,
+        session: Any = None,
+    ) -> np.ndarray:
+        """Log posterior predictive density of each trial's population response, (trials,), nats.
+
+        Independent noise: ``sum_i log mean_s p(y_ti | theta_s)`` (the neurons' posteriors are
+        independent). Flows: analytic (see :class:`~probtwin.twins.noise.FlowNoise`). Latent
+        counts: an importance-weighted bound with ``num_samples`` draws.
+        """
+        return self._scores(rec, num_samples, seed, session, conditional=False)["log_predictive"]
+
+    def _scores(self, rec: Recording, num_samples: int, seed: int, session: Any, conditional: bool) -> dict:
+        """One pass over the trials: posterior mean, predictive draws, log densities and
+        (``conditional``) predictions of each half of the neurons from the other half."""
+        k, stimuli, behavior, gaze = self._inputs(rec, session)
+        y = self._check_responses(k, rec)
+        noise = self.noise[k]
+        n_trials, n_neurons = y.shape
+        out = {
+            "responses": y,
+            "mean": np.empty((n_trials, n_neurons), np.float32),
+            "samples": np.empty((num_samples, n_trials, n_neurons), np.float32),
+            "log_predictive": np.empty(n_trials),
+            "standard_error": np.zeros(n_trials),
+        }
+        halves = None
+        if conditional and noise.rank:
+            out["conditional"] = np.empty((n_trials, n_neurons), np.float32)
+            perm = np.random.default_rng(seed).permutation(n_neurons)
+            first = torch.zeros(n_neurons, dtype=torch.bool, device=self.device)
+            first[torch.as_tensor(perm[: n_neurons // 2], device=self.device)] = True
+            halves = (first, ~first)
+        site = f"responses_{k}"
+        readers = {"mean": q.mean(site), "draw": q.draw(site), "fn": q.distribution(site)}
+        with seeded(seed, self.device):
+            for sl, batch, res in self._run(k, stimuli, behavior, gaze, num_samples, readers):
+                center = self._location(batch, self._draws(k, None))[0]
+                self._score_chunk(out, sl, batch, res, center, self._tensor(y[sl]), noise, halves)
+        return out
+
+    @staticmethod
+    def _score_chunk(out: dict, sl: slice, batch: dict, res: dict, center, yt, noise: NoiseModel, halves) -> None:
+        """The scores of one chunk of trials (see :meth:`_scores`): the engine's readings
+        ``res``, and the noise model's estimator of the log predictive density at its locations."""
+        b = batch.get("behavior")
+        out["mean"][sl] = res["mean"].mean(0).cpu().numpy()
+        out["samples"][:, sl] = res["draw"].cpu().numpy()
+        lp, se = noise.log_predictive(res["fn"].loc, yt, center, b)
+        out["log_predictive"][sl] = lp.double().cpu().numpy()
+        if se is not None:
+            out["standard_error"][sl] = se.double().cpu().numpy()
+        if halves is not None:
+            cond = torch.empty_like(yt)
+            for given, target in (halves, halves[::-1]):
+                mean, cov = noise.latent_posterior(center, yt, given, b)
+                cond[:, target] = noise.conditional_mean(center, mean, cov)[:, target]
+            out["conditional"][sl] = cond.cpu().numpy()
+
+    def evaluate(
+        self, rec: Recording, tier: str = "test", num_samples: int = 100, seed: int = 0, session: Any = None
+    ) -> dict[str, float]:
+        """Held-out scores (Sensorium 2022 definitions; see :mod:`probtwin.metrics`).
+
+        Returns
+        -------
+        dict
+            ``single_trial_correlation`` (mean over neurons), ``correlation_to_average`` and
+            ``feve`` (where stimuli repeat), ``log_likelihood_bits`` (log posterior predictive
+            density of each trial's population response, bits per neuron per trial; see
+            :meth:`log_predictive`), ``log_likelihood_kind`` (``"pointwise"``, ``"analytic"``,
+            ``"dequantized lower bound"`` or ``"importance-weighted bound"``),
+            ``log_likelihood_mc_error`` (its Monte Carlo standard error, bits per neuron per
+            trial; 0 where there is none) and ``log_likelihood_samples``, ``coverage_90``
+            (randomized PIT of posterior predictive draws), ``n_trials``; with a latent state,
+            ``conditional_correlation``: the single-trial correlation of each neuron's
+            prediction given the responses of the other half of the population on the same
+            trial (a random half, seeded; posterior-mean parameters).
+        """
+        part = rec.split(tier) if tier is not None else rec
+        k, *_ = self._inputs(part, session)
+        with torch.no_grad():
+            out = self._scores(part, num_samples, seed, session, conditional=True)
+        y = out["responses"]
+        n_values = y.shape[0] * y.shape[1]
+        scores = {
+            "single_trial_correlation": float(np.nanmean(metrics.single_trial_correlation(y, out["mean"]))),
+            "log_likelihood_bits": float(out["log_predictive"].sum() / n_values / np.log(2)),
+            "log_likelihood_kind": self.noise[k].log_likelihood_kind,
+            "log_likelihood_mc_error": float(np.sqrt((out["standard_error"] ** 2).sum()) / n_values / np.log(2)),
+            "log_likelihood_samples": num_samples,
+            "coverage_90": metrics.interval_coverage(out["samples"], y, 0.9, seed=seed),
+            "n_trials": part.n_trials,
+        }
+        if "conditional" in out:
+            scores["conditional_correlation"] = float(
+                np.nanmean(metrics.single_trial_correlation(y, out["conditional"]))
+            )
+        if part.has_repeats:
+            ids = part.stimulus_ids
+            scores["correlation_to_average"] = float(np.nanmean(metrics.correlation_to_average(y, out["mean"], ids)))
+            scores["feve"] = metrics.feve(y, out["mean"], ids)
+        return scores

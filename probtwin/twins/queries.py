@@ -1,0 +1,199 @@
+"""Posterior queries of a stimulus-response twin, run through its model by the query engine.
+
+``predict`` (posterior draws of the mean response, or of some neurons given others), ``sample``
+(synthetic populations, noise included) and the posterior-mean prediction behind the validation
+score: each runs the twin's model under Pyro's handlers (:mod:`probtwin.infer.query`) in chunks
+of trials that keep the working set bounded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from probtwin import metrics
+from probtwin.data.recording import Recording
+from probtwin.infer import query as q
+from probtwin.infer import seeded
+from probtwin.twins.prediction import Prediction
+
+__all__ = ["PosteriorQueries"]
+
+_MAX_ELEMENTS = 2**25  # working-set bound of a prediction chunk (floats)
+
+
+class PosteriorQueries:
+    """Mixin of the stimulus-response twins (responses (trials, neurons) to stimuli). The twin
+    gives ``model``, ``guide``, ``_draws(k, num_samples)`` (posterior draws of its per-neuron
+    sites) and ``_location(batch, draws)`` (the observation's location, the deterministic part
+    of its model); its model observes ``responses_<session>`` in the plate ``trials_<session>``.
+    """
+
+    def validation_score(self) -> float:
+        """Mean over sessions of the validation correlation of the posterior-mean prediction."""
+        scores = []
+        for k, rec in enumerate(self.recordings):
+            tier = "validation" if np.any(rec.tiers == "validation") else "train"
+            part = rec.split(tier)
+            mean = self._predict_mean(part, k)
+            scores.append(np.nanmean(metrics.single_trial_correlation(np.asarray(part.responses), mean)))
+        return float(np.mean(scores))
+
+    def query(self) -> q.Query:
+        """The twin as the query engine sees it: its model and guide, one plate over trials per
+        session (:mod:`probtwin.infer.query`)."""
+        names = {f"trials_{k}" for k in range(len(self.specs))}
+        return q.Query(self.model, self.guide, max_plate_nesting=1, data_plates=names)
+
+    def _run(self, k: int, stimuli, behavior, gaze, num_samples: int, readers: dict, responses=None, extra=None):
+        """The query engine over chunks of trials sized so that the working set stays under
+        ``_MAX_ELEMENTS`` floats: yields (slice, batch, each reader's result on the chunk)."""
+        per_trial = num_samples * self.specs[k].n_neurons * (self._elements_per_neuron(k) + self.noise[k].elements)
+        size = max(1, _MAX_ELEMENTS // max(1, per_trial))
+        seen = []
+
+        def chunks():
+            for sl, batch in self._chunks(k, stimuli, behavior, gaze, size, responses):
+                seen.append((sl, batch))
+                yield ((batch,), *(extra(sl) if extra is not None else ()))
+
+        self.train(False)
+        for out in q.run(self.query(), chunks(), num_samples, readers):
+            yield *seen[-1], out
+
+    @torch.no_grad()
+    def _predict_mean(self, x: Recording | np.ndarray, session: Any = None) -> np.ndarray:
+        """Mean response under the posterior mean of the per-neuron parameters, (trials, neurons)."""
+        k, stimuli, behavior, gaze = self._inputs(x, session)
+        return self._mean_responses(k, stimuli, behavior, gaze, self._draws(k, None))[0]
+
+    def _locations(self, k: int, stimuli, behavior, gaze, draws: dict, center: bool = False):
+        """Locations under stacked draws, chunk by chunk of stimuli sized so that the working set
+        stays under ``_MAX_ELEMENTS`` floats.
+
+        Yields
+        ------
+        (slice, batch, loc (draws, chunk, neurons), center (chunk, neurons) or None): ``center``
+        is the location under the posterior mean of the per-neuron parameters.
+        """
+        self.train(False)
+        n_draws = len(next(iter(draws.values())))
+        per_trial = n_draws * self.specs[k].n_neurons * (self._elements_per_neuron(k) + self.noise[k].elements)
+        mean_draw = self._draws(k, None) if center else None
+        for sl, batch in self._chunks(k, stimuli, behavior, gaze, max(1, _MAX_ELEMENTS // max(1, per_trial))):
+            loc = self._location(batch, draws)
+            yield sl, batch, loc, None if mean_draw is None else self._location(batch, mean_draw)[0]
+
+    def _mean_responses(self, k: int, stimuli, behavior, gaze, draws: dict) -> np.ndarray:
+        """Mean responses under stacked draws, (draws, trials, neurons)."""
+        n_draws = len(next(iter(draws.values())))
+        out = np.empty((n_draws, len(stimuli), self.specs[k].n_neurons), dtype=np.float32)
+        for sl, _, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
+            out[:, sl] = self.noise[k].mean(loc).cpu().numpy()
+        return out
+
+    def _mean_of_images(self, k: int, images: torch.Tensor, draws: dict, behavior: np.ndarray | None = None):
+        """Mean responses (draws, n, neurons) to raw images (n, C, H, W), differentiable in the
+        images (gradients, most exciting inputs); ``behavior`` one row (1, B) or None."""
+        self.train(False)
+        arrays = {"stimuli": images}
+        if behavior is not None:
+            arrays["behavior"] = self._condition("behavior", behavior, len(images))
+        batch = self._batch(k, arrays)
+        return self.noise[k].mean(self._location(batch, draws))
+
+    def _posterior_draws(self, k: int, num_samples: int, seed: int) -> dict:
+        with seeded(seed, self.device):
+            return self._draws(k, num_samples)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        x: Recording | np.ndarray,
+        num_samples: int = 100,
+        seed: int = 0,
+        session: Any = None,
+        given: tuple[np.ndarray, np.ndarray] | None = None,
+        behavior: np.ndarray | None = None,
+        gaze: np.ndarray | None = None,
+    ) -> Prediction:
+        """Posterior draws of the mean response to stimuli.
+
+        Parameters
+        ----------
+        x : Recording or numpy.ndarray
+            A recording (its stimuli, behaviour and gaze are used) or stimuli
+            (n, channels, height, width) shown at the average behaviour and gaze.
+        num_samples : int
+            Posterior draws, taken together (vectorised) and in chunks of stimuli so that the
+            working memory stays bounded.
+        seed : int
+            The same seed gives the same numbers, also after saving and loading.
+        session : int or str, optional
+            Which session's neurons (needed when the twin has several and ``x`` is not one of
+            its recordings).
+        given : (neuron_index, responses), optional
+            Observed responses (n, len(neuron_index)) of some neurons on the same trials: the
+            prediction is then of the *other* neurons, conditioned on these through the shared
+            latent state (Gaussian conditioning in a flow's Gaussian space, a Laplace
+            approximation for counts). A twin with independent noise predicts as without.
+        behavior, gaze : numpy.ndarray, shape (n, d) or (1, d), optional
+            The state the stimuli are shown in when ``x`` is an array (raw units, as in the
+            recording; one row is broadcast over the stimuli). Default: the average state.
+
+        Returns
+        -------
+        Prediction
+            ``.samples`` (num_samples, trials, neurons), ``.mean``, ``.quantile(q)``; with
+            ``given``, of the other neurons only (``.neuron_ids`` says which).
+        """
+        k, stimuli, behavior, gaze = self._inputs(x, session, behavior, gaze)
+        ids = np.asarray(self.specs[k].neuron_ids)
+        site = f"responses_{k}"
+        if given is None:
+            out = np.empty((num_samples, len(stimuli), len(ids)), dtype=np.float32)
+            with seeded(seed, self.device):
+                for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, {"mean": q.mean(site)}):
+                    out[:, sl] = res["mean"].cpu().numpy()
+            return Prediction(out, ids)
+        index, observed = self._given(k, given, len(stimuli))
+        mask = torch.zeros(len(ids), dtype=torch.bool, device=self.device)
+        mask[torch.as_tensor(index, device=self.device)] = True
+        others = np.flatnonzero(~mask.cpu().numpy())
+        out = np.empty((num_samples, len(stimuli), len(others)), dtype=np.float32)
+
+        def values(sl: slice) -> tuple:
+            y = torch.zeros(sl.stop - sl.start, len(ids), device=self.device)
+            y[:, torch.as_tensor(index, device=self.device)] = self._tensor(observed[sl])
+            return mask, y
+
+        readers = {"mean": q.conditional_mean(site)}
+        with seeded(seed, self.device):
+            for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, readers, extra=values):
+                out[:, sl] = res["mean"][..., others].cpu().numpy()
+        return Prediction(out, ids[others])
+
+    @torch.no_grad()
+    def sample(
+        self,
+        x: Recording | np.ndarray,
+        num_samples: int = 100,
+        seed: int = 0,
+        session: Any = None,
+        behavior: np.ndarray | None = None,
+        gaze: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Posterior predictive responses, observation noise included, (num_samples, trials, neurons).
+
+        Each draw takes a posterior draw of the parameters and then a whole population's response
+        per trial: with a latent state, correlated across neurons. ``behavior`` and ``gaze`` as
+        in :meth:`predict`.
+        """
+        k, stimuli, behavior, gaze = self._inputs(x, session, behavior, gaze)
+        out = np.empty((num_samples, len(stimuli), self.specs[k].n_neurons), dtype=np.float32)
+        with seeded(seed, self.device):
+            for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, {"draw": q.draw(f"responses_{k}")}):
+                out[:, sl] = res["draw"].cpu().numpy()
+        return out
