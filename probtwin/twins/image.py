@@ -32,7 +32,7 @@ from probtwin.arviz import ArvizExport
 from probtwin.data.batching import batch_arrays
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
-from probtwin.nn import ConvCore, Modulator, PositionPredictor, Shifter, readout_response
+from probtwin.nn import ConvCore, readout_response
 from probtwin.nn.energy import energy_rf_centres
 from probtwin.twins.base import SessionSpec, Twin
 from probtwin.twins.evaluation import Evaluation
@@ -40,67 +40,11 @@ from probtwin.twins.latent import LatentStateQueries
 from probtwin.twins.likelihoods import inverse_softplus
 from probtwin.twins.noise import resolve_likelihood
 from probtwin.twins.queries import PosteriorQueries
+from probtwin.twins.readout import BayesianReadout
 
 __all__ = ["ImageTwin"]
 
-
-class _Readout(nn.Module):
-    """One session's per-neuron variational parameters, priors, shifter and modulator."""
-
-    def __init__(self, spec: SessionSpec, channels: int, config: dict, bias_init: torch.Tensor) -> None:
-        super().__init__()
-        n = spec.n_neurons
-        init = config["init_range"]
-        self.position_loc = nn.Parameter(torch.empty(n, 2).uniform_(-init, init))
-        self.position_scale = nn.Parameter(inverse_softplus(torch.full((n, 2), config["position_init_scale"])))
-        self.weight_loc = nn.Parameter(torch.randn(n, channels) * 0.01)
-        self.weight_scale = nn.Parameter(inverse_softplus(torch.full((n, channels), config["init_scale"] * 0.1)))
-        self.bias_loc = nn.Parameter(bias_init.clone())
-        self.bias_scale = nn.Parameter(inverse_softplus(torch.full((n,), config["init_scale"] * 0.1)))
-        self.log_tau = nn.Parameter(torch.tensor(float(np.log(config["weight_prior_scale"]))))
-        if spec.neuron_coords is not None:
-            coords = torch.as_tensor(spec.neuron_coords, dtype=torch.float32)
-            coords = (coords - coords.mean(0)) / coords.std(0).clamp_min(1e-6)
-            self.register_buffer("coords", coords)
-            self.position_prior = PositionPredictor(coords.shape[1])
-            self.log_sigma_p = nn.Parameter(torch.tensor(float(np.log(config["position_prior_scale"]))))
-        else:
-            self.coords = None
-            self.position_prior = None
-        use_shifter = config["shifter"] if config["shifter"] is not None else spec.has_gaze
-        use_modulator = config["modulator"] if config["modulator"] is not None else spec.n_behavior > 0
-        if use_shifter and not spec.has_gaze:
-            raise DataError("shifter", "a recording with gaze", f"no gaze in {spec.name!r}")
-        if use_modulator and spec.n_behavior == 0:
-            raise DataError("modulator", "a recording with behaviour", f"no behaviour in {spec.name!r}")
-        self.shifter = Shifter() if use_shifter else None
-        self.modulator = Modulator(spec.n_behavior, n) if use_modulator else None
-        if config["state_readout"]:
-            if spec.n_behavior == 0:
-                raise DataError("state_readout", "a recording with behaviour", f"no behaviour in {spec.name!r}")
-            shape = (n, spec.n_behavior, channels)
-            self.state_loc = nn.Parameter(torch.zeros(shape))
-            self.state_scale = nn.Parameter(inverse_softplus(torch.full(shape, config["init_scale"] * 0.1)))
-            scale = float(np.log(config["state_prior_scale"]))
-            self.log_tau_state = nn.Parameter(torch.full((n, spec.n_behavior, 1), scale))  # per neuron and variable
-        else:
-            self.state_loc = None
-
-    def position_prior_dist(self) -> dist.Distribution:
-        n = self.position_loc.shape[0]
-        if self.position_prior is None:
-            return dist.Normal(torch.zeros_like(self.position_loc), 1.0).to_event(1)
-        return dist.Normal(self.position_prior(self.coords), torch.exp(self.log_sigma_p).expand(n, 2)).to_event(1)
-
-    def posterior(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        out = {
-            "position": (self.position_loc, F.softplus(self.position_scale)),
-            "weights": (self.weight_loc, F.softplus(self.weight_scale)),
-            "bias": (self.bias_loc, F.softplus(self.bias_scale)),
-        }
-        if self.state_loc is not None:
-            out["state_weights"] = (self.state_loc, F.softplus(self.state_scale))
-        return out
+_NOT_SETTINGS = ("self", "recordings", "likelihood", "core", "_specs", "__class__")  # the rest is saved
 
 
 class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, Twin):
@@ -213,31 +157,8 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
         likelihood = resolve_likelihood(noise, likelihood)
         if output not in ("elu", "softplus"):
             raise DataError("output", "'elu' or 'softplus'", repr(output))
-        config = dict(
-            noise=noise,
-            latent_rank=latent_rank,
-            dequantize=dequantize,
-            hidden_channels=hidden_channels,
-            layers=layers,
-            input_kernel=input_kernel,
-            hidden_kernel=hidden_kernel,
-            output=output,
-            behavior_in_core=behavior_in_core,
-            state_readout=bool(state_readout),
-            state_prior_scale=state_prior_scale,
-            shifter=shifter,
-            modulator=modulator,
-            position_prior_scale=position_prior_scale,
-            weight_prior_scale=weight_prior_scale,
-            core_prior_scale=core_prior_scale,
-            laplace_weight=laplace_weight,
-            init_range=init_range,
-            init_scale=init_scale,
-            position_init_scale=position_init_scale,
-            position_init=position_init,
-            custom_core=core is not None,
-            seed=seed,
-        )
+        config = {key: value for key, value in locals().items() if key not in _NOT_SETTINGS}
+        config.update(state_readout=bool(state_readout), custom_core=core is not None)
         if position_init not in ("energy", "uniform"):
             raise DataError("position_init", "'energy' or 'uniform'", repr(position_init))
         super().__init__(recordings, likelihood, config, specs=_specs)
@@ -277,7 +198,7 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
             self.core = core
             self.config["hidden_channels"] = hidden_channels = out
         self.readouts = nn.ModuleList(
-            _Readout(spec, hidden_channels, self.config, self._bias_init(k)) for k, spec in enumerate(self.specs)
+            BayesianReadout(spec, hidden_channels, self.config, self._bias_init(k)) for k, spec in enumerate(self.specs)
         )
         if self.config["position_init"] == "energy" and self.recordings:
             self._init_positions()
@@ -287,17 +208,11 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
         """Start each readout position where the neuron's responses follow local contrast energy."""
         for k, rec in enumerate(self.recordings):
             train = rec.split("train")
-
-            def chunks(train=train, k=k):
-                for start in range(0, train.n_trials, 512):
-                    idx = np.arange(start, min(start + 512, train.n_trials))
-                    b = self._batch(k, batch_arrays(train, idx))
-                    yield b["stimuli"], b["responses"]
-
-            centres = energy_rf_centres(chunks())
-            _, height, width = self.specs[k].stimulus_shape
-            size = torch.tensor([width, height], dtype=torch.float32)
-            self.readouts[k].position_loc.copy_((2 * centres + 1) / size - 1)
+            batches = (
+                self._batch(k, batch_arrays(train, i))
+                for i in np.array_split(np.arange(train.n_trials), -(-train.n_trials // 512))
+            )
+            self.readouts[k].start_at(energy_rf_centres((b["stimuli"], b["responses"]) for b in batches))
 
     @classmethod
     def _from_specs(
@@ -376,14 +291,14 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
         r = self.readouts[k]
         n, channels = r.weight_loc.shape
         pyro.factor("core_prior", self._core_log_prior(batch))
-        tau = torch.exp(r.log_tau)
+        tau = r.tau
         with pyro.plate(f"neurons_{k}", n, dim=-1):
             position = pyro.sample(f"position_{k}", r.position_prior_dist())
             weights = pyro.sample(f"weights_{k}", dist.Normal(0.0, tau).expand([n, channels]).to_event(1))
             bias = pyro.sample(f"bias_{k}", dist.Normal(torch.zeros_like(r.bias_loc), 10.0))
             state = None
             if r.state_loc is not None:
-                prior = dist.Normal(torch.zeros_like(r.state_loc), torch.exp(r.log_tau_state)).to_event(2)
+                prior = dist.Normal(torch.zeros_like(r.state_loc), r.tau_state).to_event(2)
                 state = pyro.sample(f"state_weights_{k}", prior)
         loc = self._location_from(batch, position, weights, bias, state)
         self.noise[k].observe(f"responses_{k}", loc, batch)
@@ -442,15 +357,6 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
             (Normal) posterior.
         """
         k = self.session_index(session)
-        r = self.readouts[k]
-        loc, scale = r.posterior()["position"]
-        if r.shifter is not None:  # where the neuron reads when the eye is at gaze (0, 0)
-            zero = (torch.zeros(1, 2, device=loc.device) - getattr(self, f"gaze_mean_{k}")) / getattr(
-                self, f"gaze_std_{k}"
-            )
-            loc = loc + r.shifter(zero)
-        z = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + level / 2)))
-        out = {"mean": loc, "lower": loc - z * scale, "upper": loc + z * scale}
-        _, height, width = self.specs[k].stimulus_shape
-        size = torch.tensor([width, height], dtype=loc.dtype, device=loc.device)
-        return {key: ((v + 1) * size - 1).div(2).cpu().numpy() if pixels else v.cpu().numpy() for key, v in out.items()}
+        gaze = getattr(self, f"gaze_mean_{k}")
+        origin = (torch.zeros(1, 2, device=gaze.device) - gaze) / getattr(self, f"gaze_std_{k}")
+        return self.readouts[k].positions(origin, level, pixels)

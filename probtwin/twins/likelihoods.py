@@ -21,9 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from pyro import distributions as dist
-from torch import nn
-from torch.distributions import constraints
-from torch.nn import functional as F
+from pyro.distributions import constraints
+from pyro.nn import PyroModule, PyroParam
 
 from probtwin.errors import DataError
 
@@ -68,8 +67,13 @@ def inverse_softplus(x: torch.Tensor) -> torch.Tensor:
     return x + torch.log(-torch.expm1(-x))
 
 
-class Likelihood(nn.Module):
-    """Observation model with per-neuron noise parameters.
+class Likelihood(PyroModule):
+    """Observation model with per-neuron noise parameters (point estimates, ``PyroParam`` with
+    their constraints: ``total_count``, ``concentration``, ``scale`` positive through a
+    softplus, ``q`` in the unit interval through a sigmoid).
+
+    The parameters are module-local: the module is never called as a ``PyroModule`` (its
+    distribution comes from :meth:`distribution`), so nothing enters Pyro's global param store.
 
     Parameters
     ----------
@@ -84,13 +88,13 @@ class Likelihood(nn.Module):
         self.name = name
         one = torch.ones(n_neurons)
         if name == "negative_binomial":
-            self.raw_total_count = nn.Parameter(inverse_softplus(5.0 * one))
+            self.total_count = PyroParam(5.0 * one, constraint=constraints.softplus_positive)
         if name in ("gamma", "zig"):
-            self.raw_concentration = nn.Parameter(inverse_softplus(2.0 * one))
+            self.concentration = PyroParam(2.0 * one, constraint=constraints.softplus_positive)
         if name == "zig":
-            self.logit_q = nn.Parameter(torch.zeros(n_neurons))
+            self.q = PyroParam(0.5 * one, constraint=constraints.unit_interval)
         if name == "normal":
-            self.raw_scale = nn.Parameter(inverse_softplus(one))
+            self.scale = PyroParam(one, constraint=constraints.softplus_positive)
 
     @property
     def nonnegative(self) -> bool:
@@ -111,20 +115,20 @@ class Likelihood(nn.Module):
         """Start the Gaussian noise scale at the responses' standard deviation, shape (neurons,)."""
         if self.name == "normal":
             with torch.no_grad():
-                self.raw_scale.copy_(inverse_softplus(torch.as_tensor(np.maximum(std, 1e-3), dtype=torch.float32)))
+                value = torch.as_tensor(np.maximum(std, 1e-3), dtype=torch.float32)
+                self.scale_unconstrained.copy_(inverse_softplus(value))
 
-    def forward(self, mean: torch.Tensor) -> dist.TorchDistribution:
+    def distribution(self, mean: torch.Tensor) -> dist.TorchDistribution:
         """The distribution of responses, batch shape ``mean.shape`` (..., neurons)."""
         if self.name == "poisson":
             return dist.Poisson(mean, validate_args=False)
         if self.name == "negative_binomial":
-            r = F.softplus(self.raw_total_count)
+            r = self.total_count
             return dist.NegativeBinomial(total_count=r, logits=torch.log(mean) - torch.log(r), validate_args=False)
         if self.name == "gamma":
-            k = F.softplus(self.raw_concentration)
+            k = self.concentration
             return dist.Gamma(k, k / mean, validate_args=False)
         if self.name == "zig":
-            k = F.softplus(self.raw_concentration)
-            q = torch.sigmoid(self.logit_q)
+            k, q = self.concentration, self.q
             return ZeroInflatedGamma(q, k, k * q / mean)
-        return dist.Normal(mean, F.softplus(self.raw_scale), validate_args=False)
+        return dist.Normal(mean, self.scale, validate_args=False)

@@ -301,11 +301,13 @@ class MotorGraphTwin(Twin):
             e = pyro.sample("innovations", self._innovation_prior((n_trials, frames, n, self.latent_dim)))
             x = self._states(e, batch.get("stimuli"), w)
             rates = torch.exp(self._log_rates(x))
-            pyro.sample("responses", self.noise[0].likelihood(rates).to_event(2), obs=y)
+            pyro.sample("responses", self.noise[0].likelihood.distribution(rates).to_event(2), obs=y)
             if self.n_behavior and batch.get("behavior") is not None:
                 mean = self._behavior_mean(x, readout)
                 with pyro.poutine.scale(scale=self.config["behavior_weight"]):
-                    pyro.sample("behavior", self.behavior_likelihood(mean).to_event(2), obs=batch["behavior"])
+                    pyro.sample(
+                        "behavior", self.behavior_likelihood.distribution(mean).to_event(2), obs=batch["behavior"]
+                    )
 
     def _innovation_posterior(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         y = batch["responses"]
@@ -528,9 +530,11 @@ class MotorGraphTwin(Twin):
                 e[:, :, 0] = x0  # the innovations: the initial state, then fresh process noise
                 x = self._states(e, batch.get("stimuli"), w)
                 rates = torch.exp(self._log_rates(x))
-                spikes[:, idx] = self.noise[0].likelihood(rates).sample().cpu().numpy()
+                spikes[:, idx] = self.noise[0].likelihood.distribution(rates).sample().cpu().numpy()
                 if self.n_behavior:
-                    v = self.behavior_likelihood(self._behavior_mean(x, draws["behavior_weights"])).sample()
+                    v = self.behavior_likelihood.distribution(
+                        self._behavior_mean(x, draws["behavior_weights"])
+                    ).sample()
                     behavior[:, idx] = self._raw_behavior(v).cpu().numpy()
             out = {"responses": spikes}
             if self.n_behavior:
@@ -661,14 +665,14 @@ class MotorGraphTwin(Twin):
 
     def _constant_rate_log_prob(self, y: np.ndarray) -> np.ndarray:
         rate = torch.as_tensor(self.response_mean_0.cpu().numpy().clip(1e-6)).float()
-        return self.noise[0].likelihood(rate.expand(y.shape).clone()).log_prob(torch.as_tensor(y)).numpy()
+        return self.noise[0].likelihood.distribution(rate.expand(y.shape).clone()).log_prob(torch.as_tensor(y)).numpy()
 
     @torch.no_grad()
     def _log_prob(self, rates: np.ndarray, y: np.ndarray, units: np.ndarray) -> np.ndarray:
         lik = self.noise[0].likelihood
         if lik.name != "poisson" and len(units) != self.specs[0].n_neurons:
             raise DataError("likelihood", "'poisson' for co-smoothing scores", repr(lik.name))
-        return lik(torch.as_tensor(rates).clamp_min(1e-8)).log_prob(torch.as_tensor(y)).numpy()
+        return lik.distribution(torch.as_tensor(rates).clamp_min(1e-8)).log_prob(torch.as_tensor(y)).numpy()
 
     def evaluate(
         self,
@@ -711,7 +715,7 @@ class MotorGraphTwin(Twin):
             v = np.asarray(part.behavior, dtype=np.float64)
             pred = self.decode_behavior(part, None, num_samples, seed)
             r2 = metrics.r_squared(v, pred.mean)
-            scale = (F.softplus(self.behavior_likelihood.raw_scale) * self.behavior_std_0).detach().cpu().numpy()
+            scale = (self.behavior_likelihood.scale * self.behavior_std_0).detach().cpu().numpy()
             noisy = pred.samples + scale * np.random.default_rng(seed).standard_normal(pred.samples.shape)
             scores.update(
                 behavior_r2=float(r2.mean()),

@@ -157,7 +157,7 @@ def test_laplace_posterior_matches_a_grid_posterior(likelihood):
         grid = torch.linspace(-5, 5, 4001, dtype=torch.float64)[:, None]
         rate = noise._rate(loc[:1], grid)  # (grid, neurons)
         for t in range(2):
-            lp = (noise.likelihood(rate).log_prob(y[t]) * mask).sum(-1) - grid[:, 0] ** 2 / 2
+            lp = (noise.likelihood.distribution(rate).log_prob(y[t]) * mask).sum(-1) - grid[:, 0] ** 2 / 2
             w = torch.softmax(lp, 0)
             post_mean = (w * grid[:, 0]).sum()
             post_var = (w * (grid[:, 0] - post_mean) ** 2).sum()
@@ -186,7 +186,7 @@ def test_importance_weighted_bound_approaches_the_marginal_from_below():
     with torch.no_grad():
         y = _sample(noise, loc, 5)
         grid = torch.linspace(-7, 7, 8001, dtype=torch.float64)[:, None]
-        lp = noise.likelihood(noise._rate(loc[:1], grid)).log_prob(y[:, None]).sum(-1)  # (trials, grid)
+        lp = noise.likelihood.distribution(noise._rate(loc[:1], grid)).log_prob(y[:, None]).sum(-1)  # (trials, grid)
         lp = lp + torch.distributions.Normal(0.0, 1.0).log_prob(grid[:, 0])
         exact = torch.logsumexp(lp, -1) + torch.log(grid[1, 0] - grid[0, 0])
         center = loc

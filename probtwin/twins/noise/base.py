@@ -1,0 +1,232 @@
+"""The noise model's interface, and the distribution object every twin's model observes.
+
+A noise model turns a twin's locations (trials, neurons) into the distribution of each trial's
+population response, :class:`PopulationResponse`: its ``log_prob`` is what the model scores,
+its ``sample`` what it draws, its ``mean`` what ``predict`` reads, its ``marginal()`` the
+pointwise density behind ArviZ's log-likelihood, and its ``conditional()`` what ``given``
+reads. A noise model writes the math of each once, as methods; the distribution hands them to
+Pyro's trace and to the query engine (:mod:`probtwin.infer.query`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.distributions import constraints
+
+__all__ = [
+    "ConditionalResponse",
+    "NeuronMarginal",
+    "NoiseModel",
+    "PopulationResponse",
+    "gauss_hermite_mean",
+    "open_uniform",
+]
+
+QUADRATURE_NODES = 16
+
+
+def gauss_hermite_mean(fn, loc: torch.Tensor, var: torch.Tensor, nodes: int = QUADRATURE_NODES) -> torch.Tensor:
+    """``E[fn(z)]`` for ``z ~ Normal(loc, var)`` elementwise, by Gauss-Hermite quadrature.
+
+    ``fn`` acts elementwise along the last axis (neurons); shapes (..., neurons).
+    """
+    x, w = np.polynomial.hermite.hermgauss(nodes)
+    x = torch.as_tensor(x, dtype=loc.dtype, device=loc.device)[:, None]
+    w = torch.as_tensor(w / np.sqrt(np.pi), dtype=loc.dtype, device=loc.device)[:, None]
+    z = loc.unsqueeze(-2) + torch.sqrt(2 * var).unsqueeze(-2) * x  # (..., nodes, neurons)
+    return (w * fn(z)).sum(-2)
+
+
+def open_uniform(like: torch.Tensor) -> torch.Tensor:
+    """Uniform draws on the open interval (0, 1), shaped and placed like ``like`` (dequantization:
+    ``y + u`` of a zero count is then never 0)."""
+    eps = torch.finfo(like.dtype).eps
+    return torch.rand_like(like) * (1 - eps) + eps / 2
+
+
+class NoiseModel(nn.Module, ABC):
+    """How responses vary around the locations. Subclasses implement :meth:`observe`,
+    :meth:`sample` and :meth:`log_predictive`; models with a latent state also the latent methods
+    and ``covariance()``: loadings (neurons, k) and private variances (neurons,) of the Gaussian
+    space.
+
+    Attributes
+    ----------
+    rank : int
+        Dimensions of the shared latent state (0: none).
+    gaussian_space : bool
+        Whether locations live in a flow's Gaussian space (else they are mean responses).
+    elements : int
+        Working-set floats per neuron and trial of :meth:`mean` (for chunking).
+    log_likelihood_kind : str
+        What :meth:`log_predictive` computes.
+    """
+
+    rank = 0
+    gaussian_space = False
+    elements = 1
+    log_likelihood_kind = "pointwise"
+
+    def initialize(self, stats: dict[str, np.ndarray], field: str) -> None:
+        """Check the training responses and set data-dependent starting values."""
+
+    def location_of(self, mean: torch.Tensor) -> torch.Tensor:
+        """A location whose responses average about ``mean`` (to start the readout's bias)."""
+        return mean
+
+    def distribution(self, loc: torch.Tensor, state: torch.Tensor | None = None) -> PopulationResponse:
+        """The distribution of each trial's population response (event: neurons) at the
+        locations (..., trials, neurons), given the trial's latent state where the model
+        samples one (:meth:`local_state`)."""
+        return PopulationResponse(self, loc, state)
+
+    def local_state(self, name: str, batch: dict, loc: torch.Tensor) -> torch.Tensor | None:
+        """Model statements of a per-trial latent the likelihood is given (inside the trials
+        plate); None where the distribution marginalises it."""
+        return None
+
+    def observed(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        """The responses as the density scores them (dequantized counts for a flow)."""
+        return y
+
+    def observe(self, name: str, loc: torch.Tensor, batch: dict) -> None:
+        """Pyro statements of the responses of a batch: ``loc`` (trials, neurons), or
+        (draws, trials, neurons) under a query's plate of posterior draws."""
+        with pyro.plate(f"trials_{batch['session']}", batch["n_total"], subsample=batch["index"], dim=-1):
+            state = self.local_state(name, batch, loc)
+            pyro.sample(name, self.distribution(loc, state), obs=self.observed(batch["responses"]))
+
+    def guide(self, name: str, batch: dict, center) -> None:
+        """Guide statements of the local latent variables; ``center()`` is the location at the
+        posterior mean of the per-neuron parameters."""
+
+    @abstractmethod
+    def log_prob(self, loc: torch.Tensor, y: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        """Log density of each trial's response vector given the locations (and the latent
+        state, where the model samples one), (..., trials), nats."""
+
+    def mean(self, loc: torch.Tensor) -> torch.Tensor:
+        """Mean responses, (..., trials, neurons)."""
+        return loc
+
+    @abstractmethod
+    def sample(self, loc: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        """Responses, one draw per location, (..., trials, neurons), from the generator of
+        ``loc``'s device (seed it with :func:`probtwin.infer.seeded`); the latent state is drawn
+        from its prior where not given."""
+
+    @abstractmethod
+    def log_predictive(
+        self, loc: torch.Tensor, y: torch.Tensor, center: torch.Tensor | None, behavior
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Log posterior predictive density of each trial's response vector, nats.
+
+        Parameters
+        ----------
+        loc : torch.Tensor, shape (draws, trials, neurons)
+            Locations under posterior draws of the per-neuron parameters.
+        y : torch.Tensor, shape (trials, neurons)
+
+        Returns
+        -------
+        log_density : torch.Tensor, shape (trials,)
+        standard_error : torch.Tensor, shape (trials,), or None where there is no Monte Carlo error
+        """
+
+    @abstractmethod
+    def pointwise_log_likelihood(self, loc: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Log density of each neuron's response on its own (the latent state integrated out),
+        under each draw's locations: (draws, trials, neurons), nats. ArviZ's pointwise
+        ``log_likelihood`` (for PSIS-LOO over trial x neuron observations)."""
+
+    def latent_posterior(
+        self, loc: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None, behavior=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean (..., trials, k) and covariance (..., trials, k, k) of the latent state
+        given the responses (of the neurons in ``mask`` only, when given)."""
+        shape = loc.shape[:-1]
+        return loc.new_zeros(*shape, 0), loc.new_zeros(*shape, 0, 0)
+
+    def conditional_mean(self, loc: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+        """Mean responses when the latent state is Normal(mean, cov)."""
+        return self.mean(loc)
+
+
+class PopulationResponse(dist.TorchDistribution):
+    """Each trial's population response (event: neurons) under a noise model: the one object the
+    twin's model observes and every query reads (:mod:`probtwin.infer.query`).
+
+    Parameters
+    ----------
+    noise : NoiseModel
+    loc : torch.Tensor, shape (..., trials, neurons)
+    state : torch.Tensor, shape (..., trials, k), optional
+        The trials' latent state, where the model samples it (the density is then given it).
+
+    Attributes
+    ----------
+    mean : torch.Tensor, shape (..., trials, neurons)
+        The mean response, the latent state integrated out.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real_vector
+
+    def __init__(self, noise: NoiseModel, loc: torch.Tensor, state: torch.Tensor | None = None) -> None:
+        self.noise, self.loc, self.state = noise, loc, state
+        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
+
+    def expand(self, batch_shape, _instance=None) -> PopulationResponse:
+        shape = torch.Size(batch_shape)
+        state = None if self.state is None else self.state.expand(*shape, self.state.shape[-1])
+        return PopulationResponse(self.noise, self.loc.expand(*shape, *self.event_shape), state)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.noise.mean(self.loc)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.noise.log_prob(self.loc, value, self.state)
+
+    def sample(self, sample_shape=()) -> torch.Tensor:
+        shape = torch.Size(sample_shape)
+        state = None if self.state is None else self.state.expand(*shape, *self.state.shape)
+        with torch.no_grad():
+            return self.noise.sample(self.loc.expand(*shape, *self.loc.shape), state)
+
+    def marginal(self) -> NeuronMarginal:
+        """Each neuron's response on its own, the latent state integrated out."""
+        return NeuronMarginal(self.noise, self.loc)
+
+    def conditional(self, observed: torch.Tensor, values: torch.Tensor) -> ConditionalResponse:
+        """Every neuron given the ``observed`` ones (mask (..., neurons)) at ``values``, through the
+        posterior of the shared latent state (independent noise: unchanged)."""
+        latent_mean, latent_cov = self.noise.latent_posterior(self.loc, values, observed)
+        return ConditionalResponse(self.noise.conditional_mean(self.loc, latent_mean, latent_cov))
+
+
+class NeuronMarginal(dist.TorchDistribution):
+    """Each neuron's marginal density (batch (..., trials, neurons)), for pointwise scores."""
+
+    arg_constraints: dict = {}
+    support = constraints.real
+
+    def __init__(self, noise: NoiseModel, loc: torch.Tensor) -> None:
+        self.noise, self.loc = noise, loc
+        super().__init__(loc.shape, validate_args=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.noise.pointwise_log_likelihood(self.loc, value)
+
+
+class ConditionalResponse:
+    """The mean response given some neurons (what a conditional prediction reads)."""
+
+    def __init__(self, mean: torch.Tensor) -> None:
+        self.mean = mean

@@ -1,0 +1,188 @@
+"""Latent-state flows (Bashiri et al. 2021): ``T(y_t) ~ Normal(l_t, C C^T + diag(psi))`` with a
+learned monotone flow ``T`` per neuron, an exact density; optionally zero-inflated (calcium)
+or dequantized (counts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from probtwin.errors import DataError
+from probtwin.twins.flows import MonotoneFlow
+from probtwin.twins.likelihoods import inverse_softplus
+from probtwin.twins.low_rank import conditional_latent, low_rank_log_prob
+from probtwin.twins.noise.base import QUADRATURE_NODES, NoiseModel, gauss_hermite_mean, open_uniform
+
+__all__ = ["FlowNoise"]
+
+
+class FlowNoise(NoiseModel):
+    """A latent-state flow: ``T(y_t) ~ Normal(l_t, C C^T + diag(psi))``, exact density.
+
+    Parameters
+    ----------
+    n_neurons, rank : int
+        Population size and latent rank ``k`` (0: independent Gaussian copula).
+    zero_inflated : bool
+        Exact zeros with probability ``1 - q_i`` (deconvolved calcium); the flow models the
+        positive responses.
+    dequantize : bool
+        Integer responses: the flow models ``y + u``, ``u ~ Uniform(0, 1)``; its
+        log-likelihood is then a lower bound of the discrete one, and samples are rounded down.
+    """
+
+    gaussian_space = True
+    elements = QUADRATURE_NODES
+    log_likelihood_kind = "analytic"
+
+    def __init__(self, n_neurons: int, rank: int, zero_inflated: bool = False, dequantize: bool = False) -> None:
+        super().__init__()
+        self.rank = rank
+        self.zero_inflated = bool(zero_inflated)
+        self.dequantize = bool(dequantize)
+        if self.zero_inflated and self.dequantize:
+            raise DataError("dequantize", "False with noise='zero_inflated_flow' (zeros are modelled)", "True")
+        if self.dequantize:
+            self.log_likelihood_kind = "dequantized lower bound"
+        self.flow = MonotoneFlow(n_neurons, log_stage=self.zero_inflated or self.dequantize)
+        self.loadings = nn.Parameter(torch.zeros(n_neurons, rank))
+        self.raw_private = nn.Parameter(torch.zeros(n_neurons))
+        if self.zero_inflated:
+            self.logit_q = nn.Parameter(torch.zeros(n_neurons))
+
+    # ----------------------------------------------------------- set-up
+
+    def initialize(self, stats: dict[str, np.ndarray], field: str) -> None:
+        if self.zero_inflated:
+            if np.any(stats["min"] < 0):
+                raise DataError(field, "non-negative responses for noise='zero_inflated_flow'", "negative values")
+            positive = stats["positive"] > 0
+            if not np.all(positive):
+                raise DataError(
+                    field,
+                    "at least one positive training response per neuron for the flow",
+                    f"none for neurons {np.flatnonzero(~positive)[:10].tolist()}",
+                )
+            frac = np.clip(stats["positive"] / stats["count"], 1e-3, 1 - 1e-3)
+            with torch.no_grad():
+                self.logit_q.copy_(torch.as_tensor(np.log(frac / (1 - frac)), dtype=torch.float32))
+            self.flow.set_range(stats["min_positive"], stats["max"])
+        elif self.dequantize:
+            if not stats["integer"] or np.any(stats["min"] < 0):
+                raise DataError(field, "non-negative integer responses for dequantize=True", "other values")
+            self.flow.set_range(np.full_like(stats["max"], 0.5), stats["max"] + 1.0)
+        else:
+            self.flow.set_range(stats["min"], stats["max"], center=stats["mean"], width=stats["std"])
+        # in the spline's units the training range spans 1.6 K: start at a standard deviation of K / 4,
+        # half of the variance private, a little shared
+        var = torch.full_like(self.raw_private, (self.flow.spline.bound / 4) ** 2)
+        with torch.no_grad():
+            self.raw_private.copy_(inverse_softplus(0.5 * var))
+            self.loadings.copy_(torch.randn_like(self.loadings) * (0.1 * var.sqrt()[:, None]))
+
+    def location_of(self, mean: torch.Tensor) -> torch.Tensor:
+        y = mean + 0.5 if self.dequantize else mean
+        if self.flow.log_stage:
+            y = y.clamp_min(1e-3)
+        return self.flow(y)[0]
+
+    def covariance(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.loadings, F.softplus(self.raw_private) + 1e-5
+
+    @property
+    def q(self) -> torch.Tensor:
+        """Probability of a non-zero response per neuron (1 without zero inflation)."""
+        return torch.sigmoid(self.logit_q) if self.zero_inflated else torch.ones_like(self.raw_private)
+
+    # ----------------------------------------------------------- densities
+
+    def _gaussian(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``T(y)``, its log-Jacobian and the mask of modelled (non-zero) responses."""
+        if not self.zero_inflated:
+            z, log_det = self.flow(y)
+            return z, log_det, None
+        mask = y > 0
+        z, log_det = self.flow(torch.where(mask, y, torch.ones_like(y)))
+        return z, log_det * mask, mask
+
+    def log_prob(
+        self, loc: torch.Tensor, y: torch.Tensor, state: torch.Tensor | None = None, extra_variance=None
+    ) -> torch.Tensor:
+        """Log density of each trial's response vector, (..., trials), the latent state
+        marginalised (``extra_variance`` (..., neurons) is added to the private variances)."""
+        loadings, private = self.covariance()
+        if extra_variance is not None:
+            private = private + extra_variance
+        z, log_det, mask = self._gaussian(y)
+        lp = low_rank_log_prob(z, loc, loadings, private, mask) + log_det.sum(-1)
+        if self.zero_inflated:
+            q = self.q
+            lp = lp + torch.where(mask, torch.log(q), torch.log1p(-q)).sum(-1)
+        return lp
+
+    def observed(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        return y + open_uniform(y) if self.dequantize and y is not None else y
+
+    def _response(self, z: torch.Tensor) -> torch.Tensor:
+        y = self.flow.inverse(z)
+        return torch.floor(y) if self.dequantize else y
+
+    def mean(self, loc: torch.Tensor) -> torch.Tensor:
+        loadings, private = self.covariance()
+        return self._mean(loc, private + (loadings**2).sum(-1))
+
+    def _mean(self, loc: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        m = gauss_hermite_mean(self.flow.inverse, loc, var.expand_as(loc))
+        if self.dequantize:  # E[floor(v)] ~ E[v] - 1/2
+            m = (m - 0.5).clamp_min(0.0)
+        return m * self.q
+
+    def sample(self, loc: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        loadings, private = self.covariance()
+        h = torch.randn((*loc.shape[:-1], self.rank), dtype=loc.dtype, device=loc.device)
+        y = self._response(loc + h @ loadings.T + torch.randn_like(loc) * private.sqrt())
+        if self.zero_inflated:
+            y = y * (torch.rand_like(loc) < self.q)
+        return y
+
+    def log_predictive(self, loc, y, center, behavior):
+        """The posterior of each neuron's location, moment-matched to a Normal, widens its
+        private variance: ``Normal(T(y); E[l], C C^T + diag(psi + Var[l]))``, analytic."""
+        if self.dequantize:
+            y = y + open_uniform(y)
+        spread = loc.var(0, unbiased=False) if loc.shape[0] > 1 else None
+        return self.log_prob(loc.mean(0), y, extra_variance=spread), None
+
+    def pointwise_log_likelihood(self, loc, y):
+        """Each neuron's marginal: ``Normal(T(y_i); l_i, |c_i|^2 + psi_i) |T'(y_i)|`` (times
+        ``q_i``, or ``1 - q_i`` for a zero, with zero inflation)."""
+        if self.dequantize:
+            y = y + open_uniform(y)
+        loadings, private = self.covariance()
+        z, log_det, mask = self._gaussian(y)
+        lp = dist.Normal(loc, torch.sqrt(private + (loadings**2).sum(-1))).log_prob(z) + log_det
+        if self.zero_inflated:
+            lp = torch.where(mask, lp + torch.log(self.q), torch.log1p(-self.q).expand_as(lp))
+        return lp
+
+    # ----------------------------------------------------------- latent state
+
+    def latent_posterior(self, loc, y, mask=None, behavior=None):
+        if self.dequantize:  # the latent state of y + 1/2, the middle of the dequantized interval
+            y = y + 0.5
+        z, _, nonzero = self._gaussian(y)
+        if nonzero is not None:
+            mask = nonzero if mask is None else mask & nonzero
+        loadings, private = self.covariance()
+        mean, cov = conditional_latent(z - loc, loadings, private, mask)
+        if cov.dim() == 2:
+            cov = cov.expand(*mean.shape[:-1], *cov.shape)
+        return mean, cov
+
+    def conditional_mean(self, loc, mean, cov):
+        loadings, private = self.covariance()
+        shared = torch.einsum("nk,...kl,nl->...n", loadings, cov, loadings)
+        return self._mean(loc + mean @ loadings.T, private + shared)
