@@ -1,0 +1,457 @@
+"""The queries of the motor graph twin: rates given spikes (smoothing and co-smoothing),
+behaviour decoded from spikes, synthetic trials, interventions on units and edges, the edges'
+and states' posteriors, held-out scores and the ArviZ export."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from probtwin import metrics
+from probtwin.arviz import posterior_arrays
+from probtwin.data.batching import batch_arrays
+from probtwin.data.recording import Recording
+from probtwin.errors import DataError
+from probtwin.infer import seeded
+from probtwin.twins.prediction import Prediction
+from probtwin.twins.queries import _MAX_ELEMENTS
+
+__all__ = ["MotorQueries"]
+
+
+class MotorQueries:
+    """Mixin of :class:`~probtwin.twins.motor.MotorGraphTwin` (its model, guide, draws and
+    rollout are the twin's)."""
+
+    def _trial_batches(self, rec: Recording, per_trial: int):
+        """(trial index, standardised batch) in chunks whose working set stays under the bound."""
+        size = max(1, _MAX_ELEMENTS // max(1, per_trial))
+        for start in range(0, rec.n_trials, size):
+            idx = np.arange(start, min(start + size, rec.n_trials))
+            yield idx, self._batch(0, batch_arrays(rec, idx))
+
+    def _per_trial(self, rec: Recording, num_samples: int, factor: int = 4) -> int:
+        return num_samples * rec.n_frames * self.specs[0].n_neurons * self.latent_dim * factor
+
+    def _part(self, rec: Recording, tier: str | None) -> Recording:
+        if not isinstance(rec, Recording):
+            raise DataError("recording", "a probtwin.Recording", type(rec).__name__)
+        part = rec.split(tier) if tier is not None else rec
+        spec = self.specs[0]
+        if part.n_frames is None or part.n_neurons != spec.n_neurons:
+            raise DataError(
+                "responses", f"a time series of {spec.n_neurons} units (the twin's)", f"shape {part.responses.shape}"
+            )
+        return part
+
+    def _innovation_draws(self, batch: dict, num_samples: int) -> torch.Tensor:
+        loc, scale = self._innovation_posterior(batch)
+        return loc + scale * torch.randn((num_samples, *loc.shape), device=loc.device)
+
+    def _state_draws(self, batch: dict, edge_weights: torch.Tensor) -> torch.Tensor:
+        """Posterior draws of the states (draws, trials, frames, nodes, d), one per edge-weight draw."""
+        e = self._innovation_draws(batch, len(edge_weights))
+        return self._states(e, batch.get("stimuli"), edge_weights[:, None, :])
+
+    def _raw_behavior(self, v: torch.Tensor) -> torch.Tensor:
+        return v * self.behavior_std_0 + self.behavior_mean_0
+
+    # ------------------------------------------------------------------ queries
+
+    @torch.no_grad()
+    def predict(
+        self,
+        x: Recording,
+        num_samples: int = 100,
+        seed: int = 0,
+        session: Any = None,
+        given: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Prediction:
+        """Posterior draws of each unit's firing rate given the trials' spikes (smoothing).
+
+        Parameters
+        ----------
+        x : Recording
+            The trials (their spikes and task inputs).
+        num_samples : int
+        seed : int
+        session : optional
+            The twin's one session (accepted for the signature every twin shares).
+        given : (unit_index, spikes), optional
+            Co-smoothing: the spikes (trials, frames, len(unit_index)) of some units are all the
+            guide sees, and the rates of the *other* units are predicted.
+
+        Returns
+        -------
+        Prediction
+            ``.samples`` (num_samples, trials, frames, units) in spikes per bin; with ``given``,
+            of the other units only (``.neuron_ids`` says which).
+        """
+        self.session_index(session)
+        self.train(False)
+        part = self._part(x, None)
+        ids = np.asarray(self.specs[0].neuron_ids)
+        units = np.arange(len(ids))
+        if given is not None:
+            index, spikes = self._given(0, given, part.n_trials, part.n_frames)
+            units = np.setdiff1d(units, index)
+        out = np.empty((num_samples, part.n_trials, part.n_frames, len(units)), np.float32)
+        with seeded(seed, self.device):
+            w = self._draws(0, num_samples)["edge_weights"]
+            for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
+                if given is not None:
+                    shown = torch.as_tensor(index, device=self.device)
+                    batch["responses"] = torch.zeros_like(batch["responses"])
+                    batch["responses"][..., shown] = self._tensor(spikes[idx])
+                    batch["observed"] = torch.zeros(len(idx), len(ids), dtype=torch.bool, device=self.device)
+                    batch["observed"][:, shown] = True
+                x_ = self._state_draws(batch, w)
+                out[:, idx] = torch.exp(self._log_rates(x_))[..., torch.as_tensor(units)].cpu().numpy()
+            return Prediction(out, ids[units])
+
+    def _require_behavior(self) -> None:
+        if not self.n_behavior:
+            raise DataError("behavior", "a twin fitted with behaviour", "a twin without behaviour")
+
+    @torch.no_grad()
+    def decode_behavior(
+        self, recording: Recording, tier: str | None = "test", num_samples: int = 100, seed: int = 0
+    ) -> Prediction:
+        """Posterior draws of the behaviour (e.g. hand velocity) decoded from the trials' spikes.
+
+        The guide infers the node states from spikes (and task inputs) only; each draw takes a
+        draw of the states and of the behaviour readout. The decoder is a smoother: a frame's
+        value uses the whole trial's spikes.
+
+        Returns
+        -------
+        Prediction
+            ``.samples`` (num_samples, trials, frames, dims) in the behaviour's units: ``.mean``
+            and ``.quantile(q)`` of the mean behaviour.
+        """
+        self._require_behavior()
+        self.train(False)
+        part = self._part(recording, tier)
+        out = np.empty((num_samples, part.n_trials, part.n_frames, self.n_behavior), np.float32)
+        with seeded(seed, self.device):
+            draws = self._draws(0, num_samples)
+            readout = draws["behavior_weights"]
+            for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
+                x = self._state_draws(batch, draws["edge_weights"])
+                out[:, idx] = self._raw_behavior(self._behavior_mean(x, readout)).cpu().numpy()
+            return Prediction(out, None)
+
+    def _initial_states(self, batch: dict, num_samples: int, initial: str) -> torch.Tensor:
+        if initial == "posterior":
+            loc, scale = self._innovation_posterior(batch)
+            loc, scale = loc[:, 0], scale[:, 0]
+        else:
+            n_trials = len(batch["responses"])
+            loc = self.init_loc.expand(n_trials, -1, -1)
+            scale = self.init_scale
+        return loc + scale * torch.randn((num_samples, *loc.shape), device=loc.device)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        recording: Recording,
+        num_samples: int = 100,
+        seed: int = 0,
+        session: Any = None,
+        *,
+        tier: str | None = None,
+        initial: str = "posterior",
+    ) -> dict[str, np.ndarray]:
+        """Synthetic spikes and behaviour: the generative model run forward through each trial.
+
+        Parameters
+        ----------
+        recording : Recording
+            The trials' task inputs (and, with ``initial="posterior"``, their spikes).
+        initial : {"posterior", "prior"}
+            Start each trial from the posterior of its first frame's states given its spikes,
+            or from the prior (a wholly synthetic trial).
+
+        Returns
+        -------
+        dict
+            ``"responses"`` (num_samples, trials, frames, units) spike counts and ``"behavior"``
+            (num_samples, trials, frames, dims) with observation noise; ``"states"`` is not kept.
+        """
+        self.session_index(session)
+        if initial not in ("posterior", "prior"):
+            raise DataError("initial", "'posterior' or 'prior'", repr(initial))
+        self.train(False)
+        part = self._part(recording, tier)
+        n = self.specs[0].n_neurons
+        with seeded(seed, self.device):
+            draws = self._draws(0, num_samples)
+            spikes = np.empty((num_samples, part.n_trials, part.n_frames, n), np.float32)
+            behavior = np.empty((num_samples, part.n_trials, part.n_frames, self.n_behavior), np.float32)
+            w = draws["edge_weights"][:, None, :]
+            for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples, 6)):
+                x0 = self._initial_states(batch, num_samples, initial)
+                e = self.process_scale * torch.randn((*x0.shape[:2], part.n_frames, *x0.shape[2:]), device=x0.device)
+                e[:, :, 0] = x0  # the innovations: the initial state, then fresh process noise
+                x = self._states(e, batch.get("stimuli"), w)
+                rates = torch.exp(self._log_rates(x))
+                spikes[:, idx] = self.noise[0].likelihood.distribution(rates).sample().cpu().numpy()
+                if self.n_behavior:
+                    v = self.behavior_likelihood.distribution(
+                        self._behavior_mean(x, draws["behavior_weights"])
+                    ).sample()
+                    behavior[:, idx] = self._raw_behavior(v).cpu().numpy()
+            out = {"responses": spikes}
+            if self.n_behavior:
+                out["behavior"] = behavior
+            return out
+
+    @torch.no_grad()
+    def intervention_effects(
+        self,
+        recording: Recording,
+        silenced: np.ndarray | None = None,
+        edge_mask: np.ndarray | None = None,
+        drive: np.ndarray | None = None,
+        num_samples: int = 100,
+        seed: int = 0,
+        statistic: str = "rms",
+    ) -> np.ndarray:
+        """Posterior draws of the effect of interventions on behaviour, (num_samples, interventions).
+
+        A counterfactual of the recorded trials: each draw takes the edge weights and behaviour
+        readout, and each trial's innovations (initial state and process noise) from their
+        posterior given its spikes; the trials are run forward intact and, with the same
+        innovations, under each intervention, and the behaviour compared by
+        :func:`probtwin.metrics.behavior_effect`.
+
+        Parameters
+        ----------
+        silenced : bool array (interventions, units), optional
+            Units clamped at their mean state over the trials (lesions; see
+            :func:`probtwin.experiments.lesion`).
+        edge_mask : bool array (interventions, edges), optional
+            Edges cut (their weight set to zero).
+        drive : array (interventions, frames, units, d), optional
+            Added to the states (stimulation).
+        """
+        self._require_behavior()
+        self.train(False)
+        given = [a for a in (silenced, edge_mask, drive) if a is not None]
+        if len(given) != 1:
+            raise DataError("intervention", "exactly one of silenced, edge_mask, drive", f"{len(given)} given")
+        part = self._part(recording, None)
+        n_int = len(given[0])
+        with seeded(seed, self.device):
+            draws = self._draws(0, num_samples)
+            w = draws["edge_weights"][:, None, :]  # (S, 1, E)
+            batch = self._batch(0, batch_arrays(part, np.arange(part.n_trials)))
+            e = self._innovation_draws(batch, num_samples)  # (S, B, T, N, d)
+            u = batch.get("stimuli")
+            readout = draws["behavior_weights"]
+
+            def behavior(x):
+                return self._raw_behavior(self._behavior_mean(x, readout)).cpu().numpy()
+
+            x_intact = self._states(e, u, w)
+            intact = behavior(x_intact)
+            clamp = x_intact.mean((-4, -3))  # each draw's mean state of every unit over the trials
+            per = max(1, _MAX_ELEMENTS // max(1, e.numel() * 2))
+            out = np.empty((num_samples, n_int))
+            for start in range(0, n_int, per):
+                sl = slice(start, min(start + per, n_int))
+                if silenced is not None:
+                    s = torch.as_tensor(silenced[sl], device=self.device)[:, None, None, :]
+                    x = self._states(e, u, w, silenced=s, clamp=clamp[:, None])
+                elif edge_mask is not None:
+                    keep = ~torch.as_tensor(edge_mask[sl], device=self.device)[:, None, None, :]
+                    x = self._states(e, u, w * keep)
+                else:
+                    dr = torch.as_tensor(drive[sl], dtype=torch.float32, device=self.device)[:, None, None]
+                    x = self._states(e, u, w, drive=dr)
+                out[:, sl] = metrics.behavior_effect(intact, behavior(x), statistic).T
+            return out
+
+    @torch.no_grad()
+    def edges(self, level: float = 0.9) -> Any:
+        """Posterior of each edge weight: a DataFrame with ``source``, ``target`` (unit ids),
+        ``mean``, ``sd``, ``lower``, ``upper`` (central ``level`` interval) and ``z`` = mean / sd."""
+        import pandas as pd
+
+        if not 0 < level < 1:
+            raise DataError("level", "a probability in (0, 1)", repr(level))
+        ids = np.asarray(self.specs[0].neuron_ids)
+        e = self.edge_index.cpu().numpy()
+        mean = self.edge_loc.detach().cpu().numpy().astype(np.float64)
+        sd = F.softplus(self.raw_edge_scale).detach().cpu().numpy().astype(np.float64)
+        z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)))
+        return pd.DataFrame(
+            {
+                "source": ids[e[0]],
+                "target": ids[e[1]],
+                "mean": mean,
+                "sd": sd,
+                "lower": mean - z * sd,
+                "upper": mean + z * sd,
+                "z": mean / sd,
+            }
+        )
+
+    @torch.no_grad()
+    def latent_state(
+        self,
+        rec: Recording,
+        tier: str | None = "test",
+        level: float = 0.9,
+        session: Any = None,
+        *,
+        num_samples: int = 100,
+        seed: int = 0,
+    ) -> dict[str, np.ndarray]:
+        """Posterior of every node's state given the trials' spikes, from ``num_samples`` draws.
+
+        Returns
+        -------
+        dict
+            ``mean``, ``sd``, ``lower``, ``upper`` (central ``level`` interval), each (trials,
+            frames, units, d), and ``trial_index`` (the rows in ``rec``).
+        """
+        self.session_index(session)
+        if not 0 < level < 1:
+            raise DataError("level", "a probability in (0, 1)", repr(level))
+        self.train(False)
+        part = self._part(rec, tier)
+        shape = (part.n_trials, part.n_frames, self.specs[0].n_neurons, self.latent_dim)
+        out = {key: np.empty(shape, np.float32) for key in ("mean", "sd", "lower", "upper")}
+        with seeded(seed, self.device):
+            w = self._draws(0, num_samples)["edge_weights"]
+            q = torch.tensor([(1 - level) / 2, (1 + level) / 2])
+            for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
+                x = self._state_draws(batch, w)
+                bounds = torch.quantile(x, q.to(x), dim=0)
+                out["mean"][idx], out["sd"][idx] = x.mean(0).cpu().numpy(), x.std(0).cpu().numpy()
+                out["lower"][idx], out["upper"][idx] = bounds[0].cpu().numpy(), bounds[1].cpu().numpy()
+            out["trial_index"] = part.trial_index
+            return out
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _constant_rate_log_prob(self, y: np.ndarray) -> np.ndarray:
+        rate = torch.as_tensor(self.response_mean_0.cpu().numpy().clip(1e-6)).float()
+        return self.noise[0].likelihood.distribution(rate.expand(y.shape).clone()).log_prob(torch.as_tensor(y)).numpy()
+
+    @torch.no_grad()
+    def _log_prob(self, rates: np.ndarray, y: np.ndarray, units: np.ndarray) -> np.ndarray:
+        lik = self.noise[0].likelihood
+        if lik.name != "poisson" and len(units) != self.specs[0].n_neurons:
+            raise DataError("likelihood", "'poisson' for co-smoothing scores", repr(lik.name))
+        return lik.distribution(torch.as_tensor(rates).clamp_min(1e-8)).log_prob(torch.as_tensor(y)).numpy()
+
+    def evaluate(
+        self,
+        rec: Recording,
+        tier: str = "test",
+        num_samples: int = 100,
+        seed: int = 0,
+        session: Any = None,
+        *,
+        held_out_fraction: float = 0.25,
+    ) -> dict[str, float]:
+        """Held-out scores.
+
+        Returns
+        -------
+        dict
+            ``behavior_r2`` (decoded behaviour, posterior mean, ``1 - SSE/SST`` averaged over
+            dims) and ``behavior_r2_per_dim``; ``behavior_coverage_90`` (observed behaviour inside
+            the central 90% posterior predictive interval, observation noise included);
+            ``bits_per_spike`` (smoothed rates of all units against each unit's constant train
+            rate); ``co_smoothing_bits_per_spike`` (the rates of a random ``held_out_fraction``
+            of the units, seeded, predicted from the other units' spikes); ``held_out_units``;
+            ``n_trials``.
+        """
+        self.session_index(session)
+        if not 0 < held_out_fraction < 1:
+            raise DataError("held_out_fraction", "a fraction in (0, 1)", repr(held_out_fraction))
+        part = self._part(rec, tier)
+        y = np.asarray(part.responses, dtype=np.float32)
+        n = y.shape[-1]
+        base = self._constant_rate_log_prob(y)
+        rates = self.predict(part, num_samples, seed).mean
+        scores = {"bits_per_spike": metrics.bits_per_spike(self._log_prob(rates, y, np.arange(n)), base, y)}
+        perm = np.random.default_rng(seed).permutation(n)
+        n_out = max(1, int(round(held_out_fraction * n)))
+        held_out, held_in = np.sort(perm[:n_out]), np.sort(perm[n_out:])
+        co = self.predict(part, num_samples, seed, given=(held_in, y[..., held_in])).mean
+        scores["co_smoothing_bits_per_spike"] = metrics.bits_per_spike(
+            self._log_prob(co, y[..., held_out], held_out), base[..., held_out], y[..., held_out]
+        )
+        scores["held_out_units"] = held_out.tolist()
+        if self.n_behavior and part.behavior is not None:
+            v = np.asarray(part.behavior, dtype=np.float64)
+            pred = self.decode_behavior(part, None, num_samples, seed)
+            r2 = metrics.r_squared(v, pred.mean)
+            scale = (self.behavior_likelihood.scale * self.behavior_std_0).detach().cpu().numpy()
+            noisy = pred.samples + scale * np.random.default_rng(seed).standard_normal(pred.samples.shape)
+            scores.update(
+                behavior_r2=float(r2.mean()),
+                behavior_r2_per_dim=r2.tolist(),
+                behavior_coverage_90=metrics.interval_coverage(noisy, v, 0.9, seed=seed),
+            )
+        scores["n_trials"] = part.n_trials
+        return scores
+
+    # ------------------------------------------------------------------ ArviZ
+
+    @torch.no_grad()
+    def to_arviz(
+        self, rec: Recording, tier: str | None = "test", num_samples: int = 200, seed: int = 0, session: Any = None
+    ):
+        """Posterior, posterior predictive and pointwise log-likelihood as ArviZ ``InferenceData``.
+
+        ``posterior``: ``edge_weights`` (chain, draw, edge), with ``source`` and ``target`` unit
+        ids as coordinates of ``edge``, and ``behavior_weights`` (chain, draw, neuron, behavior,
+        latent); ``posterior_predictive``: ``responses`` (trial, frame, neuron) and ``behavior``
+        (trial, frame, behavior) from :meth:`sample`; ``observed_data`` the same;
+        ``log_likelihood``: each draw's log density of every spike count given the draw of the
+        states from the guide (a smoothing density: the states saw these spikes).
+        """
+        self.session_index(session)
+        import arviz as az
+
+        part = self._part(rec, tier)
+        with seeded(seed, self.device):
+            draws = self._draws(0, num_samples)
+        synthetic = self.sample(part, num_samples, seed)
+        rates = self.predict(part, num_samples, seed).samples
+        y = np.asarray(part.responses, dtype=np.float32)
+        pointwise = self._log_prob(rates, y, np.arange(y.shape[-1]))
+        ids = np.asarray(self.specs[0].neuron_ids)
+        e = self.edge_index.cpu().numpy()
+        coords = {
+            "neuron": ids,
+            "trial": np.asarray(part.trial_index),
+            "frame": np.arange(part.n_frames),
+            "edge": np.arange(e.shape[1]),
+        }
+        posterior, dims = posterior_arrays(draws, self.site_dims)
+        observed = {"responses": y}
+        dims.update(responses=["trial", "frame", "neuron"], behavior=["trial", "frame", "behavior"])
+        predictive = {"responses": synthetic["responses"][None]}
+        if self.n_behavior:
+            observed["behavior"] = np.asarray(part.behavior, dtype=np.float32)
+            predictive["behavior"] = synthetic["behavior"][None]
+        idata = az.from_dict(
+            posterior=posterior,
+            posterior_predictive=predictive,
+            observed_data=observed,
+            log_likelihood={"responses": pointwise[None]},
+            coords=coords,
+            dims=dims,
+            attrs={"twin": type(self).__name__, "session": self.specs[0].name, "tier": str(tier)},
+        )
+        idata.posterior = idata.posterior.assign_coords(source=("edge", ids[e[0]]), target=("edge", ids[e[1]]))
+        return idata
