@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 __all__ = [
@@ -99,6 +100,27 @@ class Query:
 # ---------------------------------------------------------------------- tracing
 
 
+class _Unsampled(Messenger):
+    """Leaves the named unobserved sites undrawn (a zero-stride placeholder as their value): a
+    query that reads only their distribution (a mean, a conditional) does not pay for a draw."""
+
+    def __init__(self, sites: Collection[str]) -> None:
+        super().__init__()
+        self.sites = set(sites)
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if msg["name"] in self.sites and not msg["is_observed"] and msg["value"] is None:
+            fn = msg["fn"]
+            msg["value"] = torch.zeros((), device=_device_of(fn)).expand(fn.shape())
+
+
+def _device_of(fn) -> torch.device:
+    for value in vars(fn).values():
+        if isinstance(value, torch.Tensor):
+            return value.device
+    return torch.device("cpu")
+
+
 def _global_part(query: Query, trace: poutine.Trace) -> poutine.Trace:
     kept = poutine.Trace()
     for name, site in trace.nodes.items():
@@ -131,6 +153,7 @@ def posterior_trace(
     num_samples: int,
     global_draws: poutine.Trace | None = None,
     interventions: dict[str, torch.Tensor] | None = None,
+    unsampled: Collection[str] = (),
 ) -> tuple[poutine.Trace, poutine.Trace]:
     """Trace the model on ``num_samples`` posterior draws at once.
 
@@ -144,6 +167,8 @@ def posterior_trace(
         The global sites of an earlier call (the first chunk): replayed, not drawn anew.
     interventions : dict, optional
         ``poutine.do`` values of model sites.
+    unsampled : collection of str
+        Unobserved sites not to draw (their distribution is read, not their value).
 
     Returns
     -------
@@ -152,7 +177,7 @@ def posterior_trace(
     global_draws : pyro.poutine.Trace
         The global sites, to pass to the next chunk.
     """
-    with _draws_plate(query, num_samples):
+    with _Unsampled(unsampled), _draws_plate(query, num_samples):  # outermost: sees the expanded site
         guide_trace, global_draws = _guide_trace(query, args, global_draws)
         return _model_trace(query, args, guide_trace, interventions), global_draws
 
@@ -183,10 +208,15 @@ def run(
     dict of str to torch.Tensor
         Each reader's result on the chunk, (num_samples, chunk, ...) for the per-draw readers.
     """
+    drawn = {getattr(r, "site", None) for r in readers.values() if getattr(r, "needs_value", True)}
+    unsampled = {r.site for r in readers.values() if not getattr(r, "needs_value", True)} - drawn
     draws = None
     for args, *extra in chunks:
-        trace, draws = posterior_trace(query, args, num_samples, draws, interventions)
-        yield {name: read(trace, tuple(extra)) for name, read in readers.items()}
+        trace, draws = posterior_trace(query, args, num_samples, draws, interventions, unsampled)
+        out = {name: read(trace, tuple(extra)) for name, read in readers.items()}
+        del trace  # one chunk's working set at a time (the caller drops ``out`` before the next)
+        yield out
+        del out
 
 
 # ---------------------------------------------------------------------- readers
@@ -214,6 +244,7 @@ def mean(site: str) -> Reader:
         node = _site(trace, site)
         return _own_dims(node, node["fn"].mean, len(node["fn"].event_shape))
 
+    read.site, read.needs_value = site, False
     return read
 
 
@@ -226,6 +257,7 @@ def draw(site: str) -> Reader:
         value = node["fn"].sample() if node["is_observed"] else node["value"]
         return _own_dims(node, value, len(node["fn"].event_shape))
 
+    read.site, read.needs_value = site, True
     return read
 
 
@@ -236,6 +268,7 @@ def distribution(site: str) -> Reader:
     def read(trace, extra):
         return _site(trace, site)["fn"]
 
+    read.site, read.needs_value = site, False
     return read
 
 
@@ -248,6 +281,7 @@ def observed(site: str) -> Reader:
             raise ValueError(f"site {site!r} is not observed in this chunk (pass the data)")
         return node["value"]
 
+    read.site, read.needs_value = site, True
     return read
 
 
@@ -264,6 +298,7 @@ def pointwise(site: str) -> Reader:
             fn = fn.marginal()
         return _own_dims(node, fn.log_prob(node["value"]), event_dim)
 
+    read.site, read.needs_value = site, True
     return read
 
 
@@ -274,6 +309,7 @@ def log_prob(site: str) -> Reader:
         node = _site(trace, site)
         return _own_dims(node, node["fn"].log_prob(node["value"]), 0)
 
+    read.site, read.needs_value = site, True
     return read
 
 
@@ -292,6 +328,7 @@ def conditional_mean(site: str) -> Reader:
             raise TypeError(f"site {site!r}: {type(fn).__name__} has no conditional()")
         return _own_dims(node, fn.conditional(*extra).mean, len(fn.event_shape))
 
+    read.site, read.needs_value = site, False
     return read
 
 
@@ -359,8 +396,8 @@ def intervene(
     draws, intact, intervened = None, [], []
     read = mean(site)
     for args, *extra in chunks:
-        with _draws_plate(query, num_samples):
+        with _Unsampled({site}), _draws_plate(query, num_samples):
             guide_trace, draws = _guide_trace(query, args, draws)
-            intact.append(read(_model_trace(query, args, guide_trace, None), tuple(extra)))
-            intervened.append(read(_model_trace(query, args, guide_trace, interventions), tuple(extra)))
+            for out, data in ((intact, None), (intervened, interventions)):
+                out.append(read(_model_trace(query, args, guide_trace, data), tuple(extra)))
     return torch.cat(intact, dim=1), torch.cat(intervened, dim=1)

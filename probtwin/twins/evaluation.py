@@ -62,7 +62,8 @@ class Evaluation:
         readers = {"mean": q.mean(site), "draw": q.draw(site), "fn": q.distribution(site)}
         with seeded(seed, self.device):
             for sl, batch, res in self._run(k, stimuli, behavior, gaze, num_samples, readers):
-                center = self._location(batch, self._draws(k, None))[0]
+                # the location at the posterior mean: the latent count bound's guide and the halves' latent state
+                center = self._location(batch, self._draws(k, None))[0] if noise.rank else None
                 self._score_chunk(out, sl, batch, res, center, self._tensor(y[sl]), noise, halves)
         return out
 

@@ -47,6 +47,51 @@ class PosteriorQueries:
         names = {f"trials_{k}" for k in range(len(self.specs))}
         return q.Query(self.model, self.guide, max_plate_nesting=1, data_plates=names)
 
+    def _elements_per_neuron(self, k: int) -> int:
+        """Working-set floats per neuron, trial and draw of the model's location (for chunking)."""
+        return 1
+
+    @torch.no_grad()
+    def intervene(
+        self,
+        x: Recording | np.ndarray,
+        do: dict[str, Any],
+        num_samples: int = 100,
+        seed: int = 0,
+        session: Any = None,
+        behavior: np.ndarray | None = None,
+        gaze: np.ndarray | None = None,
+    ) -> tuple[Prediction, Prediction]:
+        """Posterior draws of the mean response, intact and with model sites set (``poutine.do``).
+
+        Both share the same posterior draws, so that their difference is each draw's causal
+        effect of the intervention.
+
+        Parameters
+        ----------
+        x : Recording or numpy.ndarray
+            As in :meth:`predict`.
+        do : dict
+            Site name in the model (e.g. ``"weights_0"``: session 0's feature weights) to the value
+            it is set to (broadcast against the site's value).
+
+        Returns
+        -------
+        intact, intervened : Prediction
+        """
+        k, stimuli, behavior, gaze = self._inputs(x, session, behavior, gaze)
+        values = {
+            name: torch.as_tensor(np.asarray(v), dtype=torch.float32, device=self.device) for name, v in do.items()
+        }
+        per_trial = num_samples * self.specs[k].n_neurons * (self._elements_per_neuron(k) + self.noise[k].elements)
+        size = max(1, _MAX_ELEMENTS // max(1, 2 * per_trial))
+        chunks = (((batch,),) for _, batch in self._chunks(k, stimuli, behavior, gaze, size))
+        self.train(False)
+        with seeded(seed, self.device):
+            intact, forced = q.intervene(self.query(), chunks, f"responses_{k}", num_samples, values)
+        ids = np.asarray(self.specs[k].neuron_ids)
+        return Prediction(intact.cpu().numpy(), ids), Prediction(forced.cpu().numpy(), ids)
+
     def _run(self, k: int, stimuli, behavior, gaze, num_samples: int, readers: dict, responses=None, extra=None):
         """The query engine over chunks of trials sized so that the working set stays under
         ``_MAX_ELEMENTS`` floats: yields (slice, batch, each reader's result on the chunk)."""
@@ -61,7 +106,8 @@ class PosteriorQueries:
 
         self.train(False)
         for out in q.run(self.query(), chunks(), num_samples, readers):
-            yield *seen[-1], out
+            yield *seen.pop(), out
+            out.clear()  # the chunk's results are consumed: free them before the next chunk
 
     @torch.no_grad()
     def _predict_mean(self, x: Recording | np.ndarray, session: Any = None) -> np.ndarray:
@@ -153,27 +199,33 @@ class PosteriorQueries:
         ids = np.asarray(self.specs[k].neuron_ids)
         site = f"responses_{k}"
         if given is None:
-            out = np.empty((num_samples, len(stimuli), len(ids)), dtype=np.float32)
-            with seeded(seed, self.device):
-                for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, {"mean": q.mean(site)}):
-                    out[:, sl] = res["mean"].cpu().numpy()
-            return Prediction(out, ids)
+            return Prediction(self._gather(k, (stimuli, behavior, gaze), num_samples, seed, q.mean(site)), ids)
         index, observed = self._given(k, given, len(stimuli))
         mask = torch.zeros(len(ids), dtype=torch.bool, device=self.device)
         mask[torch.as_tensor(index, device=self.device)] = True
         others = np.flatnonzero(~mask.cpu().numpy())
-        out = np.empty((num_samples, len(stimuli), len(others)), dtype=np.float32)
 
         def values(sl: slice) -> tuple:
             y = torch.zeros(sl.stop - sl.start, len(ids), device=self.device)
             y[:, torch.as_tensor(index, device=self.device)] = self._tensor(observed[sl])
             return mask, y
 
-        readers = {"mean": q.conditional_mean(site)}
-        with seeded(seed, self.device):
-            for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, readers, extra=values):
-                out[:, sl] = res["mean"][..., others].cpu().numpy()
+        reader = q.conditional_mean(site)
+        out = self._gather(k, (stimuli, behavior, gaze), num_samples, seed, reader, extra=values, select=others)
         return Prediction(out, ids[others])
+
+    def _gather(self, k: int, inputs: tuple, num_samples: int, seed: int, reader, extra=None, select=None):
+        """One reader's draws over all trials, (num_samples, trials, ...) float32, filled chunk by
+        chunk (``select``: the neurons kept, last axis)."""
+        stimuli, behavior, gaze = inputs
+        out = None
+        with seeded(seed, self.device):
+            for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, {"x": reader}, extra=extra):
+                value = res["x"] if select is None else res["x"][..., torch.as_tensor(select, device=self.device)]
+                if out is None:
+                    out = np.empty((num_samples, len(stimuli), *value.shape[2:]), dtype=np.float32)
+                out[:, sl] = value.cpu().numpy()
+        return out
 
     @torch.no_grad()
     def sample(
@@ -192,8 +244,4 @@ class PosteriorQueries:
         in :meth:`predict`.
         """
         k, stimuli, behavior, gaze = self._inputs(x, session, behavior, gaze)
-        out = np.empty((num_samples, len(stimuli), self.specs[k].n_neurons), dtype=np.float32)
-        with seeded(seed, self.device):
-            for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, {"draw": q.draw(f"responses_{k}")}):
-                out[:, sl] = res["draw"].cpu().numpy()
-        return out
+        return self._gather(k, (stimuli, behavior, gaze), num_samples, seed, q.draw(f"responses_{k}"))
