@@ -43,6 +43,7 @@ import math
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pyro
 import torch
 from pyro import poutine
@@ -51,6 +52,7 @@ from pyro.poutine.util import site_is_subsample
 
 __all__ = [
     "Query",
+    "collect",
     "conditional_mean",
     "distribution",
     "draw",
@@ -217,6 +219,51 @@ def run(
         del trace  # one chunk's working set at a time (the caller drops ``out`` before the next)
         yield out
         del out
+
+
+def collect(
+    query: Query,
+    chunks: Iterable[tuple],
+    num_samples: int,
+    reader: Reader,
+    n: int,
+    select: torch.Tensor | None = None,
+) -> np.ndarray:
+    """One reader's draws over all the data, gathered chunk by chunk into host memory.
+
+    Parameters
+    ----------
+    query : Query
+    chunks : iterable of tuple
+        ``(index, args, *extra)``: the positions (chunk,) of the chunk's data points among the
+        ``n``, then as in :func:`run`.
+    num_samples, reader
+        As in :func:`run`.
+    n : int
+        Data points in all.
+    select : torch.Tensor, optional
+        Indices along the last axis to keep (e.g. the neurons predicted).
+
+    Returns
+    -------
+    numpy.ndarray, float32, shape (num_samples, n, ...)
+    """
+    positions, out = [], None
+
+    def located():
+        for index, *rest in chunks:
+            positions.append(index)
+            yield tuple(rest)
+
+    for res in run(query, located(), num_samples, {"x": reader}):
+        value = res.pop("x")
+        if select is not None:
+            value = value[..., select]
+        if out is None:
+            out = np.empty((num_samples, n, *value.shape[2:]), dtype=np.float32)
+        out[:, positions.pop()] = value.cpu().numpy()
+        del value
+    return out
 
 
 # ---------------------------------------------------------------------- readers

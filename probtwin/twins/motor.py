@@ -56,6 +56,12 @@ EDGE_PRIORS = {"cauchy": dist.Cauchy, "laplace": dist.Laplace, "normal": dist.No
 _MAX_LOG_RATE = 12.0
 
 
+def _per_draw(value: torch.Tensor, event_dims: int) -> torch.Tensor:
+    """A global site's value as (event...) or, under a query's plate of posterior draws,
+    (draws, event...): the plates' singleton dimensions dropped."""
+    return value.reshape(-1, *value.shape[-event_dims:]) if value.dim() > event_dims else value
+
+
 class MotorGraphTwin(MotorQueries, Twin):
     """Message-passing graph twin of a sensorimotor population (spikes and behaviour over time).
 
@@ -288,22 +294,23 @@ class MotorGraphTwin(MotorQueries, Twin):
         y = batch["responses"]
         n_trials, frames, n = y.shape
         w = pyro.sample("edge_weights", self._edge_prior().expand([self.edge_index.shape[1]]).to_event(1))
+        w = _per_draw(w, 1)
         if self.n_behavior:
             tau = F.softplus(self.raw_behavior_tau)[:, None, None]
             prior = dist.Normal(torch.zeros((), device=y.device), tau)
             readout = pyro.sample("behavior_weights", prior.expand([n, self.n_behavior, self.latent_dim]).to_event(3))
+            readout = _per_draw(readout, 3)
         size = batch["n_total"] or n_trials
         with pyro.plate("trials", size, subsample=batch["index"], dim=-1):
             e = pyro.sample("innovations", self._innovation_prior((n_trials, frames, n, self.latent_dim)))
-            x = self._states(e, batch.get("stimuli"), w)
+            x = self._states(e, batch.get("stimuli"), w[..., None, :])  # a draw's weights shared by its trials
             rates = torch.exp(self._log_rates(x))
             pyro.sample("responses", self.noise[0].likelihood.distribution(rates).to_event(2), obs=y)
-            if self.n_behavior and batch.get("behavior") is not None:
+            if self.n_behavior:  # observed when the batch has it; decoded (sampled) otherwise
                 mean = self._behavior_mean(x, readout)
                 with pyro.poutine.scale(scale=self.config["behavior_weight"]):
-                    pyro.sample(
-                        "behavior", self.behavior_likelihood.distribution(mean).to_event(2), obs=batch["behavior"]
-                    )
+                    fn = self.behavior_likelihood.distribution(mean).to_event(2)
+                    pyro.sample("behavior", fn, obs=batch.get("behavior"))
 
     def _innovation_posterior(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         y = batch["responses"]

@@ -15,6 +15,7 @@ from probtwin.arviz import posterior_arrays
 from probtwin.data.batching import batch_arrays
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
+from probtwin.infer import query as q
 from probtwin.infer import seeded
 from probtwin.twins.prediction import Prediction
 from probtwin.twins.queries import _MAX_ELEMENTS
@@ -91,26 +92,39 @@ class MotorQueries:
             of the other units only (``.neuron_ids`` says which).
         """
         self.session_index(session)
-        self.train(False)
         part = self._part(x, None)
         ids = np.asarray(self.specs[0].neuron_ids)
         units = np.arange(len(ids))
+        show = None
         if given is not None:
             index, spikes = self._given(0, given, part.n_trials, part.n_frames)
             units = np.setdiff1d(units, index)
-        out = np.empty((num_samples, part.n_trials, part.n_frames, len(units)), np.float32)
+
+            def show(idx: np.ndarray, batch: dict) -> None:  # the guide sees the given units' spikes only
+                shown = torch.as_tensor(index, device=self.device)
+                batch["responses"] = torch.zeros_like(batch["responses"])
+                batch["responses"][..., shown] = self._tensor(spikes[idx])
+                batch["observed"] = torch.zeros(len(idx), len(ids), dtype=torch.bool, device=self.device)
+                batch["observed"][:, shown] = True
+
+        keep = None if given is None else torch.as_tensor(units, device=self.device)
+        out = self._collect(part, num_samples, seed, q.mean("responses"), show, keep)
+        return Prediction(out, ids[units])
+
+    def query(self) -> q.Query:
+        """The twin as the query engine sees it (:mod:`probtwin.infer.query`)."""
+        return q.Query(self.model, self.guide, max_plate_nesting=1, data_plates={"trials"})
+
+    def _collect(self, part: Recording, num_samples: int, seed: int, reader, prepare=None, select=None) -> np.ndarray:
+        """One reader of the engine over the trials in chunks, (num_samples, trials, ...)."""
+        chunks = self._trial_batches(part, self._per_trial(part, num_samples))
+        if prepare is not None:
+            chunks = ((idx, batch) for idx, batch in chunks if prepare(idx, batch) is None)
+        self.train(False)
         with seeded(seed, self.device):
-            w = self._draws(0, num_samples)["edge_weights"]
-            for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
-                if given is not None:
-                    shown = torch.as_tensor(index, device=self.device)
-                    batch["responses"] = torch.zeros_like(batch["responses"])
-                    batch["responses"][..., shown] = self._tensor(spikes[idx])
-                    batch["observed"] = torch.zeros(len(idx), len(ids), dtype=torch.bool, device=self.device)
-                    batch["observed"][:, shown] = True
-                x_ = self._state_draws(batch, w)
-                out[:, idx] = torch.exp(self._log_rates(x_))[..., torch.as_tensor(units)].cpu().numpy()
-            return Prediction(out, ids[units])
+            return q.collect(
+                self.query(), ((idx, (batch,)) for idx, batch in chunks), num_samples, reader, part.n_trials, select
+            )
 
     def _require_behavior(self) -> None:
         if not self.n_behavior:
@@ -133,16 +147,9 @@ class MotorQueries:
             and ``.quantile(q)`` of the mean behaviour.
         """
         self._require_behavior()
-        self.train(False)
         part = self._part(recording, tier)
-        out = np.empty((num_samples, part.n_trials, part.n_frames, self.n_behavior), np.float32)
-        with seeded(seed, self.device):
-            draws = self._draws(0, num_samples)
-            readout = draws["behavior_weights"]
-            for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
-                x = self._state_draws(batch, draws["edge_weights"])
-                out[:, idx] = self._raw_behavior(self._behavior_mean(x, readout)).cpu().numpy()
-            return Prediction(out, None)
+        standardised = self._collect(part, num_samples, seed, q.mean("behavior"))  # the guide never sees it
+        return Prediction(self._raw_behavior(torch.as_tensor(standardised, device=self.device)).cpu().numpy(), None)
 
     def _initial_states(self, batch: dict, num_samples: int, initial: str) -> torch.Tensor:
         if initial == "posterior":

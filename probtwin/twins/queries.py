@@ -218,14 +218,16 @@ class PosteriorQueries:
         """One reader's draws over all trials, (num_samples, trials, ...) float32, filled chunk by
         chunk (``select``: the neurons kept, last axis)."""
         stimuli, behavior, gaze = inputs
-        out = None
+        per_trial = num_samples * self.specs[k].n_neurons * (self._elements_per_neuron(k) + self.noise[k].elements)
+        size = max(1, _MAX_ELEMENTS // max(1, per_trial))
+        chunks = (
+            (sl, (batch,), *(extra(sl) if extra is not None else ()))
+            for sl, batch in self._chunks(k, stimuli, behavior, gaze, size)
+        )
+        keep = None if select is None else torch.as_tensor(select, device=self.device)
+        self.train(False)
         with seeded(seed, self.device):
-            for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, {"x": reader}, extra=extra):
-                value = res["x"] if select is None else res["x"][..., torch.as_tensor(select, device=self.device)]
-                if out is None:
-                    out = np.empty((num_samples, len(stimuli), *value.shape[2:]), dtype=np.float32)
-                out[:, sl] = value.cpu().numpy()
-        return out
+            return q.collect(self.query(), chunks, num_samples, reader, len(stimuli), keep)
 
     @torch.no_grad()
     def sample(
