@@ -167,3 +167,17 @@ def test_inference_data_groups_come_from_the_same_draws(twin):
     np.testing.assert_allclose(
         (ys - means).var(0), (c @ c.T + SIGMA**2 * torch.eye(N)).diagonal().expand(7, -1), rtol=0.1
     )
+
+
+def test_a_site_read_only_for_its_distribution_is_not_drawn(twin):
+    t, query, x, _, m, s, c = twin
+    trace, _ = q.posterior_trace(query, (x, None), 5, unsampled={"responses"})
+    value = trace.nodes["responses"]["value"]
+    assert value.shape == (5, 7, N) and value.stride() == (0, 0, 0)  # a placeholder, no draw
+    drawn, _ = q.posterior_trace(query, (x, None), 5)
+    assert drawn.nodes["responses"]["value"].std() > 0
+    with seeded(7), torch.no_grad():  # the means do not depend on whether the site was drawn
+        a = q.predict(query, chunks(x), "responses", 5)
+    with seeded(7), torch.no_grad():
+        b = next(q.run(query, chunks(x, size=7), 5, {"m": q.mean("responses"), "d": q.draw("responses")}))
+    np.testing.assert_allclose(a, b["m"], atol=1e-6)
