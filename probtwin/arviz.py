@@ -49,7 +49,8 @@ def inference_data(
 
     readers = {"predictive": q.draw(site), "log_likelihood": q.pointwise(site), "observed": q.observed(site)}
     posterior, parts = None, []
-    for k, out in enumerate(q.run(query, chunks, num_samples, {**readers, "posterior": q.global_sites(query)})):
+    everything = {**readers, "posterior": q.global_sites(query)}
+    for k, out in enumerate(q.run(query, chunks, num_samples, everything, local="prior")):  # held-out: predictive
         posterior = out.pop("posterior") if k == 0 else posterior
         parts.append(out)
 

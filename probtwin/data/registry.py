@@ -225,13 +225,12 @@ class SessionRegistry:
             raise DataError(field, "finite values", "NaN or infinite values")
         return np.repeat(values, n, axis=0) if len(values) == 1 else values
 
-    def _chunks(self, k: int, stimuli, behavior, gaze, size: int, responses=None):
+    def _chunks(self, k: int, stimuli, behavior, gaze, size: int):
+        """Standardised batches of ``size`` stimuli at a time (no responses): (slice, batch)."""
         n = len(stimuli)
         for start in range(0, n, size):
             sl = slice(start, min(start + size, n))
             arrays = {"stimuli": np.asarray(stimuli[sl], dtype=np.float32)}
-            if responses is not None:
-                arrays["responses"] = np.asarray(responses[sl], dtype=np.float32)
             if behavior is not None:
                 arrays["behavior"] = np.asarray(behavior[sl], dtype=np.float32)
             if gaze is not None:

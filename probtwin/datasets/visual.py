@@ -16,7 +16,6 @@ from probtwin.errors import DataError
 
 __all__ = ["cowley_v4", "tang_v1", "allen_v1", "resize_images"]
 
-COWLEY_SESSIONS = ("201025", "210224", "210325")  # the sessions in shared/data
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
 
 

@@ -194,7 +194,7 @@ def _score(twin, k, images, neuron_of, behavior, eval_samples, seed, level) -> d
     values = np.empty((eval_samples, len(images)))
     rows = np.arange(len(images))
     behavior = None if behavior is None else np.repeat(behavior, len(images), axis=0)
-    for sl, _, loc, _ in twin._locations(k, images, behavior, None, draws):
+    for sl, _, loc in twin._locations(k, images, behavior, None, draws):
         values[:, sl] = twin.noise[k].mean(loc)[:, rows[sl] - sl.start, neuron_of[sl]].cpu().numpy()
     lo = (1 - level) / 2
     return {

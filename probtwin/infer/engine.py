@@ -140,7 +140,6 @@ def run_fit(twin: Fittable, config: FitConfig, device: torch.device) -> History:
     optimizer = torch.optim.Adam(twin.parameters(), lr=config.lr)
     history = History(device=str(device))
     state = {"epoch": 0, "since_best": 0, "decays": 0, "best_state": None, "lr": config.lr}
-    initial = copy.deepcopy(twin.state_dict())
     path = Path(config.checkpoint) if config.checkpoint else None
     if path is not None and path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -157,6 +156,7 @@ def run_fit(twin: Fittable, config: FitConfig, device: torch.device) -> History:
         state = saved["engine"]
         rng = saved["rng"]
         set_rng_state(rng if isinstance(rng, dict) else {"cpu": rng}, device)
+    initial = copy.deepcopy(twin.state_dict())  # restored on a divergence before any best state
     bar = tqdm(total=config.max_epochs, initial=state["epoch"], disable=not config.progress, desc="fit", unit="epoch")
     if config.progress:
         bar.write(f"probtwin: fitting on {device}")

@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyro
@@ -59,6 +60,7 @@ __all__ = [
     "given",
     "global_sites",
     "intervene",
+    "interventions",
     "log_predictive",
     "log_prob",
     "mean",
@@ -117,10 +119,14 @@ class _Unsampled(Messenger):
 
 
 def _device_of(fn) -> torch.device:
+    """The device of a distribution's parameters (looking into wrapped distributions)."""
     for value in vars(fn).values():
         if isinstance(value, torch.Tensor):
             return value.device
-    return torch.device("cpu")
+    for value in vars(fn).values():
+        if isinstance(value, torch.distributions.Distribution):
+            return _device_of(value)
+    raise ValueError(f"cannot tell the device of {type(fn).__name__}: no tensor among its attributes")
 
 
 def _global_part(query: Query, trace: poutine.Trace) -> poutine.Trace:
@@ -144,8 +150,12 @@ def _guide_trace(query: Query, args: tuple, global_draws: poutine.Trace | None) 
 
 def _model_trace(query: Query, args: tuple, guide_trace: poutine.Trace, interventions: dict | None) -> poutine.Trace:
     model = poutine.replay(query.model, trace=guide_trace)
-    if interventions:
-        model = poutine.do(model, data=interventions)
+    if interventions:  # a value for a drawn site is set in every draw: broadcast to the draws' shape
+        data = {
+            name: value.expand_as(guide_trace.nodes[name]["value"]) if name in guide_trace.nodes else value
+            for name, value in interventions.items()
+        }
+        model = poutine.do(model, data=data)
     return poutine.trace(model).get_trace(*args)
 
 
@@ -156,6 +166,7 @@ def posterior_trace(
     global_draws: poutine.Trace | None = None,
     interventions: dict[str, torch.Tensor] | None = None,
     unsampled: Collection[str] = (),
+    local: str = "guide",
 ) -> tuple[poutine.Trace, poutine.Trace]:
     """Trace the model on ``num_samples`` posterior draws at once.
 
@@ -171,6 +182,10 @@ def posterior_trace(
         ``poutine.do`` values of model sites.
     unsampled : collection of str
         Unobserved sites not to draw (their distribution is read, not their value).
+    local : {"guide", "prior"}
+        Where the per-trial latents come from: the guide, given the chunk's data (smoothing:
+        the data are what the query conditions on), or the model's prior (prediction: held-out
+        data are scored, not conditioned on).
 
     Returns
     -------
@@ -179,9 +194,12 @@ def posterior_trace(
     global_draws : pyro.poutine.Trace
         The global sites, to pass to the next chunk.
     """
+    if local not in ("guide", "prior"):
+        raise ValueError(f"local: expected 'guide' or 'prior', found {local!r}")
     with _Unsampled(unsampled), _draws_plate(query, num_samples):  # outermost: sees the expanded site
         guide_trace, global_draws = _guide_trace(query, args, global_draws)
-        return _model_trace(query, args, guide_trace, interventions), global_draws
+        replayed = guide_trace if local == "guide" else global_draws
+        return _model_trace(query, args, replayed, interventions), global_draws
 
 
 def run(
@@ -190,6 +208,7 @@ def run(
     num_samples: int,
     readers: dict[str, Reader],
     interventions: dict[str, torch.Tensor] | None = None,
+    local: str = "guide",
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Trace each chunk once and apply every reader to it.
 
@@ -204,6 +223,8 @@ def run(
         ``reader(model_trace, extra)`` -> tensor; from :func:`mean`, :func:`draw`, ...
     interventions : dict, optional
         ``poutine.do`` values of model sites.
+    local : {"guide", "prior"}
+        Where per-trial latents come from (:func:`posterior_trace`).
 
     Yields
     ------
@@ -214,7 +235,7 @@ def run(
     unsampled = {r.site for r in readers.values() if not getattr(r, "needs_value", True)} - drawn
     draws = None
     for args, *extra in chunks:
-        trace, draws = posterior_trace(query, args, num_samples, draws, interventions, unsampled)
+        trace, draws = posterior_trace(query, args, num_samples, draws, interventions, unsampled, local)
         out = {name: read(trace, tuple(extra)) for name, read in readers.items()}
         del trace  # one chunk's working set at a time (the caller drops ``out`` before the next)
         yield out
@@ -228,6 +249,7 @@ def collect(
     reader: Reader,
     n: int,
     select: torch.Tensor | None = None,
+    local: str = "guide",
 ) -> np.ndarray:
     """One reader's draws over all the data, gathered chunk by chunk into host memory.
 
@@ -243,6 +265,8 @@ def collect(
         Data points in all.
     select : torch.Tensor, optional
         Indices along the last axis to keep (e.g. the neurons predicted).
+    local : {"guide", "prior"}
+        Where per-trial latents come from (:func:`posterior_trace`).
 
     Returns
     -------
@@ -255,7 +279,7 @@ def collect(
             positions.append(index)
             yield tuple(rest)
 
-    for res in run(query, located(), num_samples, {"x": reader}):
+    for res in run(query, located(), num_samples, {"x": reader}, local=local):
         value = res.pop("x")
         if select is not None:
             value = value[..., select]
@@ -339,10 +363,13 @@ def pointwise(site: str) -> Reader:
     def read(trace, extra):
         node = _site(trace, site)
         fn, event_dim = node["fn"], len(node["fn"].event_shape)
-        if event_dim:
-            if not hasattr(fn, "marginal"):
+        if event_dim:  # each element's marginal: its own method, or the base of independent elements
+            if hasattr(fn, "marginal"):
+                fn = fn.marginal()
+            elif isinstance(fn, torch.distributions.Independent):
+                fn = fn.base_dist
+            else:
                 raise TypeError(f"site {site!r}: {type(fn).__name__} has an event but no marginal()")
-            fn = fn.marginal()
         return _own_dims(node, fn.log_prob(node["value"]), event_dim)
 
     read.site, read.needs_value = site, True
@@ -388,7 +415,7 @@ def global_sites(query: Query) -> Reader:
         for name, node in trace.nodes.items():
             if node["type"] == "sample" and not site_is_subsample(node) and not node["is_observed"]:
                 if not query.is_local(node) and not name.endswith("__CF"):
-                    out[name] = _own_dims(node, node["value"], node["value"].dim() - len(node["fn"].batch_shape))
+                    out[name] = _own_dims(node, node["value"], len(node["fn"].event_shape))
         return out
 
     return read
@@ -397,7 +424,7 @@ def global_sites(query: Query) -> Reader:
 # ---------------------------------------------------------------------- one-reader shortcuts
 
 
-def _concatenated(query: Query, chunks: Iterable[tuple], num_samples: int, reader: Reader, **kw) -> torch.Tensor:
+def _concatenated(query: Query, chunks: Iterable[tuple], num_samples: int, reader: Reader, **kw: Any) -> torch.Tensor:
     return torch.cat([out["x"] for out in run(query, chunks, num_samples, {"x": reader}, **kw)], dim=1)
 
 
@@ -407,8 +434,9 @@ def predict(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) 
 
 
 def sample(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) -> torch.Tensor:
-    """Posterior predictive draws of an observation site, noise included, (num_samples, data, ...)."""
-    return _concatenated(query, chunks, num_samples, draw(site))
+    """Posterior predictive draws of an observation site, noise included, (num_samples, data, ...);
+    per-trial latents from the prior (data in the chunks are not conditioned on)."""
+    return _concatenated(query, chunks, num_samples, draw(site), local="prior")
 
 
 def pointwise_log_prob(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) -> torch.Tensor:
@@ -417,8 +445,9 @@ def pointwise_log_prob(query: Query, chunks: Iterable[tuple], site: str, num_sam
 
 
 def log_predictive(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) -> torch.Tensor:
-    """``log (1/S) sum_s p(y_t | draw s)`` of each data point's observation (its event jointly), (data,)."""
-    lp = _concatenated(query, chunks, num_samples, log_prob(site))
+    """``log (1/S) sum_s p(y_t | draw s)`` of each data point's observation (its event jointly), (data,):
+    a held-out score, per-trial latents drawn from the prior (not inferred from ``y_t``)."""
+    lp = _concatenated(query, chunks, num_samples, log_prob(site), local="prior")
     return torch.logsumexp(lp, 0) - math.log(num_samples)
 
 
@@ -428,23 +457,32 @@ def given(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) ->
     return _concatenated(query, chunks, num_samples, conditional_mean(site))
 
 
-def intervene(
-    query: Query, chunks: Iterable[tuple], site: str, num_samples: int, interventions: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior draws of an observation site's mean, intact and under ``poutine.do``.
+def interventions(
+    query: Query, chunks: Iterable[tuple], site: str, num_samples: int, data: dict[str, torch.Tensor]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Per chunk: posterior draws of an observation site's mean, intact and under ``poutine.do``.
 
     Both runs share the guide's draws (global and local), so that their difference is each
-    draw's causal effect; sites the model draws from its prior are drawn anew in each run.
+    draw's causal effect; sites the model draws from its prior are drawn anew in each run. A
+    value given for a site the guide draws is set in every draw (broadcast to the draws' shape).
 
-    Returns
-    -------
-    intact, intervened : torch.Tensor, shape (num_samples, data, ...)
+    Yields
+    ------
+    intact, intervened : torch.Tensor, shape (num_samples, chunk, ...)
     """
-    draws, intact, intervened = None, [], []
-    read = mean(site)
+    draws, read = None, mean(site)
     for args, *extra in chunks:
         with _Unsampled({site}), _draws_plate(query, num_samples):
             guide_trace, draws = _guide_trace(query, args, draws)
-            for out, data in ((intact, None), (intervened, interventions)):
-                out.append(read(_model_trace(query, args, guide_trace, data), tuple(extra)))
-    return torch.cat(intact, dim=1), torch.cat(intervened, dim=1)
+            intact = read(_model_trace(query, args, guide_trace, None), tuple(extra))
+            forced = read(_model_trace(query, args, guide_trace, data), tuple(extra))
+        yield intact, forced
+        del intact, forced
+
+
+def intervene(
+    query: Query, chunks: Iterable[tuple], site: str, num_samples: int, data: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`interventions` over all chunks, concatenated: (num_samples, data, ...) each."""
+    pairs = list(interventions(query, chunks, site, num_samples, data))
+    return torch.cat([p[0] for p in pairs], dim=1), torch.cat([p[1] for p in pairs], dim=1)

@@ -115,10 +115,14 @@ class Twin(SessionRegistry, Persistent, nn.Module):
     ) -> History:
         """Fit the twin by stochastic variational inference on the train tiers.
 
-        Adam with gradient clipping; when the validation correlation has not improved for
+        Adam with gradient clipping; when the twin's validation score (the image twins: the
+        validation correlation of the posterior-mean prediction; the motor twin: the local ELBO
+        per observed value) has not improved for
         ``patience`` epochs, the best state is restored and the learning rate multiplied by
         ``lr_decay``, at most ``max_lr_decays`` times before the fit stops; the best state is
-        kept. With ``checkpoint``, the state is written after every epoch, and a fit started with
+        kept. ``batch_size`` is the trials of each session in a step (a twin of several sessions
+        takes a batch of every session in each step). With ``checkpoint``, the state is written
+        after every epoch, and a fit started with
         an existing checkpoint resumes from it. ``time_limit`` (seconds) starts no epoch after that
         much fitting time.
 

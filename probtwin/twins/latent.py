@@ -60,7 +60,7 @@ class LatentStateQueries:
         mean = np.empty((len(y), noise.rank))
         sd = np.empty_like(mean)
         draw = self._draws(k, None)
-        for sl, batch, loc, _ in self._locations(k, stimuli, behavior, gaze, draw):
+        for sl, batch, loc in self._locations(k, stimuli, behavior, gaze, draw):
             m, cov = noise.latent_posterior(loc[0], self._tensor(y[sl]), None, batch.get("behavior"))
             mean[sl] = m.cpu().numpy()
             sd[sl] = torch.diagonal(cov, dim1=-2, dim2=-1).sqrt().cpu().numpy()
@@ -111,7 +111,7 @@ class LatentStateQueries:
             raise DataError("x", "one stimulus", f"{len(x)}")
         _, stimuli, behavior, gaze = self._inputs(x, k)
         draw = self._draws(k, None)
-        sl, batch, loc, _ = next(self._locations(k, stimuli, behavior, gaze, draw))
+        sl, batch, loc = next(self._locations(k, stimuli, behavior, gaze, draw))
         with seeded(seed, self.device):
             samples = noise.sample(loc[0].expand(num_samples, -1)).double().cpu().numpy()
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -430,12 +430,22 @@ class MotorQueries:
         import arviz as az
 
         part = self._part(rec, tier)
-        with seeded(seed, self.device):
-            draws = self._draws(0, num_samples)
         synthetic = self.sample(part, num_samples, seed)
-        rates = self.predict(part, num_samples, seed).samples
         y = np.asarray(part.responses, dtype=np.float32)
-        pointwise = self._log_prob(rates, y, np.arange(y.shape[-1]))
+        pointwise = np.empty((num_samples, *y.shape), np.float32)
+        readers = {"ll": q.pointwise("responses"), "posterior": q.global_sites(self.query())}
+        positions = []
+
+        def chunks():
+            for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
+                positions.append(idx)
+                yield ((batch,),)
+
+        self.train(False)
+        with seeded(seed, self.device):  # one pass: the posterior group and the densities share the draws
+            for res in q.run(self.query(), chunks(), num_samples, readers):
+                pointwise[:, positions.pop()] = res["ll"].cpu().numpy()
+                draws = res["posterior"]
         ids = np.asarray(self.specs[0].neuron_ids)
         e = self.edge_index.cpu().numpy()
         coords = {

@@ -16,7 +16,38 @@ from probtwin.infer import History, resolve_device
 __all__ = ["Persistent", "load"]
 
 FORMAT = "probtwin-twin"
+VERSION = 2  # 2: constrained parameters are PyroParams (their unconstrained values stored as "<name>_unconstrained")
 _REGISTRY: dict[str, type] = {}
+
+# version 1 -> 2: the same unconstrained numbers under the PyroParam names (softplus, exp and sigmoid
+# parametrisations are unchanged)
+_RENAMED_IN_2 = {
+    "position_scale": "position_scale_unconstrained",
+    "weight_scale": "weight_scale_unconstrained",
+    "bias_scale": "bias_scale_unconstrained",
+    "state_scale": "state_scale_unconstrained",
+    "log_tau": "tau_unconstrained",
+    "log_sigma_p": "sigma_p_unconstrained",
+    "log_tau_state": "tau_state_unconstrained",
+    "likelihood.raw_total_count": "likelihood.total_count_unconstrained",
+    "likelihood.raw_concentration": "likelihood.concentration_unconstrained",
+    "likelihood.raw_scale": "likelihood.scale_unconstrained",
+    "likelihood.logit_q": "likelihood.q_unconstrained",
+}
+
+
+def _upgraded(state: dict, version: int) -> dict:
+    """A saved state in the current version's names."""
+    if version >= 2:
+        return state
+    out = {}
+    for key, value in state.items():
+        for old, new in _RENAMED_IN_2.items():
+            if key == old or key.endswith("." + old):
+                key = key[: len(key) - len(old)] + new
+                break
+        out[key] = value
+    return out
 
 
 class Persistent:
@@ -31,7 +62,7 @@ class Persistent:
         path = Path(path)
         payload = {
             "format": FORMAT,
-            "version": 1,
+            "version": VERSION,
             "class": type(self).__name__,
             "likelihood": self.likelihood_name,
             "config": self.config,
@@ -65,7 +96,10 @@ def load(path: str | Path, device: str | torch.device = "cpu", **modules: Any) -
     cls = _REGISTRY[payload["class"]]
     specs = [SessionSpec(**s) for s in payload["sessions"]]
     twin = cls._from_specs(specs, payload["likelihood"], payload["config"], **modules)
-    twin.load_state_dict(payload["state"])
+    try:
+        twin.load_state_dict(_upgraded(payload["state"], int(payload.get("version", 1))))
+    except RuntimeError as err:
+        raise DataError("path", f"a {payload['class']} state this version can read", f"{path} ({err})") from None
     if payload.get("history"):
         twin.history = History(**payload["history"])
     twin.to(resolve_device(device))

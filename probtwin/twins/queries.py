@@ -72,8 +72,9 @@ class PosteriorQueries:
         x : Recording or numpy.ndarray
             As in :meth:`predict`.
         do : dict
-            Site name in the model (e.g. ``"weights_0"``: session 0's feature weights) to the value
-            it is set to (broadcast against the site's value).
+            Site name in the model (e.g. ``"weights_0"``: session 0's feature weights, (neurons,
+            channels)) to the value it is set to in every posterior draw (broadcast against one
+            draw of the site).
 
         Returns
         -------
@@ -83,26 +84,37 @@ class PosteriorQueries:
         values = {
             name: torch.as_tensor(np.asarray(v), dtype=torch.float32, device=self.device) for name, v in do.items()
         }
-        per_trial = num_samples * self.specs[k].n_neurons * (self._elements_per_neuron(k) + self.noise[k].elements)
-        size = max(1, _MAX_ELEMENTS // max(1, 2 * per_trial))
-        chunks = (((batch,),) for _, batch in self._chunks(k, stimuli, behavior, gaze, size))
+        slices = []
+
+        def chunks():  # lazily: one chunk's batch in memory at a time; two runs' results a chunk
+            for sl, _, args in self._chunk_args(k, (stimuli, behavior, gaze), 2 * num_samples):
+                slices.append(sl)
+                yield args
+
+        out = np.empty((2, num_samples, len(stimuli), self.specs[k].n_neurons), dtype=np.float32)
         self.train(False)
         with seeded(seed, self.device):
-            intact, forced = q.intervene(self.query(), chunks, f"responses_{k}", num_samples, values)
+            for intact, forced in q.interventions(self.query(), chunks(), f"responses_{k}", num_samples, values):
+                sl = slices.pop()
+                out[0, :, sl], out[1, :, sl] = intact.cpu().numpy(), forced.cpu().numpy()
         ids = np.asarray(self.specs[k].neuron_ids)
-        return Prediction(intact.cpu().numpy(), ids), Prediction(forced.cpu().numpy(), ids)
+        return Prediction(out[0], ids), Prediction(out[1], ids)
 
-    def _run(self, k: int, stimuli, behavior, gaze, num_samples: int, readers: dict, responses=None, extra=None):
-        """The query engine over chunks of trials sized so that the working set stays under
-        ``_MAX_ELEMENTS`` floats: yields (slice, batch, each reader's result on the chunk)."""
-        per_trial = num_samples * self.specs[k].n_neurons * (self._elements_per_neuron(k) + self.noise[k].elements)
-        size = max(1, _MAX_ELEMENTS // max(1, per_trial))
+    def _chunk_args(self, k: int, inputs: tuple, draws: int, extra=None):
+        """Chunks of trials sized so that the working set under ``draws`` posterior draws stays
+        under ``_MAX_ELEMENTS`` floats: (slice, batch, the engine's ``(args, *extra(slice))``)."""
+        per_trial = draws * self.specs[k].n_neurons * (self._elements_per_neuron(k) + self.noise[k].elements)
+        for sl, batch in self._chunks(k, *inputs, max(1, _MAX_ELEMENTS // max(1, per_trial))):
+            yield sl, batch, ((batch,), *(extra(sl) if extra is not None else ()))
+
+    def _run(self, k: int, stimuli, behavior, gaze, num_samples: int, readers: dict):
+        """The query engine over chunks of trials: yields (slice, batch, each reader's result)."""
         seen = []
 
         def chunks():
-            for sl, batch in self._chunks(k, stimuli, behavior, gaze, size, responses):
+            for sl, batch, args in self._chunk_args(k, (stimuli, behavior, gaze), num_samples):
                 seen.append((sl, batch))
-                yield ((batch,), *(extra(sl) if extra is not None else ()))
+                yield args
 
         self.train(False)
         for out in q.run(self.query(), chunks(), num_samples, readers):
@@ -115,28 +127,20 @@ class PosteriorQueries:
         k, stimuli, behavior, gaze = self._inputs(x, session)
         return self._mean_responses(k, stimuli, behavior, gaze, self._draws(k, None))[0]
 
-    def _locations(self, k: int, stimuli, behavior, gaze, draws: dict, center: bool = False):
-        """Locations under stacked draws, chunk by chunk of stimuli sized so that the working set
-        stays under ``_MAX_ELEMENTS`` floats.
-
-        Yields
-        ------
-        (slice, batch, loc (draws, chunk, neurons), center (chunk, neurons) or None): ``center``
-        is the location under the posterior mean of the per-neuron parameters.
-        """
+    def _locations(self, k: int, stimuli, behavior, gaze, draws: dict):
+        """The model's locations (its deterministic part) under given parameter values ``draws``
+        (stacked, (draws, neurons, ...)), chunk by chunk: (slice, batch, loc (draws, chunk,
+        neurons))."""
         self.train(False)
         n_draws = len(next(iter(draws.values())))
-        per_trial = n_draws * self.specs[k].n_neurons * (self._elements_per_neuron(k) + self.noise[k].elements)
-        mean_draw = self._draws(k, None) if center else None
-        for sl, batch in self._chunks(k, stimuli, behavior, gaze, max(1, _MAX_ELEMENTS // max(1, per_trial))):
-            loc = self._location(batch, draws)
-            yield sl, batch, loc, None if mean_draw is None else self._location(batch, mean_draw)[0]
+        for sl, batch, _ in self._chunk_args(k, (stimuli, behavior, gaze), n_draws):
+            yield sl, batch, self._location(batch, draws)
 
     def _mean_responses(self, k: int, stimuli, behavior, gaze, draws: dict) -> np.ndarray:
         """Mean responses under stacked draws, (draws, trials, neurons)."""
         n_draws = len(next(iter(draws.values())))
         out = np.empty((n_draws, len(stimuli), self.specs[k].n_neurons), dtype=np.float32)
-        for sl, _, loc, _ in self._locations(k, stimuli, behavior, gaze, draws):
+        for sl, _, loc in self._locations(k, stimuli, behavior, gaze, draws):
             out[:, sl] = self.noise[k].mean(loc).cpu().numpy()
         return out
 
@@ -176,7 +180,8 @@ class PosteriorQueries:
             Posterior draws, taken together (vectorised) and in chunks of stimuli so that the
             working memory stays bounded.
         seed : int
-            The same seed gives the same numbers, also after saving and loading.
+            The same seed on the same device gives the same numbers, also after saving and
+            loading (the draws come from the device's generator).
         session : int or str, optional
             Which session's neurons (needed when the twin has several and ``x`` is not one of
             its recordings).
@@ -217,17 +222,11 @@ class PosteriorQueries:
     def _gather(self, k: int, inputs: tuple, num_samples: int, seed: int, reader, extra=None, select=None):
         """One reader's draws over all trials, (num_samples, trials, ...) float32, filled chunk by
         chunk (``select``: the neurons kept, last axis)."""
-        stimuli, behavior, gaze = inputs
-        per_trial = num_samples * self.specs[k].n_neurons * (self._elements_per_neuron(k) + self.noise[k].elements)
-        size = max(1, _MAX_ELEMENTS // max(1, per_trial))
-        chunks = (
-            (sl, (batch,), *(extra(sl) if extra is not None else ()))
-            for sl, batch in self._chunks(k, stimuli, behavior, gaze, size)
-        )
+        chunks = ((sl, *args) for sl, _, args in self._chunk_args(k, inputs, num_samples, extra))
         keep = None if select is None else torch.as_tensor(select, device=self.device)
         self.train(False)
         with seeded(seed, self.device):
-            return q.collect(self.query(), chunks, num_samples, reader, len(stimuli), keep)
+            return q.collect(self.query(), chunks, num_samples, reader, len(inputs[0]), keep)
 
     @torch.no_grad()
     def sample(

@@ -181,3 +181,25 @@ def test_a_site_read_only_for_its_distribution_is_not_drawn(twin):
     with seeded(7), torch.no_grad():
         b = next(q.run(query, chunks(x, size=7), 5, {"m": q.mean("responses"), "d": q.draw("responses")}))
     np.testing.assert_allclose(a, b["m"], atol=1e-6)
+
+
+def test_predictive_queries_draw_per_trial_latents_from_the_prior_not_from_the_data():
+    def model(y=None):
+        with pyro.plate("trials", 4, dim=-1):
+            h = pyro.sample("h", dist.Normal(torch.zeros(4), 1.0))
+            return pyro.sample("y", dist.Normal(h, 0.1), obs=y)
+
+    def guide(y=None):  # an amortized guide that has seen the data
+        if y is not None:
+            with pyro.plate("trials", 4, dim=-1):
+                pyro.sample("h", dist.Normal(y, 0.01))
+
+    query = q.Query(model, guide, max_plate_nesting=1, data_plates={"trials"})
+    y = torch.tensor([3.0, -2.0, 0.5, 1.0])
+    with seeded(0), torch.no_grad():
+        replicated = q.sample(query, [((y,),)], "y", 20000)
+        smoothed = next(q.run(query, [((y,),)], 20000, {"d": q.draw("y")}, local="guide"))["d"]
+        lp = q.log_predictive(query, [((y,),)], "y", 20000)
+    np.testing.assert_allclose(replicated.var(0), 1.01, rtol=0.05)  # the prior predictive of a new trial
+    np.testing.assert_allclose(smoothed.mean(0), y, atol=0.01)  # given the data, the latent is known
+    np.testing.assert_allclose(lp, dist.Normal(0.0, math.sqrt(1.01)).log_prob(y), atol=0.05)

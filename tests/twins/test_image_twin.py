@@ -208,3 +208,37 @@ def test_several_sessions_share_one_core(tmp_path):
     np.testing.assert_array_equal(
         loaded.predict(b, num_samples=2, seed=5).samples, twin.predict(b, num_samples=2, seed=5).samples
     )
+
+
+def test_intervene_sets_a_site_in_every_draw(fitted, sim):
+    twin, _ = fitted
+    images = np.asarray(sim.recording.split("test").stimuli)[:4]
+    n, channels = twin.readouts[0].weight_loc.shape
+    do = {"weights_0": np.zeros((n, channels)), "bias_0": np.full(n, 0.5)}
+    intact, forced = twin.intervene(images, do, num_samples=6, seed=1)
+    np.testing.assert_allclose(intact.samples, twin.predict(images, num_samples=6, seed=1).samples, rtol=1e-5)
+    assert forced.samples.shape == (6, 4, n)
+    np.testing.assert_allclose(forced.samples, np.broadcast_to(forced.samples[:1, :1], forced.samples.shape), rtol=1e-5)
+    assert not np.allclose(intact.samples, forced.samples)
+
+
+def test_files_of_format_version_1_still_load(fitted, sim, tmp_path):
+    from probtwin.twins.persistence import _RENAMED_IN_2
+
+    twin, _ = fitted
+    payload = torch.load(twin.save(tmp_path / "v2.pt"), weights_only=True)
+    back = {new: old for old, new in _RENAMED_IN_2.items()}
+    v1 = {}
+    for key, value in payload["state"].items():  # the names version 1 wrote
+        match = next((new for new in back if key == new or key.endswith("." + new)), None)
+        v1[key if match is None else key[: len(key) - len(match)] + back[match]] = value
+    assert v1.keys() != payload["state"].keys()
+    torch.save({**payload, "version": 1, "state": v1}, tmp_path / "v1.pt")
+    test = sim.recording.split("test")
+    np.testing.assert_array_equal(
+        pt.load(tmp_path / "v1.pt").predict(test, num_samples=3, seed=2).samples,
+        twin.predict(test, num_samples=3, seed=2).samples,
+    )
+    torch.save({**payload, "state": {k: v for k, v in payload["state"].items() if "core" not in k}}, tmp_path / "x.pt")
+    with pytest.raises(pt.DataError, match="state this version can read"):
+        pt.load(tmp_path / "x.pt")

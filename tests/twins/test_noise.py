@@ -1,4 +1,5 @@
 import numpy as np
+import pyro
 import pytest
 import torch
 from scipy import stats
@@ -218,3 +219,18 @@ def test_dequantization_noise_is_on_the_open_interval():
     with seeded(1), torch.no_grad():
         lp = noise.pointwise_log_likelihood(torch.zeros(1, 4, 3), y)
     assert torch.isfinite(lp).all()
+
+
+def test_a_dequantized_flow_scores_counts_once_dequantized():
+    noise = make_noise("flow", "flow", 3, 1, dequantize=True)
+    counts = np.array([[0.0, 1, 4], [2, 0, 0], [5, 3, 1]])
+    noise.initialize(_stats(counts), "responses")
+    y = torch.tensor(counts, dtype=torch.float32)
+    loc = torch.zeros(1, 3, 3)
+    batch = {"session": 0, "n_total": 3, "index": torch.arange(3), "responses": y}
+    trace = pyro.poutine.trace(lambda: noise.observe("responses_0", loc[0], batch)).get_trace()
+    assert torch.equal(trace.nodes["responses_0"]["value"], y)  # the site holds the counts; u is drawn in log_prob
+    d = noise.distribution(loc)
+    with seeded(5), torch.no_grad():
+        draws = d.sample()
+    assert torch.equal(draws, torch.floor(draws))  # responses are counts everywhere

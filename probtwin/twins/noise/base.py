@@ -51,10 +51,13 @@ def open_uniform(like: torch.Tensor) -> torch.Tensor:
 
 
 class NoiseModel(nn.Module, ABC):
-    """How responses vary around the locations. Subclasses implement :meth:`observe`,
-    :meth:`sample` and :meth:`log_predictive`; models with a latent state also the latent methods
-    and ``covariance()``: loadings (neurons, k) and private variances (neurons,) of the Gaussian
-    space.
+    """How responses vary around the locations. Subclasses implement :meth:`log_prob`,
+    :meth:`sample`, :meth:`pointwise_log_likelihood` and :meth:`log_predictive` (and
+    :meth:`mean` where the location is not the mean response); a per-trial latent the
+    likelihood is given comes from :meth:`local_state` and :meth:`guide`; models with a shared
+    latent state also implement :meth:`latent_posterior`, :meth:`conditional_mean` and
+    ``covariance()``: loadings (neurons, k) and private variances (neurons,) of the Gaussian
+    space. :meth:`observe` (the model's statements) and :meth:`distribution` follow from these.
 
     Attributes
     ----------
@@ -91,16 +94,12 @@ class NoiseModel(nn.Module, ABC):
         plate); None where the distribution marginalises it."""
         return None
 
-    def observed(self, y: torch.Tensor | None) -> torch.Tensor | None:
-        """The responses as the density scores them (dequantized counts for a flow)."""
-        return y
-
     def observe(self, name: str, loc: torch.Tensor, batch: dict) -> None:
         """Pyro statements of the responses of a batch: ``loc`` (trials, neurons), or
         (draws, trials, neurons) under a query's plate of posterior draws."""
         with pyro.plate(f"trials_{batch['session']}", batch["n_total"], subsample=batch["index"], dim=-1):
             state = self.local_state(name, batch, loc)
-            pyro.sample(name, self.distribution(loc, state), obs=self.observed(batch["responses"]))
+            pyro.sample(name, self.distribution(loc, state), obs=batch["responses"])
 
     def guide(self, name: str, batch: dict, center) -> None:
         """Guide statements of the local latent variables; ``center()`` is the location at the

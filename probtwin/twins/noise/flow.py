@@ -112,7 +112,11 @@ class FlowNoise(NoiseModel):
         self, loc: torch.Tensor, y: torch.Tensor, state: torch.Tensor | None = None, extra_variance=None
     ) -> torch.Tensor:
         """Log density of each trial's response vector, (..., trials), the latent state
-        marginalised (``extra_variance`` (..., neurons) is added to the private variances)."""
+        marginalised (``extra_variance`` (..., neurons) is added to the private variances).
+        Dequantized: the density of ``y + u``, ``u ~ Uniform(0, 1)`` drawn here, so that
+        responses are the counts everywhere else."""
+        if self.dequantize:
+            y = y + open_uniform(y)
         loadings, private = self.covariance()
         if extra_variance is not None:
             private = private + extra_variance
@@ -122,9 +126,6 @@ class FlowNoise(NoiseModel):
             q = self.q
             lp = lp + torch.where(mask, torch.log(q), torch.log1p(-q)).sum(-1)
         return lp
-
-    def observed(self, y: torch.Tensor | None) -> torch.Tensor | None:
-        return y + open_uniform(y) if self.dequantize and y is not None else y
 
     def _response(self, z: torch.Tensor) -> torch.Tensor:
         y = self.flow.inverse(z)
@@ -151,8 +152,6 @@ class FlowNoise(NoiseModel):
     def log_predictive(self, loc, y, center, behavior):
         """The posterior of each neuron's location, moment-matched to a Normal, widens its
         private variance: ``Normal(T(y); E[l], C C^T + diag(psi + Var[l]))``, analytic."""
-        if self.dequantize:
-            y = y + open_uniform(y)
         spread = loc.var(0, unbiased=False) if loc.shape[0] > 1 else None
         return self.log_prob(loc.mean(0), y, extra_variance=spread), None
 
