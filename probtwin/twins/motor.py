@@ -305,12 +305,15 @@ class MotorGraphTwin(MotorQueries, Twin):
             e = pyro.sample("innovations", self._innovation_prior((n_trials, frames, n, self.latent_dim)))
             x = self._states(e, batch.get("stimuli"), w[..., None, :])  # a draw's weights shared by its trials
             rates = torch.exp(self._log_rates(x))
-            pyro.sample("responses", self.noise[0].likelihood.distribution(rates).to_event(2), obs=y)
+            simulate = batch.get("simulate") is not None  # synthetic trials: nothing observed
+            pyro.sample(
+                "responses", self.noise[0].likelihood.distribution(rates).to_event(2), obs=None if simulate else y
+            )
             if self.n_behavior:  # observed when the batch has it; decoded (sampled) otherwise
                 mean = self._behavior_mean(x, readout)
                 with pyro.poutine.scale(scale=self.config["behavior_weight"]):
                     fn = self.behavior_likelihood.distribution(mean).to_event(2)
-                    pyro.sample("behavior", fn, obs=batch.get("behavior"))
+                    pyro.sample("behavior", fn, obs=None if simulate else batch.get("behavior"))
 
     def _innovation_posterior(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         y = batch["responses"]
@@ -324,7 +327,14 @@ class MotorGraphTwin(MotorQueries, Twin):
         if self.n_behavior:
             scale = F.softplus(self.raw_behavior_scale)
             pyro.sample("behavior_weights", dist.Normal(self.behavior_loc, scale).to_event(3))
+        simulate = batch.get("simulate")  # synthetic trials (sample): None, "posterior" or "prior"
+        if simulate == "prior":  # a wholly synthetic trial: the model's prior draws the innovations
+            return
         loc, scale = self._innovation_posterior(batch)
+        if simulate == "posterior":  # the first frame's state inferred, then the prior's fresh process noise
+            prior = self._innovation_prior(tuple(loc.shape)).base_dist
+            first = torch.arange(loc.shape[1], device=loc.device)[:, None, None] == 0
+            loc, scale = torch.where(first, loc, prior.loc), torch.where(first, scale, prior.scale)
         with pyro.plate("trials", batch["n_total"] or len(loc), subsample=batch["index"], dim=-1):
             pyro.sample("innovations", dist.Normal(loc, scale).to_event(3))
 

@@ -151,16 +151,6 @@ class MotorQueries:
         standardised = self._collect(part, num_samples, seed, q.mean("behavior"))  # the guide never sees it
         return Prediction(self._raw_behavior(torch.as_tensor(standardised, device=self.device)).cpu().numpy(), None)
 
-    def _initial_states(self, batch: dict, num_samples: int, initial: str) -> torch.Tensor:
-        if initial == "posterior":
-            loc, scale = self._innovation_posterior(batch)
-            loc, scale = loc[:, 0], scale[:, 0]
-        else:
-            n_trials = len(batch["responses"])
-            loc = self.init_loc.expand(n_trials, -1, -1)
-            scale = self.init_scale
-        return loc + scale * torch.randn((num_samples, *loc.shape), device=loc.device)
-
     @torch.no_grad()
     def sample(
         self,
@@ -191,30 +181,30 @@ class MotorQueries:
         self.session_index(session)
         if initial not in ("posterior", "prior"):
             raise DataError("initial", "'posterior' or 'prior'", repr(initial))
-        self.train(False)
         part = self._part(recording, tier)
-        n = self.specs[0].n_neurons
-        with seeded(seed, self.device):
-            draws = self._draws(0, num_samples)
-            spikes = np.empty((num_samples, part.n_trials, part.n_frames, n), np.float32)
-            behavior = np.empty((num_samples, part.n_trials, part.n_frames, self.n_behavior), np.float32)
-            w = draws["edge_weights"][:, None, :]
+        readers = {"responses": q.draw("responses")}
+        if self.n_behavior:
+            readers["behavior"] = q.draw("behavior")
+        out = {
+            name: np.empty((num_samples, part.n_trials, part.n_frames, n), np.float32)
+            for name, n in (("responses", self.specs[0].n_neurons), ("behavior", self.n_behavior))
+            if name in readers
+        }
+        positions = []
+
+        def chunks():  # the model run forward: the guide gives only the initial state (or nothing)
             for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples, 6)):
-                x0 = self._initial_states(batch, num_samples, initial)
-                e = self.process_scale * torch.randn((*x0.shape[:2], part.n_frames, *x0.shape[2:]), device=x0.device)
-                e[:, :, 0] = x0  # the innovations: the initial state, then fresh process noise
-                x = self._states(e, batch.get("stimuli"), w)
-                rates = torch.exp(self._log_rates(x))
-                spikes[:, idx] = self.noise[0].likelihood.distribution(rates).sample().cpu().numpy()
+                positions.append(idx)
+                yield (({**batch, "simulate": initial},),)
+
+        self.train(False)
+        with seeded(seed, self.device):
+            for res in q.run(self.query(), chunks(), num_samples, readers):
+                idx = positions.pop()
+                out["responses"][:, idx] = res["responses"].cpu().numpy()
                 if self.n_behavior:
-                    v = self.behavior_likelihood.distribution(
-                        self._behavior_mean(x, draws["behavior_weights"])
-                    ).sample()
-                    behavior[:, idx] = self._raw_behavior(v).cpu().numpy()
-            out = {"responses": spikes}
-            if self.n_behavior:
-                out["behavior"] = behavior
-            return out
+                    out["behavior"][:, idx] = self._raw_behavior(res["behavior"]).cpu().numpy()
+        return out
 
     @torch.no_grad()
     def intervention_effects(

@@ -212,3 +212,15 @@ def test_priors_and_behaviour_weight_enter_the_model(sim):
         pt.MotorGraphTwin(rec, edge_prior="horseshoe")
     with pytest.raises(pt.DataError, match="behavior_weight"):
         pt.MotorGraphTwin(rec, behavior_weight=0.0)
+
+
+def test_synthetic_trials_start_from_the_inferred_initial_state(sim, twin):
+    test = sim.recording.split("test")
+    first = np.asarray(test.responses)[:, 0]  # (trials, units): the recorded first frame
+    first = first - first.mean(0)  # each unit's trial-to-trial variation
+
+    def agreement(initial: str) -> float:
+        start = twin.sample(test, num_samples=50, seed=3, initial=initial)["responses"][:, :, 0].mean(0)
+        return float(np.corrcoef((start - start.mean(0)).ravel(), first.ravel())[0, 1])
+
+    assert agreement("posterior") > agreement("prior") + 0.06  # measured: 0.12 against -0.01
