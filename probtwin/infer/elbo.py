@@ -72,7 +72,7 @@ def elbo_terms(model: Callable, guide: Callable, *args, **kwargs) -> ElboTerms:
     zero = torch.zeros(())
     log_likelihood, kl, factor = zero, zero, zero
     for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site):
+        if site["type"] != "sample" or site_is_subsample(site) or _is_deterministic(site):
             continue
         fn = site["fn"]
         if site["is_observed"]:
@@ -96,6 +96,11 @@ def _is_factor(fn) -> bool:
     return isinstance(fn, Unit) or isinstance(getattr(fn, "base_dist", None), Unit)
 
 
+def _is_deterministic(site: dict) -> bool:
+    """A ``pyro.deterministic`` record: a value for queries to read, no term of the bound."""
+    return bool(site.get("infer", {}).get("_deterministic"))
+
+
 def local_elbo(model: Callable, guide: Callable, args: tuple, fixed: dict[str, torch.Tensor]) -> tuple[float, int]:
     """The bound of the local variables with the global ones fixed: ``log p(y, z | theta) -
     log q(z | y)`` at one draw of the guide's local sites ``z``, ``theta`` the ``fixed`` values
@@ -117,7 +122,9 @@ def local_elbo(model: Callable, guide: Callable, args: tuple, fixed: dict[str, t
     model_trace = poutine.trace(poutine.replay(conditioned, trace=guide_trace)).get_trace(*args)
     total, count = torch.zeros(()), 0
     for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or name in fixed or site_is_subsample(site) or _is_factor(site["fn"]):
+        if site["type"] != "sample" or name in fixed or site_is_subsample(site):
+            continue
+        if _is_factor(site["fn"]) or _is_deterministic(site):
             continue
         total = total + site["fn"].log_prob(site["value"]).sum().cpu()
         if site["is_observed"]:

@@ -304,6 +304,7 @@ class MotorGraphTwin(MotorQueries, Twin):
         with pyro.plate("trials", size, subsample=batch["index"], dim=-1):
             e = pyro.sample("innovations", self._innovation_prior((n_trials, frames, n, self.latent_dim)))
             x = self._states(e, batch.get("stimuli"), w[..., None, :])  # a draw's weights shared by its trials
+            x = pyro.deterministic("states", x, event_dim=3)  # the nodes' states, for queries to read
             rates = torch.exp(self._log_rates(x))
             simulate = batch.get("simulate") is not None  # synthetic trials: nothing observed
             pyro.sample(

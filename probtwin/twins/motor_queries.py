@@ -323,16 +323,22 @@ class MotorQueries:
         part = self._part(rec, tier)
         shape = (part.n_trials, part.n_frames, self.specs[0].n_neurons, self.latent_dim)
         out = {key: np.empty(shape, np.float32) for key in ("mean", "sd", "lower", "upper")}
-        with seeded(seed, self.device):
-            w = self._draws(0, num_samples)["edge_weights"]
-            q = torch.tensor([(1 - level) / 2, (1 + level) / 2])
+        probs = torch.tensor([(1 - level) / 2, (1 + level) / 2], device=self.device)
+        positions = []
+
+        def chunks():
             for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
-                x = self._state_draws(batch, w)
-                bounds = torch.quantile(x, q.to(x), dim=0)
+                positions.append(idx)
+                yield ((batch,),)
+
+        with seeded(seed, self.device):  # the model's "states" site, on the guide's draws given the spikes
+            for res in q.run(self.query(), chunks(), num_samples, {"x": q.draw("states")}):
+                idx, x = positions.pop(), res.pop("x")
+                bounds = torch.quantile(x, probs.to(x), dim=0)
                 out["mean"][idx], out["sd"][idx] = x.mean(0).cpu().numpy(), x.std(0).cpu().numpy()
                 out["lower"][idx], out["upper"][idx] = bounds[0].cpu().numpy(), bounds[1].cpu().numpy()
-            out["trial_index"] = part.trial_index
-            return out
+        out["trial_index"] = part.trial_index
+        return out
 
     # ------------------------------------------------------------------ evaluation
 
