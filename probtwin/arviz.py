@@ -50,7 +50,8 @@ def inference_data(
     readers = {"predictive": q.draw(site), "log_likelihood": q.pointwise(site), "observed": q.observed(site)}
     posterior, parts = None, []
     everything = {**readers, "posterior": q.global_sites(query)}
-    for k, out in enumerate(q.run(query, chunks, num_samples, everything, local="prior")):  # held-out: predictive
+    keyed = ((k, *chunk) for k, chunk in enumerate(chunks))
+    for k, out in q.run(query, keyed, num_samples, everything, local="prior"):  # held-out: predictive
         posterior = out.pop("posterior") if k == 0 else posterior
         parts.append(out)
 
@@ -124,8 +125,8 @@ class ArvizExport:
             for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, readers):
                 predictive[:, sl] = res["draw"].cpu().numpy()
                 pointwise[:, sl] = res["fn"].marginal().log_prob(self._tensor(y[sl])).cpu().numpy()
-                suffix = f"_{k}"
-                draws = {name.removesuffix(suffix): value for name, value in res["posterior"].items()}
+                draws = res["posterior"]  # the same global draws in every chunk
+        draws = {name.removesuffix(f"_{k}"): value for name, value in draws.items()}
         ids = np.asarray(self.specs[k].neuron_ids)
         coords = {"neuron": ids, "trial": np.asarray(part.trial_index)}
         posterior, dims = posterior_arrays(draws, self.site_dims)

@@ -209,15 +209,16 @@ def run(
     readers: dict[str, Reader],
     interventions: dict[str, torch.Tensor] | None = None,
     local: str = "guide",
-) -> Iterator[dict[str, torch.Tensor]]:
+) -> Iterator[tuple[Any, dict[str, torch.Tensor]]]:
     """Trace each chunk once and apply every reader to it.
 
     Parameters
     ----------
     query : Query
     chunks : iterable of tuple
-        ``(args, *extra)`` per chunk: the model's arguments, then what the readers take
-        (e.g. the observed mask and values of :func:`conditional_mean`).
+        ``(key, args, *extra)`` per chunk: the caller's key (e.g. where the chunk's trials go),
+        the model's arguments, then what the readers take (e.g. the observed mask and values of
+        :func:`conditional_mean`). Chunks are read lazily, one at a time.
     num_samples : int
     readers : dict of str to callable
         ``reader(model_trace, extra)`` -> tensor; from :func:`mean`, :func:`draw`, ...
@@ -228,17 +229,18 @@ def run(
 
     Yields
     ------
-    dict of str to torch.Tensor
-        Each reader's result on the chunk, (num_samples, chunk, ...) for the per-draw readers.
+    key, dict of str to torch.Tensor
+        The chunk's key and each reader's result on it, (num_samples, chunk, ...) for the
+        per-draw readers.
     """
     drawn = {getattr(r, "site", None) for r in readers.values() if getattr(r, "needs_value", True)}
     unsampled = {r.site for r in readers.values() if not getattr(r, "needs_value", True)} - drawn
     draws = None
-    for args, *extra in chunks:
+    for key, args, *extra in chunks:
         trace, draws = posterior_trace(query, args, num_samples, draws, interventions, unsampled, local)
         out = {name: read(trace, tuple(extra)) for name, read in readers.items()}
         del trace  # one chunk's working set at a time (the caller drops ``out`` before the next)
-        yield out
+        yield key, out
         del out
 
 
@@ -257,8 +259,8 @@ def collect(
     ----------
     query : Query
     chunks : iterable of tuple
-        ``(index, args, *extra)``: the positions (chunk,) of the chunk's data points among the
-        ``n``, then as in :func:`run`.
+        As in :func:`run`, the key the positions (chunk,) or slice of the chunk's data points
+        among the ``n``.
     num_samples, reader
         As in :func:`run`.
     n : int
@@ -272,20 +274,14 @@ def collect(
     -------
     numpy.ndarray, float32, shape (num_samples, n, ...)
     """
-    positions, out = [], None
-
-    def located():
-        for index, *rest in chunks:
-            positions.append(index)
-            yield tuple(rest)
-
-    for res in run(query, located(), num_samples, {"x": reader}, local=local):
+    out = None
+    for index, res in run(query, chunks, num_samples, {"x": reader}, local=local):
         value = res.pop("x")
         if select is not None:
             value = value[..., select]
         if out is None:
             out = np.empty((num_samples, n, *value.shape[2:]), dtype=np.float32)
-        out[:, positions.pop()] = value.cpu().numpy()
+        out[:, index] = value.cpu().numpy()
         del value
     return out
 
@@ -425,7 +421,9 @@ def global_sites(query: Query) -> Reader:
 
 
 def _concatenated(query: Query, chunks: Iterable[tuple], num_samples: int, reader: Reader, **kw: Any) -> torch.Tensor:
-    return torch.cat([out["x"] for out in run(query, chunks, num_samples, {"x": reader}, **kw)], dim=1)
+    """The shortcuts' chunks are ``(args, *extra)``, in order: one reader's results joined."""
+    keyed = ((None, *chunk) for chunk in chunks)
+    return torch.cat([out["x"] for _, out in run(query, keyed, num_samples, {"x": reader}, **kw)], dim=1)
 
 
 def predict(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) -> torch.Tensor:
@@ -459,8 +457,9 @@ def given(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) ->
 
 def interventions(
     query: Query, chunks: Iterable[tuple], site: str, num_samples: int, data: dict[str, torch.Tensor]
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Per chunk: posterior draws of an observation site's mean, intact and under ``poutine.do``.
+) -> Iterator[tuple[Any, torch.Tensor, torch.Tensor]]:
+    """Per chunk ``(key, args, *extra)`` as in :func:`run`: posterior draws of an observation
+    site's mean, intact and under ``poutine.do``.
 
     Both runs share the guide's draws (global and local), so that their difference is each
     draw's causal effect; sites the model draws from its prior are drawn anew in each run. A
@@ -468,21 +467,21 @@ def interventions(
 
     Yields
     ------
-    intact, intervened : torch.Tensor, shape (num_samples, chunk, ...)
+    key, intact, intervened : the chunk's key, then tensors of shape (num_samples, chunk, ...)
     """
     draws, read = None, mean(site)
-    for args, *extra in chunks:
+    for key, args, *extra in chunks:
         with _Unsampled({site}), _draws_plate(query, num_samples):
             guide_trace, draws = _guide_trace(query, args, draws)
             intact = read(_model_trace(query, args, guide_trace, None), tuple(extra))
             forced = read(_model_trace(query, args, guide_trace, data), tuple(extra))
-        yield intact, forced
+        yield key, intact, forced
         del intact, forced
 
 
 def intervene(
     query: Query, chunks: Iterable[tuple], site: str, num_samples: int, data: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`interventions` over all chunks, concatenated: (num_samples, data, ...) each."""
-    pairs = list(interventions(query, chunks, site, num_samples, data))
-    return torch.cat([p[0] for p in pairs], dim=1), torch.cat([p[1] for p in pairs], dim=1)
+    """:func:`interventions` over all chunks ``(args, *extra)``, concatenated: (num_samples, data, ...) each."""
+    triples = list(interventions(query, ((None, *chunk) for chunk in chunks), site, num_samples, data))
+    return torch.cat([t[1] for t in triples], dim=1), torch.cat([t[2] for t in triples], dim=1)

@@ -52,11 +52,6 @@ class MotorQueries:
         loc, scale = self._innovation_posterior(batch)
         return loc + scale * torch.randn((num_samples, *loc.shape), device=loc.device)
 
-    def _state_draws(self, batch: dict, edge_weights: torch.Tensor) -> torch.Tensor:
-        """Posterior draws of the states (draws, trials, frames, nodes, d), one per edge-weight draw."""
-        e = self._innovation_draws(batch, len(edge_weights))
-        return self._states(e, batch.get("stimuli"), edge_weights[:, None, :])
-
     def _raw_behavior(self, v: torch.Tensor) -> torch.Tensor:
         return v * self.behavior_std_0 + self.behavior_mean_0
 
@@ -115,16 +110,20 @@ class MotorQueries:
         """The twin as the query engine sees it (:mod:`probtwin.infer.query`)."""
         return q.Query(self.model, self.guide, max_plate_nesting=1, data_plates={"trials"})
 
+    def _engine_chunks(self, part: Recording, num_samples: int, factor: int = 4, prepare=None):
+        """The engine's chunks of trials, ``(trial index, (batch,))``, sized for ``num_samples``
+        draws; ``prepare(idx, batch)`` edits a batch in place first."""
+        for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples, factor)):
+            if prepare is not None:
+                prepare(idx, batch)
+            yield idx, (batch,)
+
     def _collect(self, part: Recording, num_samples: int, seed: int, reader, prepare=None, select=None) -> np.ndarray:
         """One reader of the engine over the trials in chunks, (num_samples, trials, ...)."""
-        chunks = self._trial_batches(part, self._per_trial(part, num_samples))
-        if prepare is not None:
-            chunks = ((idx, batch) for idx, batch in chunks if prepare(idx, batch) is None)
+        chunks = self._engine_chunks(part, num_samples, prepare=prepare)
         self.train(False)
         with seeded(seed, self.device):
-            return q.collect(
-                self.query(), ((idx, (batch,)) for idx, batch in chunks), num_samples, reader, part.n_trials, select
-            )
+            return q.collect(self.query(), chunks, num_samples, reader, part.n_trials, select)
 
     def _require_behavior(self) -> None:
         if not self.n_behavior:
@@ -190,17 +189,11 @@ class MotorQueries:
             for name, n in (("responses", self.specs[0].n_neurons), ("behavior", self.n_behavior))
             if name in readers
         }
-        positions = []
-
-        def chunks():  # the model run forward: the guide gives only the initial state (or nothing)
-            for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples, 6)):
-                positions.append(idx)
-                yield (({**batch, "simulate": initial},),)
-
+        # the model run forward: the guide gives only the initial state (or nothing)
+        chunks = self._engine_chunks(part, num_samples, 6, prepare=lambda idx, batch: batch.update(simulate=initial))
         self.train(False)
         with seeded(seed, self.device):
-            for res in q.run(self.query(), chunks(), num_samples, readers):
-                idx = positions.pop()
+            for idx, res in q.run(self.query(), chunks, num_samples, readers):
                 out["responses"][:, idx] = res["responses"].cpu().numpy()
                 if self.n_behavior:
                     out["behavior"][:, idx] = self._raw_behavior(res["behavior"]).cpu().numpy()
@@ -324,16 +317,10 @@ class MotorQueries:
         shape = (part.n_trials, part.n_frames, self.specs[0].n_neurons, self.latent_dim)
         out = {key: np.empty(shape, np.float32) for key in ("mean", "sd", "lower", "upper")}
         probs = torch.tensor([(1 - level) / 2, (1 + level) / 2], device=self.device)
-        positions = []
-
-        def chunks():
-            for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
-                positions.append(idx)
-                yield ((batch,),)
-
+        chunks = self._engine_chunks(part, num_samples)
         with seeded(seed, self.device):  # the model's "states" site, on the guide's draws given the spikes
-            for res in q.run(self.query(), chunks(), num_samples, {"x": q.draw("states")}):
-                idx, x = positions.pop(), res.pop("x")
+            for idx, res in q.run(self.query(), chunks, num_samples, {"x": q.draw("states")}):
+                x = res.pop("x")
                 bounds = torch.quantile(x, probs.to(x), dim=0)
                 out["mean"][idx], out["sd"][idx] = x.mean(0).cpu().numpy(), x.std(0).cpu().numpy()
                 out["lower"][idx], out["upper"][idx] = bounds[0].cpu().numpy(), bounds[1].cpu().numpy()
@@ -430,17 +417,10 @@ class MotorQueries:
         y = np.asarray(part.responses, dtype=np.float32)
         pointwise = np.empty((num_samples, *y.shape), np.float32)
         readers = {"ll": q.pointwise("responses"), "posterior": q.global_sites(self.query())}
-        positions = []
-
-        def chunks():
-            for idx, batch in self._trial_batches(part, self._per_trial(part, num_samples)):
-                positions.append(idx)
-                yield ((batch,),)
-
         self.train(False)
         with seeded(seed, self.device):  # one pass: the posterior group and the densities share the draws
-            for res in q.run(self.query(), chunks(), num_samples, readers):
-                pointwise[:, positions.pop()] = res["ll"].cpu().numpy()
+            for idx, res in q.run(self.query(), self._engine_chunks(part, num_samples), num_samples, readers):
+                pointwise[:, idx] = res["ll"].cpu().numpy()
                 draws = res["posterior"]
         ids = np.asarray(self.specs[0].neuron_ids)
         e = self.edge_index.cpu().numpy()

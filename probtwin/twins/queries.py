@@ -84,18 +84,12 @@ class PosteriorQueries:
         values = {
             name: torch.as_tensor(np.asarray(v), dtype=torch.float32, device=self.device) for name, v in do.items()
         }
-        slices = []
-
-        def chunks():  # lazily: one chunk's batch in memory at a time; two runs' results a chunk
-            for sl, _, args in self._chunk_args(k, (stimuli, behavior, gaze), 2 * num_samples):
-                slices.append(sl)
-                yield args
-
+        # two runs' results a chunk: chunks half as large
+        chunks = ((sl, *args) for sl, _, args in self._chunk_args(k, (stimuli, behavior, gaze), 2 * num_samples))
         out = np.empty((2, num_samples, len(stimuli), self.specs[k].n_neurons), dtype=np.float32)
         self.train(False)
         with seeded(seed, self.device):
-            for intact, forced in q.interventions(self.query(), chunks(), f"responses_{k}", num_samples, values):
-                sl = slices.pop()
+            for sl, intact, forced in q.interventions(self.query(), chunks, f"responses_{k}", num_samples, values):
                 out[0, :, sl], out[1, :, sl] = intact.cpu().numpy(), forced.cpu().numpy()
         ids = np.asarray(self.specs[k].neuron_ids)
         return Prediction(out[0], ids), Prediction(out[1], ids)
@@ -109,16 +103,12 @@ class PosteriorQueries:
 
     def _run(self, k: int, stimuli, behavior, gaze, num_samples: int, readers: dict):
         """The query engine over chunks of trials: yields (slice, batch, each reader's result)."""
-        seen = []
-
-        def chunks():
-            for sl, batch, args in self._chunk_args(k, (stimuli, behavior, gaze), num_samples):
-                seen.append((sl, batch))
-                yield args
-
+        chunks = (
+            ((sl, batch), *args) for sl, batch, args in self._chunk_args(k, (stimuli, behavior, gaze), num_samples)
+        )
         self.train(False)
-        for out in q.run(self.query(), chunks(), num_samples, readers):
-            yield *seen.pop(), out
+        for (sl, batch), out in q.run(self.query(), chunks, num_samples, readers):
+            yield sl, batch, out
             out.clear()  # the chunk's results are consumed: free them before the next chunk
 
     @torch.no_grad()

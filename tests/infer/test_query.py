@@ -179,7 +179,8 @@ def test_a_site_read_only_for_its_distribution_is_not_drawn(twin):
     with seeded(7), torch.no_grad():  # the means do not depend on whether the site was drawn
         a = q.predict(query, chunks(x), "responses", 5)
     with seeded(7), torch.no_grad():
-        b = next(q.run(query, chunks(x, size=7), 5, {"m": q.mean("responses"), "d": q.draw("responses")}))
+        keyed = [(0, *chunk) for chunk in chunks(x, size=7)]
+        _, b = next(q.run(query, keyed, 5, {"m": q.mean("responses"), "d": q.draw("responses")}))
     np.testing.assert_allclose(a, b["m"], atol=1e-6)
 
 
@@ -198,7 +199,7 @@ def test_predictive_queries_draw_per_trial_latents_from_the_prior_not_from_the_d
     y = torch.tensor([3.0, -2.0, 0.5, 1.0])
     with seeded(0), torch.no_grad():
         replicated = q.sample(query, [((y,),)], "y", 20000)
-        smoothed = next(q.run(query, [((y,),)], 20000, {"d": q.draw("y")}, local="guide"))["d"]
+        smoothed = next(q.run(query, [(0, (y,))], 20000, {"d": q.draw("y")}, local="guide"))[1]["d"]
         lp = q.log_predictive(query, [((y,),)], "y", 20000)
     np.testing.assert_allclose(replicated.var(0), 1.01, rtol=0.05)  # the prior predictive of a new trial
     np.testing.assert_allclose(smoothed.mean(0), y, atol=0.01)  # given the data, the latent is known

@@ -93,7 +93,10 @@ def test_interventions_have_their_known_effects(sim, twin):
             with pt.infer.seeded(2):  # the same draws, by hand
                 draws = twin._draws(0, 1)
                 batch = twin._batch(0, pt.data.batching.batch_arrays(test, np.arange(test.n_trials)))
-                x = twin._state_draws(batch, draws["edge_weights"])[0]  # (trials, frames, units, 1)
+                e = twin._innovation_draws(batch, 1)
+                x = twin._states(e, batch.get("stimuli"), draws["edge_weights"][:, None, :])[
+                    0
+                ]  # (trials, frames, units, 1)
             d = draws["behavior_weights"][0, 3]  # (dims, 1)
             change = ((x[..., 3, :] - x[..., 3, :].mean((0, 1))) @ d.T) * twin.behavior_std_0
             np.testing.assert_allclose(effect[0, 0], float(change.pow(2).mean().sqrt()), rtol=1e-4)
