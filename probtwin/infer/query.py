@@ -74,6 +74,7 @@ __all__ = [
 ]
 
 DRAWS_PLATE = "posterior_draws"
+INTERVENTIONS_PLATE = "interventions"
 Reader = Callable[[poutine.Trace, tuple], torch.Tensor]
 
 
@@ -148,15 +149,35 @@ def _guide_trace(query: Query, args: tuple, global_draws: poutine.Trace | None) 
     return trace, global_draws if global_draws is not None else _global_part(query, trace)
 
 
-def _model_trace(query: Query, args: tuple, guide_trace: poutine.Trace, interventions: dict | None) -> poutine.Trace:
+def _model_trace(
+    query: Query,
+    args: tuple,
+    guide_trace: poutine.Trace,
+    interventions: dict | None,
+    stacked: int | None = None,
+    intact: poutine.Trace | None = None,
+) -> poutine.Trace:
+    """The model replayed on the guide's draws, under ``poutine.do`` of ``interventions``; with
+    ``stacked``, each value (stacked, the site's value...) goes to the interventions' plate, left
+    of the draws, its dimensions placed by the site in the ``intact`` trace."""
     model = poutine.replay(query.model, trace=guide_trace)
-    if interventions:  # a value for a drawn site is set in every draw: broadcast to the draws' shape
-        data = {
-            name: value.expand_as(guide_trace.nodes[name]["value"]) if name in guide_trace.nodes else value
-            for name, value in interventions.items()
-        }
-        model = poutine.do(model, data=data)
-    return poutine.trace(model).get_trace(*args)
+    if not interventions:
+        return poutine.trace(model).get_trace(*args)
+    data = {}
+    for name, value in interventions.items():
+        if stacked is not None:
+            site = _site(intact, name)
+            batch = value.dim() - 1 - site["fn"].event_dim  # the site's plates the value holds
+            value = value.reshape(stacked, *[1] * (query.max_plate_nesting + 1 - batch), *value.shape[1:])
+        if name in guide_trace.nodes:  # a value for a drawn site is set in every draw
+            drawn = guide_trace.nodes[name]["value"]
+            value = value.expand(*value.shape[: max(0, value.dim() - drawn.dim())], *drawn.shape)
+        data[name] = value
+    model = poutine.do(model, data=data)
+    if stacked is None:
+        return poutine.trace(model).get_trace(*args)
+    with pyro.plate(INTERVENTIONS_PLATE, stacked, dim=-(query.max_plate_nesting + 2)):
+        return poutine.trace(model).get_trace(*args)
 
 
 def posterior_trace(
@@ -456,7 +477,12 @@ def given(query: Query, chunks: Iterable[tuple], site: str, num_samples: int) ->
 
 
 def interventions(
-    query: Query, chunks: Iterable[tuple], site: str, num_samples: int, data: dict[str, torch.Tensor]
+    query: Query,
+    chunks: Iterable[tuple],
+    site: str,
+    num_samples: int,
+    data: dict[str, torch.Tensor],
+    stacked: int | None = None,
 ) -> Iterator[tuple[Any, torch.Tensor, torch.Tensor]]:
     """Per chunk ``(key, args, *extra)`` as in :func:`run`: posterior draws of an observation
     site's mean, intact and under ``poutine.do``.
@@ -465,23 +491,39 @@ def interventions(
     draw's causal effect; sites the model draws from its prior are drawn anew in each run. A
     value given for a site the guide draws is set in every draw (broadcast to the draws' shape).
 
+    Parameters
+    ----------
+    stacked : int, optional
+        Run this many interventions at once: every value in ``data`` is then (stacked, the
+        site's value without the draws...), and the intervened model runs in a plate of
+        interventions left of the draws, so its results gain a leading dimension.
+
     Yields
     ------
-    key, intact, intervened : the chunk's key, then tensors of shape (num_samples, chunk, ...)
+    key, intact, intervened : the chunk's key, then tensors of shape (num_samples, chunk, ...),
+        the intervened one (stacked, num_samples, chunk, ...) with ``stacked``
     """
     draws, read = None, mean(site)
     for key, args, *extra in chunks:
         with _Unsampled({site}), _draws_plate(query, num_samples):
             guide_trace, draws = _guide_trace(query, args, draws)
-            intact = read(_model_trace(query, args, guide_trace, None), tuple(extra))
-            forced = read(_model_trace(query, args, guide_trace, data), tuple(extra))
+            intact_trace = _model_trace(query, args, guide_trace, None)
+            forced = read(_model_trace(query, args, guide_trace, data, stacked, intact_trace), tuple(extra))
+            intact = read(intact_trace, tuple(extra))
+            del intact_trace
         yield key, intact, forced
         del intact, forced
 
 
 def intervene(
-    query: Query, chunks: Iterable[tuple], site: str, num_samples: int, data: dict[str, torch.Tensor]
+    query: Query,
+    chunks: Iterable[tuple],
+    site: str,
+    num_samples: int,
+    data: dict[str, torch.Tensor],
+    stacked: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`interventions` over all chunks ``(args, *extra)``, concatenated: (num_samples, data, ...) each."""
-    triples = list(interventions(query, ((None, *chunk) for chunk in chunks), site, num_samples, data))
-    return torch.cat([t[1] for t in triples], dim=1), torch.cat([t[2] for t in triples], dim=1)
+    """:func:`interventions` over all chunks ``(args, *extra)``, concatenated: (num_samples, data,
+    ...) each, the intervened ones (stacked, num_samples, data, ...) with ``stacked``."""
+    triples = list(interventions(query, ((None, *chunk) for chunk in chunks), site, num_samples, data, stacked))
+    return torch.cat([t[1] for t in triples], dim=1), torch.cat([t[2] for t in triples], dim=1 + (stacked is not None))

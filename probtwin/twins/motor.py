@@ -290,6 +290,19 @@ class MotorGraphTwin(MotorQueries, Twin):
         x0 = innovations[..., 0, :, :]
         return rollout(self.dynamics, x0, inputs, self.edge_index, edge_weight, innovations, self.edge_attr, **kw)
 
+    def _intervention_sites(self, frames: int) -> tuple[torch.Tensor, dict]:
+        """Where queries intervene, by ``poutine.do``: ``edge_gate`` (edges,) multiplies the edge
+        weights (0 cuts an edge); units with ``silenced`` (units,) = 1 are held at ``clamp``
+        (units, d) at every frame (a lesion); ``drive`` (frames, units, d) is added to the states
+        (a stimulation). As the model writes them they change nothing."""
+        n, d = self.specs[0].n_neurons, self.latent_dim
+        zeros = torch.zeros((), device=self.device)
+        gate = pyro.deterministic("edge_gate", (zeros + 1).expand(self.edge_index.shape[1]), event_dim=1)
+        silenced = pyro.deterministic("silenced", zeros.expand(n), event_dim=1)
+        clamp = pyro.deterministic("clamp", zeros.expand(n, d), event_dim=2)
+        drive = pyro.deterministic("drive", zeros.expand(frames, n, d), event_dim=3)
+        return gate, {"silenced": silenced > 0, "clamp": clamp, "drive": drive}
+
     def model(self, batch: dict) -> None:
         y = batch["responses"]
         n_trials, frames, n = y.shape
@@ -300,10 +313,11 @@ class MotorGraphTwin(MotorQueries, Twin):
             prior = dist.Normal(torch.zeros((), device=y.device), tau)
             readout = pyro.sample("behavior_weights", prior.expand([n, self.n_behavior, self.latent_dim]).to_event(3))
             readout = _per_draw(readout, 3)
+        gate, lesion = self._intervention_sites(frames)
         size = batch["n_total"] or n_trials
         with pyro.plate("trials", size, subsample=batch["index"], dim=-1):
             e = pyro.sample("innovations", self._innovation_prior((n_trials, frames, n, self.latent_dim)))
-            x = self._states(e, batch.get("stimuli"), w[..., None, :])  # a draw's weights shared by its trials
+            x = self._states(e, batch.get("stimuli"), w[..., None, :] * gate, **lesion)  # a draw's weights: all trials
             x = pyro.deterministic("states", x, event_dim=3)  # the nodes' states, for queries to read
             rates = torch.exp(self._log_rates(x))
             simulate = batch.get("simulate") is not None  # synthetic trials: nothing observed

@@ -48,10 +48,6 @@ class MotorQueries:
             )
         return part
 
-    def _innovation_draws(self, batch: dict, num_samples: int) -> torch.Tensor:
-        loc, scale = self._innovation_posterior(batch)
-        return loc + scale * torch.randn((num_samples, *loc.shape), device=loc.device)
-
     def _raw_behavior(self, v: torch.Tensor) -> torch.Tensor:
         return v * self.behavior_std_0 + self.behavior_mean_0
 
@@ -212,58 +208,66 @@ class MotorQueries:
     ) -> np.ndarray:
         """Posterior draws of the effect of interventions on behaviour, (num_samples, interventions).
 
-        A counterfactual of the recorded trials: each draw takes the edge weights and behaviour
-        readout, and each trial's innovations (initial state and process noise) from their
-        posterior given its spikes; the trials are run forward intact and, with the same
-        innovations, under each intervention, and the behaviour compared by
-        :func:`probtwin.metrics.behavior_effect`.
+        A counterfactual of the recorded trials, run by the query engine
+        (:func:`probtwin.infer.query.interventions`): each draw takes the edge weights and
+        behaviour readout, and each trial's innovations (initial state and process noise) from
+        their posterior given its spikes; the model runs intact and, on the same draws, under
+        ``poutine.do`` on its intervention sites (``edge_gate``, ``silenced`` with ``clamp``,
+        ``drive``), and the mean behaviour is compared by :func:`probtwin.metrics.behavior_effect`.
+        Interventions run many at once, in chunks that keep the working set bounded; every chunk
+        sees the same draws.
 
         Parameters
         ----------
         silenced : bool array (interventions, units), optional
-            Units clamped at their mean state over the trials (lesions; see
-            :func:`probtwin.experiments.lesion`).
+            Units clamped at their posterior mean state over the trials' frames and the draws
+            (lesions; see :func:`probtwin.experiments.lesion`).
         edge_mask : bool array (interventions, edges), optional
             Edges cut (their weight set to zero).
         drive : array (interventions, frames, units, d), optional
             Added to the states (stimulation).
         """
         self._require_behavior()
-        self.train(False)
-        given = [a for a in (silenced, edge_mask, drive) if a is not None]
+        given = {k: v for k, v in (("silenced", silenced), ("edge_mask", edge_mask), ("drive", drive)) if v is not None}
         if len(given) != 1:
             raise DataError("intervention", "exactly one of silenced, edge_mask, drive", f"{len(given)} given")
         part = self._part(recording, None)
-        n_int = len(given[0])
+        (name, values), = given.items()
+        n, d, edges = self.specs[0].n_neurons, self.latent_dim, self.edge_index.shape[1]
+        expected = {"silenced": (n,), "edge_mask": (edges,), "drive": (part.n_frames, n, d)}[name]
+        values = np.asarray(values)
+        if values.ndim != len(expected) + 1 or values.shape[1:] != expected:
+            raise DataError(name, f"an array (interventions, {', '.join(map(str, expected))})", f"{values.shape}")
+        self.train(False)
+        clamp = self._mean_state(part, num_samples, seed) if name == "silenced" else None
+        per_trial = self._per_trial(part, num_samples)
+        host = num_samples * part.n_trials * part.n_frames * self.n_behavior
+        most = max(1, min(_MAX_ELEMENTS // max(1, host), _MAX_ELEMENTS // per_trial))
+        per = min(len(values), most)
+        out = np.empty((num_samples, len(values)))
+        for start in range(0, len(values), per):  # chunks of interventions, each run at once
+            chunk = torch.as_tensor(values[start : start + per], device=self.device)
+            do = {
+                "silenced": lambda v: {"silenced": v.float(), "clamp": clamp.expand(len(v), n, d)},
+                "edge_mask": lambda v: {"edge_gate": (~v).float()},
+                "drive": lambda v: {"drive": v.float()},
+            }[name](chunk)
+            intact = np.empty((num_samples, part.n_trials, part.n_frames, self.n_behavior), np.float32)
+            forced = np.empty((len(chunk), *intact.shape), np.float32)
+            trials = self._engine_chunks(part, num_samples, 4 * (most + 1))  # the same chunks of trials always
+            with seeded(seed, self.device):  # so every chunk of interventions sees the same draws
+                for idx, a, b in q.interventions(self.query(), trials, "behavior", num_samples, do, len(chunk)):
+                    intact[:, idx], forced[:, :, idx] = self._raw_behavior(a).cpu(), self._raw_behavior(b).cpu()
+            out[:, start : start + len(chunk)] = metrics.behavior_effect(intact, forced, statistic).T
+        return out
+
+    def _mean_state(self, part: Recording, num_samples: int, seed: int) -> torch.Tensor:
+        """Each unit's posterior mean state over the trials, frames and draws, (units, d)."""
+        total = torch.zeros(self.specs[0].n_neurons, self.latent_dim, device=self.device)
         with seeded(seed, self.device):
-            draws = self._draws(0, num_samples)
-            w = draws["edge_weights"][:, None, :]  # (S, 1, E)
-            batch = self._batch(0, batch_arrays(part, np.arange(part.n_trials)))
-            e = self._innovation_draws(batch, num_samples)  # (S, B, T, N, d)
-            u = batch.get("stimuli")
-            readout = draws["behavior_weights"]
-
-            def behavior(x):
-                return self._raw_behavior(self._behavior_mean(x, readout)).cpu().numpy()
-
-            x_intact = self._states(e, u, w)
-            intact = behavior(x_intact)
-            clamp = x_intact.mean((-4, -3))  # each draw's mean state of every unit over the trials
-            per = max(1, _MAX_ELEMENTS // max(1, e.numel() * 2))
-            out = np.empty((num_samples, n_int))
-            for start in range(0, n_int, per):
-                sl = slice(start, min(start + per, n_int))
-                if silenced is not None:
-                    s = torch.as_tensor(silenced[sl], device=self.device)[:, None, None, :]
-                    x = self._states(e, u, w, silenced=s, clamp=clamp[:, None])
-                elif edge_mask is not None:
-                    keep = ~torch.as_tensor(edge_mask[sl], device=self.device)[:, None, None, :]
-                    x = self._states(e, u, w * keep)
-                else:
-                    dr = torch.as_tensor(drive[sl], dtype=torch.float32, device=self.device)[:, None, None]
-                    x = self._states(e, u, w, drive=dr)
-                out[:, sl] = metrics.behavior_effect(intact, behavior(x), statistic).T
-            return out
+            for _, res in q.run(self.query(), self._engine_chunks(part, num_samples), num_samples, {"x": q.draw("states")}):
+                total += res.pop("x").sum((0, 1, 2))
+        return total / (num_samples * part.n_trials * part.n_frames)
 
     @torch.no_grad()
     def edges(self, level: float = 0.9) -> Any:

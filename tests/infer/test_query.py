@@ -139,6 +139,13 @@ def test_an_intervention_replays_the_same_draws(twin):
     np.testing.assert_allclose(intact, means, rtol=1e-6)
     np.testing.assert_allclose(forced, (x @ clamp.T).expand(30, -1, -1), rtol=1e-6)
     assert math.isfinite(float(forced.sum()))
+    # several interventions at once, in a plate of their own: the same intact draws, each one's effect
+    clamps = torch.stack([clamp, -2 * clamp, torch.zeros(N, P)])
+    with seeded(5), torch.no_grad():
+        again, stacked = q.intervene(query, chunks(x), "responses", 30, {"weights": clamps}, stacked=3)
+    np.testing.assert_allclose(again, means, rtol=1e-6)
+    assert stacked.shape == (3, 30, len(x), N)
+    np.testing.assert_allclose(stacked, torch.einsum("knp,tp->ktn", clamps, x)[:, None].expand_as(stacked), atol=1e-6)
 
 
 def test_inference_data_groups_come_from_the_same_draws(twin):

@@ -90,14 +90,11 @@ def test_interventions_have_their_known_effects(sim, twin):
         twin.raw_edge_scale[out] = -30.0  # a point mass at zero
         try:
             effect = twin.intervention_effects(test, silenced=np.eye(n, dtype=bool)[[3]], num_samples=1, seed=2)
-            with pt.infer.seeded(2):  # the same draws, by hand
-                draws = twin._draws(0, 1)
-                batch = twin._batch(0, pt.data.batching.batch_arrays(test, np.arange(test.n_trials)))
-                e = twin._innovation_draws(batch, 1)
-                x = twin._states(e, batch.get("stimuli"), draws["edge_weights"][:, None, :])[
-                    0
-                ]  # (trials, frames, units, 1)
-            d = draws["behavior_weights"][0, 3]  # (dims, 1)
+            readers = {"x": pt.infer.query.draw("states"), "globals": pt.infer.query.global_sites(twin.query())}
+            with pt.infer.seeded(2):  # the same draws of the intact model, read off its trace by hand
+                ((_, res),) = pt.infer.query.run(twin.query(), twin._engine_chunks(test, 1), 1, readers)
+            x = res["x"][0]  # (trials, frames, units, 1)
+            d = res["globals"]["behavior_weights"][0, 3]  # (dims, 1)
             change = ((x[..., 3, :] - x[..., 3, :].mean((0, 1))) @ d.T) * twin.behavior_std_0
             np.testing.assert_allclose(effect[0, 0], float(change.pow(2).mean().sqrt()), rtol=1e-4)
         finally:
@@ -105,6 +102,19 @@ def test_interventions_have_their_known_effects(sim, twin):
             twin.raw_edge_scale.copy_(saved[1])
     with pytest.raises(pt.DataError, match="exactly one"):
         twin.intervention_effects(test, num_samples=2)
+    with pytest.raises(pt.DataError, match="silenced"):
+        twin.intervention_effects(test, silenced=np.ones((2, n + 1), bool), num_samples=2)
+
+
+def test_interventions_in_chunks_share_their_draws(sim, twin, monkeypatch):
+    test = sim.recording.split("test")
+    lesions = np.eye(16, dtype=bool)[[2, 7, 11]]
+    # a bound that leaves room for one intervention and one trial at a time
+    monkeypatch.setattr("probtwin.twins.motor_queries._MAX_ELEMENTS", 5000)
+    together = twin.intervention_effects(test, silenced=lesions, num_samples=5, seed=4)
+    alone = twin.intervention_effects(test, silenced=lesions[2:], num_samples=5, seed=4)
+    np.testing.assert_allclose(together[:, 2:], alone, rtol=1e-5)
+    assert np.all(together > 0)
 
 
 def test_lesion_and_stimulate_give_labelled_posterior_draws(sim, twin):
