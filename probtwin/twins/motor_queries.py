@@ -232,7 +232,7 @@ class MotorQueries:
         if len(given) != 1:
             raise DataError("intervention", "exactly one of silenced, edge_mask, drive", f"{len(given)} given")
         part = self._part(recording, None)
-        (name, values), = given.items()
+        ((name, values),) = given.items()
         n, d, edges = self.specs[0].n_neurons, self.latent_dim, self.edge_index.shape[1]
         expected = {"silenced": (n,), "edge_mask": (edges,), "drive": (part.n_frames, n, d)}[name]
         values = np.asarray(values)
@@ -265,7 +265,8 @@ class MotorQueries:
         """Each unit's posterior mean state over the trials, frames and draws, (units, d)."""
         total = torch.zeros(self.specs[0].n_neurons, self.latent_dim, device=self.device)
         with seeded(seed, self.device):
-            for _, res in q.run(self.query(), self._engine_chunks(part, num_samples), num_samples, {"x": q.draw("states")}):
+            chunks = self._engine_chunks(part, num_samples)
+            for _, res in q.run(self.query(), chunks, num_samples, {"x": q.draw("states")}):
                 total += res.pop("x").sum((0, 1, 2))
         return total / (num_samples * part.n_trials * part.n_frames)
 
