@@ -32,6 +32,7 @@ from probtwin.arviz import ArvizExport
 from probtwin.data.batching import batch_arrays
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
+from probtwin.infer import seeded
 from probtwin.nn import ConvCore, readout_response
 from probtwin.nn.energy import energy_rf_centres
 from probtwin.twins.base import SessionSpec, Twin
@@ -182,8 +183,7 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
             raise DataError("behavior_in_core", "sessions with the same behavioural variables", f"{n_behavior}")
         self.config["behavior_in_core"] = bool(behavior_in_core)
         in_channels = self.specs[0].stimulus_shape[0] + (self.specs[0].n_behavior if behavior_in_core else 0)
-        with torch.random.fork_rng(devices=[]):  # the same seed, the same initial twin
-            torch.manual_seed(seed)
+        with seeded(seed):  # the same seed, the same initial twin
             self._build(in_channels, core)
 
     def _build(self, in_channels: int, core: nn.Module | None) -> None:

@@ -104,6 +104,8 @@ class MotorGraphTwin(MotorQueries, Twin):
         (test R^2 of decoded velocity; ridge 0.58): weight 1, 0.56; 10, 0.77; 30, 0.73.
     edge_attr : array (edges, features), optional
         Features of a given graph's edges (the messages are gated by them).
+    seed : int
+        Seed of the initial parameters.
 
     Examples
     --------
@@ -129,6 +131,7 @@ class MotorGraphTwin(MotorQueries, Twin):
         input_dropout: float = 0.25,
         behavior_weight: float = 1.0,
         edge_attr: np.ndarray | None = None,
+        seed: int = 0,
         _specs: list[SessionSpec] | None = None,
         _n_edges: int | None = None,
         _edge_dim: int = 0,
@@ -166,6 +169,7 @@ class MotorGraphTwin(MotorQueries, Twin):
             context=int(context),
             input_dropout=float(input_dropout),
             behavior_weight=float(behavior_weight),
+            seed=int(seed),
         )
         super().__init__(recording, likelihood, config, specs=_specs)
         spec = self.specs[0]
@@ -181,24 +185,25 @@ class MotorGraphTwin(MotorQueries, Twin):
         self.config.update(_n_edges=int(edges.shape[1]), _edge_dim=0 if attr is None else int(attr.shape[1]))
         self.register_buffer("edge_index", edges)
         self.register_buffer("edge_attr", attr)
-        n_edges = edges.shape[1]
-        self.dynamics = GraphDynamics(n, d, self.n_inputs, self.config["_edge_dim"])
-        self.raw_process_scale = nn.Parameter(inverse_softplus(torch.full((d,), 0.3)))
-        self.init_loc = nn.Parameter(torch.zeros(n, d))
-        self.raw_init_scale = nn.Parameter(inverse_softplus(torch.ones(d)))
-        self.spike_weight = nn.Parameter(torch.full((n, d), 0.5 / np.sqrt(d)))
-        self.spike_bias = nn.Parameter(torch.log(self.response_mean_0.clamp_min(1e-3)))
-        self.encoder = NodeSequenceEncoder(n, self.n_inputs, d, hidden, context)
-        self.edge_loc = nn.Parameter(torch.zeros(n_edges))
-        self.raw_edge_scale = nn.Parameter(inverse_softplus(torch.full((n_edges,), 0.5 * edge_prior_scale)))
-        if self.n_behavior:
-            self.behavior_likelihood = Likelihood("normal", self.n_behavior)
-            self.behavior_bias = nn.Parameter(torch.zeros(self.n_behavior))
-            self.behavior_loc = nn.Parameter(torch.zeros(n, self.n_behavior, d))
-            self.raw_behavior_tau = nn.Parameter(inverse_softplus(torch.full((n,), float(behavior_prior_scale))))
-            self.raw_behavior_scale = nn.Parameter(
-                inverse_softplus(torch.full((n, self.n_behavior, d), 0.1 * behavior_prior_scale))
-            )
+        with seeded(seed):  # the same seed, the same initial twin
+            n_edges = edges.shape[1]
+            self.dynamics = GraphDynamics(n, d, self.n_inputs, self.config["_edge_dim"])
+            self.raw_process_scale = nn.Parameter(inverse_softplus(torch.full((d,), 0.3)))
+            self.init_loc = nn.Parameter(torch.zeros(n, d))
+            self.raw_init_scale = nn.Parameter(inverse_softplus(torch.ones(d)))
+            self.spike_weight = nn.Parameter(torch.full((n, d), 0.5 / np.sqrt(d)))
+            self.spike_bias = nn.Parameter(torch.log(self.response_mean_0.clamp_min(1e-3)))
+            self.encoder = NodeSequenceEncoder(n, self.n_inputs, d, hidden, context)
+            self.edge_loc = nn.Parameter(torch.zeros(n_edges))
+            self.raw_edge_scale = nn.Parameter(inverse_softplus(torch.full((n_edges,), 0.5 * edge_prior_scale)))
+            if self.n_behavior:
+                self.behavior_likelihood = Likelihood("normal", self.n_behavior)
+                self.behavior_bias = nn.Parameter(torch.zeros(self.n_behavior))
+                self.behavior_loc = nn.Parameter(torch.zeros(n, self.n_behavior, d))
+                self.raw_behavior_tau = nn.Parameter(inverse_softplus(torch.full((n,), float(behavior_prior_scale))))
+                self.raw_behavior_scale = nn.Parameter(
+                    inverse_softplus(torch.full((n, self.n_behavior, d), 0.1 * behavior_prior_scale))
+                )
 
     # ------------------------------------------------------------------ set-up
 
