@@ -21,7 +21,7 @@ from probtwin.data.batching import batch_arrays, joint_steps
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 
-__all__ = ["SessionRegistry", "SessionSpec", "moments", "response_stats"]
+__all__ = ["SessionRegistry", "SessionSpec", "check_image_specs", "moments", "response_stats"]
 
 
 @dataclass
@@ -47,6 +47,24 @@ class SessionSpec:
             has_gaze=rec.gaze is not None,
             neuron_coords=None if rec.neuron_coords is None else rec.neuron_coords.tolist(),
         )
+
+
+def check_image_specs(specs: list[SessionSpec]) -> None:
+    """Sessions of images (trials, channels, height, width), all with the first one's channels
+    (they share one core)."""
+    for spec in specs:
+        if len(spec.stimulus_shape) != 3:
+            raise DataError(
+                f"stimuli of {spec.name!r}",
+                "images (trials, channels, height, width)",
+                f"trials of shape {tuple(spec.stimulus_shape)}",
+            )
+        if spec.stimulus_shape[0] != specs[0].stimulus_shape[0]:
+            raise DataError(
+                f"stimuli of {spec.name!r}",
+                f"{specs[0].stimulus_shape[0]} channels like {specs[0].name!r} (one core)",
+                f"{spec.stimulus_shape[0]}",
+            )
 
 
 def moments(x: Any, axes: tuple[int, ...], chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:

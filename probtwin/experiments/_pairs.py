@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from probtwin.infer import query as q
+
 _MAX_ELEMENTS = 2**24  # working-set bound (floats) of one chunk of pairs
 
 
@@ -25,7 +27,7 @@ def paired_activation(
     twin: Any,
     k: int,
     images: torch.Tensor,
-    draws: dict,
+    draws: Any,
     draw_of: torch.Tensor,
     neuron_of: torch.Tensor,
     behavior: np.ndarray | None = None,
@@ -39,7 +41,7 @@ def paired_activation(
     torch.Tensor, shape (pairs,)
     """
     used, which = torch.unique(draw_of, return_inverse=True)
-    subset = {name: value[used.to(value.device)] for name, value in draws.items()}
+    subset = q.take_draws(twin.query(), draws, used)
     mean = twin._mean_of_images(k, images, subset, behavior)  # (used draws, pairs, neurons)
     rows = torch.arange(len(images), device=mean.device)
     return mean[which.to(mean.device), rows, neuron_of.to(mean.device)]

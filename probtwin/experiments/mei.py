@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from probtwin.errors import DataError
 from probtwin.experiments._pairs import pair_chunks, paired_activation
 from probtwin.experiments.receptive_fields import _neurons
+from probtwin.infer import query as q
 from probtwin.infer import seeded
 
 __all__ = ["PRECONDITIONERS", "mei"]
@@ -145,7 +146,7 @@ def mei(
         d = d - d.mean(dim=(-2, -1), keepdim=True)
         return mean + norm * d / d.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
 
-    draws = {name: value.detach() for name, value in twin._posterior_draws(k, num_samples, seed).items()}
+    draws = twin._posterior_draws(k, num_samples, seed)
     n_pairs = num_samples * len(index)
     draw_of = torch.as_tensor(np.repeat(np.arange(num_samples), len(index)))
     neuron_of = torch.as_tensor(np.tile(index, num_samples))
@@ -194,8 +195,9 @@ def _score(twin, k, images, neuron_of, behavior, eval_samples, seed, level) -> d
     values = np.empty((eval_samples, len(images)))
     rows = np.arange(len(images))
     behavior = None if behavior is None else np.repeat(behavior, len(images), axis=0)
-    for sl, _, loc in twin._locations(k, images, behavior, None, draws):
-        values[:, sl] = twin.noise[k].mean(loc)[:, rows[sl] - sl.start, neuron_of[sl]].cpu().numpy()
+    readers = {"mean": q.mean(f"responses_{k}")}
+    for sl, _, res in twin._run(k, images, behavior, None, eval_samples, readers, draws):
+        values[:, sl] = res["mean"][:, rows[sl] - sl.start, neuron_of[sl]].cpu().numpy()
     lo = (1 - level) / 2
     return {
         "mean": values.mean(0),

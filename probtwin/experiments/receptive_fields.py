@@ -94,7 +94,7 @@ def receptive_fields(
     at = np.asarray(at, dtype=np.float32)
     if list(at.shape) != list(shape):
         raise DataError("at", f"one image of shape {tuple(shape)}", f"shape {at.shape}")
-    draws = {name: value.detach() for name, value in twin._posterior_draws(k, num_samples, seed).items()}
+    draws = twin._posterior_draws(k, num_samples, seed)
     draw_of = torch.as_tensor(np.repeat(np.arange(num_samples), len(index)))
     neuron_of = torch.as_tensor(np.tile(index, num_samples))
     out = np.empty((len(draw_of), *shape), dtype=np.float32)

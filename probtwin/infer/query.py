@@ -64,13 +64,16 @@ __all__ = [
     "log_predictive",
     "log_prob",
     "mean",
+    "num_draws",
     "observed",
     "pointwise",
     "pointwise_log_prob",
+    "posterior_draws",
     "posterior_trace",
     "predict",
     "run",
     "sample",
+    "take_draws",
 ]
 
 DRAWS_PLATE = "posterior_draws"
@@ -149,6 +152,45 @@ def _guide_trace(query: Query, args: tuple, global_draws: poutine.Trace | None) 
     return trace, global_draws if global_draws is not None else _global_part(query, trace)
 
 
+def posterior_draws(query: Query, args: tuple, num_samples: int | None) -> poutine.Trace:
+    """The guide's draws of the global sites, ``num_samples`` at once, to hand to
+    :func:`posterior_trace`, :func:`run` or :func:`collect` (the same draws for several queries).
+
+    Parameters
+    ----------
+    args : tuple
+        The guide's arguments (any chunk: only its global sites are kept).
+    num_samples : int or None
+        None: one "draw" at the posterior means, each site's value the mean of its guide
+        distribution (a plug-in estimate).
+    """
+    with _draws_plate(query, num_samples or 1):
+        draws = _global_part(query, poutine.trace(query.guide).get_trace(*args))
+    if num_samples is None:
+        for site in draws.nodes.values():
+            site["value"] = site["fn"].mean.expand_as(site["value"])
+    return draws
+
+
+def _draws_dim(query: Query, site: dict) -> int:
+    return site["value"].dim() - site["fn"].event_dim - (query.max_plate_nesting + 1)
+
+
+def num_draws(query: Query, draws: poutine.Trace) -> int:
+    """How many draws a trace of :func:`posterior_draws` holds."""
+    site = next(iter(draws.nodes.values()))
+    return site["value"].shape[_draws_dim(query, site)]
+
+
+def take_draws(query: Query, draws: poutine.Trace, index: torch.Tensor) -> poutine.Trace:
+    """The draws at ``index`` (a subset, repeats allowed) of a trace of :func:`posterior_draws`."""
+    out = poutine.Trace()
+    for name, site in draws.nodes.items():
+        value = site["value"].index_select(_draws_dim(query, site), index.to(site["value"].device))
+        out.add_node(name, **{**site, "value": value})
+    return out
+
+
 def _model_trace(
     query: Query,
     args: tuple,
@@ -183,7 +225,7 @@ def _model_trace(
 def posterior_trace(
     query: Query,
     args: tuple,
-    num_samples: int,
+    num_samples: int | None,
     global_draws: poutine.Trace | None = None,
     interventions: dict[str, torch.Tensor] | None = None,
     unsampled: Collection[str] = (),
@@ -196,9 +238,11 @@ def posterior_trace(
     query : Query
     args : tuple
         The model's and guide's arguments (one chunk).
-    num_samples : int
+    num_samples : int or None
+        Draws (None: as many as ``global_draws`` holds).
     global_draws : pyro.poutine.Trace, optional
-        The global sites of an earlier call (the first chunk): replayed, not drawn anew.
+        The global sites of an earlier call (the first chunk) or of :func:`posterior_draws`:
+        replayed, not drawn anew.
     interventions : dict, optional
         ``poutine.do`` values of model sites.
     unsampled : collection of str
@@ -217,6 +261,8 @@ def posterior_trace(
     """
     if local not in ("guide", "prior"):
         raise ValueError(f"local: expected 'guide' or 'prior', found {local!r}")
+    if num_samples is None:
+        num_samples = num_draws(query, global_draws)
     with _Unsampled(unsampled), _draws_plate(query, num_samples):  # outermost: sees the expanded site
         guide_trace, global_draws = _guide_trace(query, args, global_draws)
         replayed = guide_trace if local == "guide" else global_draws
@@ -230,6 +276,7 @@ def run(
     readers: dict[str, Reader],
     interventions: dict[str, torch.Tensor] | None = None,
     local: str = "guide",
+    global_draws: poutine.Trace | None = None,
 ) -> Iterator[tuple[Any, dict[str, torch.Tensor]]]:
     """Trace each chunk once and apply every reader to it.
 
@@ -247,6 +294,8 @@ def run(
         ``poutine.do`` values of model sites.
     local : {"guide", "prior"}
         Where per-trial latents come from (:func:`posterior_trace`).
+    global_draws : pyro.poutine.Trace, optional
+        The global sites' draws (:func:`posterior_draws`); default: drawn in the first chunk.
 
     Yields
     ------
@@ -256,7 +305,7 @@ def run(
     """
     drawn = {getattr(r, "site", None) for r in readers.values() if getattr(r, "needs_value", True)}
     unsampled = {r.site for r in readers.values() if not getattr(r, "needs_value", True)} - drawn
-    draws = None
+    draws = global_draws
     for key, args, *extra in chunks:
         trace, draws = posterior_trace(query, args, num_samples, draws, interventions, unsampled, local)
         out = {name: read(trace, tuple(extra)) for name, read in readers.items()}
@@ -273,6 +322,7 @@ def collect(
     n: int,
     select: torch.Tensor | None = None,
     local: str = "guide",
+    global_draws: poutine.Trace | None = None,
 ) -> np.ndarray:
     """One reader's draws over all the data, gathered chunk by chunk into host memory.
 
@@ -290,13 +340,15 @@ def collect(
         Indices along the last axis to keep (e.g. the neurons predicted).
     local : {"guide", "prior"}
         Where per-trial latents come from (:func:`posterior_trace`).
+    global_draws : pyro.poutine.Trace, optional
+        As in :func:`run`.
 
     Returns
     -------
     numpy.ndarray, float32, shape (num_samples, n, ...)
     """
     out = None
-    for index, res in run(query, chunks, num_samples, {"x": reader}, local=local):
+    for index, res in run(query, chunks, num_samples, {"x": reader}, local=local, global_draws=global_draws):
         value = res.pop("x")
         if select is not None:
             value = value[..., select]

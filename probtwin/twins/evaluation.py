@@ -60,10 +60,11 @@ class Evaluation:
             halves = (first, ~first)
         site = f"responses_{k}"
         readers = {"mean": q.mean(site), "draw": q.draw(site), "fn": q.distribution(site)}
+        point = self._posterior_draws(k, None) if noise.rank else None
         with seeded(seed, self.device):
             for sl, batch, res in self._run(k, stimuli, behavior, gaze, num_samples, readers):
                 # the location at the posterior mean: the latent count bound's guide and the halves' latent state
-                center = self._location(batch, self._draws(k, None))[0] if noise.rank else None
+                center = self._point_location(k, batch, point) if noise.rank else None
                 self._score_chunk(out, sl, batch, res, center, self._tensor(y[sl]), noise, halves)
         return out
 

@@ -26,11 +26,11 @@ import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from probtwin.arviz import ArvizExport
 from probtwin.data.batching import batch_arrays
 from probtwin.data.recording import Recording
+from probtwin.data.registry import check_image_specs
 from probtwin.errors import DataError
 from probtwin.infer import seeded
 from probtwin.nn import ConvCore, readout_response
@@ -38,7 +38,7 @@ from probtwin.nn.energy import energy_rf_centres
 from probtwin.twins.base import SessionSpec, Twin
 from probtwin.twins.evaluation import Evaluation
 from probtwin.twins.latent import LatentStateQueries
-from probtwin.twins.likelihoods import inverse_softplus
+from probtwin.twins.likelihoods import inverse_link, link
 from probtwin.twins.noise import resolve_likelihood
 from probtwin.twins.queries import PosteriorQueries
 from probtwin.twins.readout import BayesianReadout
@@ -54,75 +54,60 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
     Parameters
     ----------
     recordings : Recording or list of Recording
-        Images (trials, C, H, W) with responses (trials, neurons); several sessions (animals)
-        share one core, each with its own readout (Lurz et al. 2021).
+        Images (trials, C, H, W) with responses (trials, neurons); several sessions (animals) share
+        one core, each with its own readout (Lurz et al. 2021).
     likelihood : {"poisson", "negative_binomial", "gamma", "zig", "normal"}, optional
-        Observation model (default ``"poisson"``; none for the flows, whose density is the
-        flow's). Count likelihoods refuse negative responses (a DataError); they accept trial
-        averages, as the Sensorium baseline's Poisson loss does.
+        Observation model (default ``"poisson"``; none for the flows, whose density is the flow's).
+        Count likelihoods refuse negative responses (a DataError) and accept trial averages.
     noise : {"independent", "flow", "zero_inflated_flow", "latent"}
-        How responses vary around the prediction (:mod:`probtwin.twins.noise`): independently
-        given the mean; a latent-state flow (correlated, exact density); the same with exact
-        zeros; or a latent state on the log rate of counts (``likelihood`` "poisson" or
-        "negative_binomial").
+        How responses vary around the prediction (:mod:`probtwin.twins.noise`): independently; a
+        latent-state flow (correlated, exact density); the same with exact zeros; or a latent state
+        on the log rate of counts (``likelihood`` "poisson" or "negative_binomial").
     latent_rank : int
-        Dimensions ``k`` of the shared latent state (flows: 0 gives independent noise in the
-        flow's Gaussian space; ``"latent"``: at least 1).
+        Dimensions of the shared latent state (flows: 0 is independent noise in the flow's Gaussian
+        space; ``"latent"``: at least 1).
     dequantize : bool
         Flows on integer counts: model ``y + U(0, 1)`` (the log-likelihood is then a lower bound).
     hidden_channels, layers, input_kernel, hidden_kernel : int
-        Core shape: 4 layers, a 9 x 9 input kernel, 7 x 7 depth-separable hidden kernels, as the
-        Sensorium 2022 baseline, with 32 channels by default rather than its 64: on two CPU cores a
-        64-channel core costs about four times as much per step, and within a 15-minute budget
-        the 32-channel twin predicts the V4 data better (see the ImageTwin guide page).
+        Core shape, as the Sensorium 2022 baseline (4 layers, 9 x 9 input kernel, 7 x 7
+        depth-separable kernels) with 32 channels rather than 64: a quarter of the cost per step,
+        and better V4 predictions within a 15-minute CPU budget (see the ImageTwin guide page).
     output : {"elu", "softplus"}
         Output nonlinearity f (ELU + 1 or softplus); ``normal`` uses the identity.
     behavior_in_core : bool, optional
-        Feed standardised behaviour to the core as extra channels (Sensorium+), so that state can
-        change selectivity, not only gain. Default: when every session has behaviour.
+        Feed standardised behaviour to the core as channels (Sensorium+), so that state can change
+        selectivity, not only gain. Default: when every session has behaviour.
     state_readout : bool
-        Feature weights that change linearly with the standardised behaviour,
-        ``w_i + V_i^T b_t``, with a Bayesian ``V_i`` per neuron under an automatic-relevance
-        prior ``V_ij ~ Normal(0, tau_ij^2 I)`` whose scale each neuron learns for each
-        behavioural variable ``j`` (empirical Bayes): a
-        neuron's selectivity, e.g. its preferred orientation, can then change with state; the
-        prior shrinks the neurons whose data do not call for it towards none, and the posterior
-        of ``V_i`` says how sure the twin is. A gain modulator alone cannot represent this.
-    state_prior_scale : float
-        Initial tau_ij (learned per neuron and behavioural variable).
+        Feature weights ``w_i + V_i^T b_t`` that change with the standardised behaviour, ``V_i``
+        Bayesian under an automatic-relevance prior ``V_ij ~ Normal(0, tau_ij^2 I)`` (``tau_ij``
+        learned, started at ``state_prior_scale``): a neuron's preferred orientation can change
+        with state, which a gain modulator cannot represent; the prior shrinks the rest to none.
     shifter, modulator : bool, optional
         Default: on when the recordings have gaze, respectively behaviour.
-    position_prior_scale : float
-        Initial sigma_p of the position prior (grid units; learned).
-    weight_prior_scale : float
-        Initial tau of the feature-weight prior (learned).
+    position_prior_scale, weight_prior_scale : float
+        Initial sigma_p (grid units) and tau of the position and feature-weight priors (learned).
     core_prior_scale : float
         Standard deviation of the Gaussian prior on the core's weights.
     laplace_weight : float
-        Smoothness penalty on the first layer's kernels, per minibatch as in the Sensorium
-        baseline (``gamma_input``), scaled to the whole train tier.
+        Smoothness penalty on the first layer's kernels, per minibatch as the Sensorium baseline's
+        ``gamma_input``, scaled to the whole train tier.
     position_init : {"energy", "uniform"}
-        Start each readout position at the pixel where the neuron's training responses
-        correlate best with local contrast energy (``probtwin.nn.energy``), or uniformly at
-        random in [-init_range, init_range].
+        Start each readout position where the neuron's training responses follow local contrast
+        energy best (``probtwin.nn.energy``), or uniformly in [-init_range, init_range].
+    init_range, init_scale, position_init_scale : float
+        Initial spread of the positions, and initial posterior scales of weights and bias, and of
+        positions (a wide start lets the positions explore before the posterior narrows).
+    core : torch.nn.Module, optional
+        Another core, from (batch, channels [+ behaviour], H, W) to (batch, out_channels, H', W'),
+        with an int attribute ``out_channels``. Its weights are saved with the twin, its code is
+        not: ``probtwin.load(path, core=the_same_module)``.
     seed : int
         Seed of the initial parameters.
-    core : torch.nn.Module, optional
-        Another core: any module from (batch, channels [+ behaviour], H, W) to feature maps
-        (batch, out_channels, H', W') with an int attribute ``out_channels`` (a pretrained
-        network, a recurrent core). Its weights are saved with the twin, its code is not:
-        ``probtwin.load(path, core=the_same_module)``.
-    init_range, init_scale, position_init_scale : float
-        Initial spread of readout positions (uniform in [-init_range, init_range] grid units),
-        initial posterior scale of weights and bias, and of positions (a wide start lets the
-        positions explore the image before the posterior narrows, as the sampled positions of
-        the Sensorium readout do).
 
     Examples
     --------
     >>> sim = pt.simulate.v1(n_neurons=20, n_images=200, seed=0)  # doctest: +SKIP
-    >>> twin = pt.ImageTwin(sim.recording)                          # doctest: +SKIP
-    >>> twin.fit(max_epochs=5)                                      # doctest: +SKIP
+    >>> twin = pt.ImageTwin(sim.recording).fit(max_epochs=5)      # doctest: +SKIP
     """
 
     def __init__(
@@ -163,19 +148,7 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
         if position_init not in ("energy", "uniform"):
             raise DataError("position_init", "'energy' or 'uniform'", repr(position_init))
         super().__init__(recordings, likelihood, config, specs=_specs)
-        for spec in self.specs:
-            if len(spec.stimulus_shape) != 3:
-                raise DataError(
-                    f"stimuli of {spec.name!r}",
-                    "images (trials, channels, height, width)",
-                    f"trials of shape {tuple(spec.stimulus_shape)}",
-                )
-            if spec.stimulus_shape[0] != self.specs[0].stimulus_shape[0]:
-                raise DataError(
-                    f"stimuli of {spec.name!r}",
-                    f"{self.specs[0].stimulus_shape[0]} channels like {self.specs[0].name!r} (one core)",
-                    f"{spec.stimulus_shape[0]}",
-                )
+        check_image_specs(self.specs)
         n_behavior = {s.n_behavior for s in self.specs}
         if behavior_in_core is None:
             behavior_in_core = len(n_behavior) == 1 and n_behavior != {0}
@@ -215,40 +188,18 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
             self.readouts[k].start_at(energy_rf_centres((b["stimuli"], b["responses"]) for b in batches))
 
     @classmethod
-    def _from_specs(
-        cls,
-        specs: list[SessionSpec],
-        likelihood: str,
-        config: dict,
-        core: nn.Module | None = None,
-    ) -> ImageTwin:
+    def _from_specs(cls, specs: list[SessionSpec], likelihood: str, config: dict, core: nn.Module | None = None):
         config = dict(config)
         if config.pop("custom_core", False) and core is None:
-            raise DataError(
-                "core",
-                "the core module this twin was built with (probtwin.load(path, core=...))",
-                "None: a custom core's code is not saved",
-            )
+            expected = "the core module this twin was built with (probtwin.load(path, core=...))"
+            raise DataError("core", expected, "None: a custom core's code is not saved")
         return cls(None, likelihood, **config, core=core, _specs=specs)
 
     def _bias_init(self, k: int) -> torch.Tensor:
-        noise = self.noise[k]
-        mean = getattr(self, f"response_mean_{k}")
+        noise, mean = self.noise[k], getattr(self, f"response_mean_{k}")
         if noise.gaussian_space:
             return noise.location_of(mean).detach()
-        if self.likelihood_name == "normal":
-            return mean
-        mean = mean.clamp_min(1e-3)
-        if self.config["output"] == "softplus":
-            return inverse_softplus(mean)
-        return torch.where(mean >= 1, mean - 1, torch.log(mean))  # inverse of ELU + 1
-
-    def _link(self, eta: torch.Tensor) -> torch.Tensor:
-        if self.likelihood_name == "normal":
-            return eta
-        if self.config["output"] == "softplus":
-            return F.softplus(eta) + 1e-6
-        return F.elu(eta) + 1.0 + 1e-6
+        return inverse_link(mean, self.config["output"], self.likelihood_name)
 
     # ------------------------------------------------------------------ the generative story
 
@@ -262,7 +213,7 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
             batch["features"] = self.core(x)
         return batch["features"]
 
-    def _location_from(self, batch: dict, position, weights, bias, state_weights=None) -> torch.Tensor:
+    def _location(self, batch: dict, position, weights, bias, state_weights=None) -> torch.Tensor:
         """Locations (batch, neurons), or (draws, batch, neurons) for stacked draws: the mean
         response, or for a flow the mean in its Gaussian space (the modulator's log gain added)."""
         k = batch["session"]
@@ -273,7 +224,7 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
         )
         if self.noise[k].gaussian_space:
             return eta if r.modulator is None else eta + r.modulator.log_gain(batch["behavior"])
-        mean = self._link(eta)
+        mean = link(eta, self.config["output"], self.likelihood_name)
         if r.modulator is not None:
             mean = mean * r.modulator(batch["behavior"])
         return mean
@@ -300,7 +251,7 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
             if r.state_loc is not None:
                 prior = dist.Normal(torch.zeros_like(r.state_loc), r.tau_state).to_event(2)
                 state = pyro.sample(f"state_weights_{k}", prior)
-        loc = self._location_from(batch, position, weights, bias, state)
+        loc = self._location(batch, position, weights, bias, state)
         self.noise[k].observe(f"responses_{k}", loc, batch)
 
     def guide(self, batch: dict) -> None:
@@ -314,31 +265,13 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
             pyro.sample(f"bias_{k}", dist.Normal(*post["bias"]))
             if "state_weights" in post:
                 pyro.sample(f"state_weights_{k}", dist.Normal(*post["state_weights"]).to_event(2))
-        self.noise[k].guide(f"responses_{k}", batch, lambda: self._location(batch, self._draws(k, None))[0])
+        means = {name: loc for name, (loc, _) in post.items()}  # the latent state's guide is centred there
+        self.noise[k].guide(f"responses_{k}", batch, lambda: self._location(batch, **means))
 
     # ------------------------------------------------------------------ posterior queries
 
-    def _draws(self, k: int, num_samples: int | None) -> dict:
-        """Posterior draws (num_samples, neurons, ...) of the readout, from the generator of the
-        twin's device; ``None``: the posterior mean."""
-        post = self.readouts[k].posterior()
-        if num_samples is None:
-            return {name: loc[None] for name, (loc, _) in post.items()}
-        return {
-            name: loc + scale * torch.randn((num_samples, *loc.shape), device=loc.device)
-            for name, (loc, scale) in post.items()
-        }
-
-    def _location(self, batch: dict, draws: dict) -> torch.Tensor:
-        return self._location_from(
-            batch, draws["position"], draws["weights"], draws["bias"], draws.get("state_weights")
-        )
-
-    site_dims = {
-        "position": ("neuron", "xy"),
-        "weights": ("neuron", "channel"),
-        "state_weights": ("neuron", "behavior", "channel"),
-    }
+    site_dims = {"position": ("neuron", "xy"), "weights": ("neuron", "channel")}
+    site_dims["state_weights"] = ("neuron", "behavior", "channel")
 
     def _elements_per_neuron(self, k: int) -> int:
         return self.config["hidden_channels"] * (2 if self.config["state_readout"] else 1)
@@ -350,11 +283,9 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
         Returns
         -------
         dict
-            ``mean``, ``lower``, ``upper`` (neurons, 2) as (x, y), at gaze (0, 0) when the twin has
-            a shifter: image pixels when ``pixels``
-            (pixel centres at integers, as ``truth["rf_position"]`` of the simulator), else grid
-            units in [-1, 1]. The interval is the central ``level`` interval of the
-            (Normal) posterior.
+            ``mean``, ``lower``, ``upper`` (neurons, 2) as (x, y), at gaze (0, 0) when the twin has a
+            shifter: image pixels (centres at integers, as the simulator's ``truth["rf_position"]``)
+            when ``pixels``, else grid units in [-1, 1]; the central ``level`` posterior interval.
         """
         k = self.session_index(session)
         gaze = getattr(self, f"gaze_mean_{k}")

@@ -10,7 +10,7 @@ import torch
 
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
-from probtwin.infer import seeded
+from probtwin.infer import query as q
 from probtwin.twins.noise import NoiseModel
 
 __all__ = ["LatentStateQueries"]
@@ -59,9 +59,11 @@ class LatentStateQueries:
         y = self._check_responses(k, part)
         mean = np.empty((len(y), noise.rank))
         sd = np.empty_like(mean)
-        draw = self._draws(k, None)
-        for sl, batch, loc in self._locations(k, stimuli, behavior, gaze, draw):
-            m, cov = noise.latent_posterior(loc[0], self._tensor(y[sl]), None, batch.get("behavior"))
+        point = self._posterior_draws(k, None)
+        self.train(False)
+        for sl, batch, _ in self._chunk_args(k, (stimuli, behavior, gaze), 1):
+            loc = self._point_location(k, batch, point)
+            m, cov = noise.latent_posterior(loc, self._tensor(y[sl]), None, batch.get("behavior"))
             mean[sl] = m.cpu().numpy()
             sd[sl] = torch.diagonal(cov, dim1=-2, dim2=-1).sqrt().cpu().numpy()
         z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)))
@@ -110,9 +112,9 @@ class LatentStateQueries:
         if len(x) != 1:
             raise DataError("x", "one stimulus", f"{len(x)}")
         _, stimuli, behavior, gaze = self._inputs(x, k)
-        draw = self._draws(k, None)
-        sl, batch, loc = next(self._locations(k, stimuli, behavior, gaze, draw))
-        with seeded(seed, self.device):
-            samples = noise.sample(loc[0].expand(num_samples, -1)).double().cpu().numpy()
+        repeat = np.zeros(num_samples, dtype=int)  # the stimulus as many trials: the model's own draws
+        inputs = tuple(None if v is None else np.asarray(v)[repeat] for v in (stimuli, behavior, gaze))
+        point = self._posterior_draws(k, None)
+        samples = self._gather(k, inputs, 1, seed, q.draw(f"responses_{k}"), draws=point)[0].astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.corrcoef(samples, rowvar=False)

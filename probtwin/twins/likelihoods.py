@@ -23,6 +23,7 @@ import torch
 from pyro import distributions as dist
 from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
+from torch.nn import functional as F
 
 from probtwin.errors import DataError
 
@@ -65,6 +66,26 @@ class ZeroInflatedGamma(dist.TorchDistribution):
 def inverse_softplus(x: torch.Tensor) -> torch.Tensor:
     """The value whose softplus is ``x`` (``x > 0``)."""
     return x + torch.log(-torch.expm1(-x))
+
+
+def link(eta: torch.Tensor, output: str, likelihood: str) -> torch.Tensor:
+    """The mean response from the readout's drive: ELU + 1 or softplus (``output``), the
+    identity for a Normal likelihood."""
+    if likelihood == "normal":
+        return eta
+    if output == "softplus":
+        return F.softplus(eta) + 1e-6
+    return F.elu(eta) + 1.0 + 1e-6
+
+
+def inverse_link(mean: torch.Tensor, output: str, likelihood: str) -> torch.Tensor:
+    """The drive whose :func:`link` is ``mean`` (means under 1e-3 taken as 1e-3)."""
+    if likelihood == "normal":
+        return mean
+    mean = mean.clamp_min(1e-3)
+    if output == "softplus":
+        return inverse_softplus(mean)
+    return torch.where(mean >= 1, mean - 1, torch.log(mean))
 
 
 class Likelihood(PyroModule):

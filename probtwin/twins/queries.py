@@ -26,9 +26,8 @@ _MAX_ELEMENTS = 2**25  # working-set bound of a prediction chunk (floats)
 
 class PosteriorQueries:
     """Mixin of the stimulus-response twins (responses (trials, neurons) to stimuli). The twin
-    gives ``model``, ``guide``, ``_draws(k, num_samples)`` (posterior draws of its per-neuron
-    sites) and ``_location(batch, draws)`` (the observation's location, the deterministic part
-    of its model); its model observes ``responses_<session>`` in the plate ``trials_<session>``.
+    gives ``model`` and ``guide``; its model observes ``responses_<session>``, whose
+    distribution has a ``loc``, in the plate ``trials_<session>``.
     """
 
     def validation_score(self) -> float:
@@ -101,52 +100,52 @@ class PosteriorQueries:
         for sl, batch in self._chunks(k, *inputs, max(1, _MAX_ELEMENTS // max(1, per_trial))):
             yield sl, batch, ((batch,), *(extra(sl) if extra is not None else ()))
 
-    def _run(self, k: int, stimuli, behavior, gaze, num_samples: int, readers: dict):
-        """The query engine over chunks of trials: yields (slice, batch, each reader's result)."""
+    def _run(self, k: int, stimuli, behavior, gaze, num_samples: int, readers: dict, draws=None):
+        """The query engine over chunks of trials: yields (slice, batch, each reader's result);
+        ``draws``: the global sites' draws (:meth:`_posterior_draws`), else drawn in the first chunk."""
         chunks = (
             ((sl, batch), *args) for sl, batch, args in self._chunk_args(k, (stimuli, behavior, gaze), num_samples)
         )
         self.train(False)
-        for (sl, batch), out in q.run(self.query(), chunks, num_samples, readers):
+        for (sl, batch), out in q.run(self.query(), chunks, num_samples, readers, global_draws=draws):
             yield sl, batch, out
             out.clear()  # the chunk's results are consumed: free them before the next chunk
+
+    def _posterior_draws(self, k: int, num_samples: int | None, seed: int = 0):
+        """Draws of session ``k``'s global sites from the guide, to share between queries (a
+        trace of :func:`probtwin.infer.query.posterior_draws`); ``None``: one draw at the
+        posterior means."""
+        shape = self.specs[k].stimulus_shape
+        probe = (self._batch(k, {"stimuli": np.zeros((1, *shape), np.float32)}),)  # the guide's arguments
+        with torch.no_grad(), seeded(seed, self.device):
+            return q.posterior_draws(self.query(), probe, num_samples)
 
     @torch.no_grad()
     def _predict_mean(self, x: Recording | np.ndarray, session: Any = None) -> np.ndarray:
         """Mean response under the posterior mean of the per-neuron parameters, (trials, neurons)."""
         k, stimuli, behavior, gaze = self._inputs(x, session)
-        return self._mean_responses(k, stimuli, behavior, gaze, self._draws(k, None))[0]
+        point = self._posterior_draws(k, None)
+        return self._gather(k, (stimuli, behavior, gaze), 1, 0, q.mean(f"responses_{k}"), draws=point)[0]
 
-    def _locations(self, k: int, stimuli, behavior, gaze, draws: dict):
-        """The model's locations (its deterministic part) under given parameter values ``draws``
-        (stacked, (draws, neurons, ...)), chunk by chunk: (slice, batch, loc (draws, chunk,
-        neurons))."""
-        self.train(False)
-        n_draws = len(next(iter(draws.values())))
-        for sl, batch, _ in self._chunk_args(k, (stimuli, behavior, gaze), n_draws):
-            yield sl, batch, self._location(batch, draws)
+    def _point_location(self, k: int, batch: dict, point) -> torch.Tensor:
+        """The observation's location (chunk, neurons) at the posterior means ``point``, read off
+        the model's trace."""
+        site = f"responses_{k}"
+        trace, _ = q.posterior_trace(self.query(), (batch,), None, point, unsampled={site}, local="prior")
+        return q.distribution(site)(trace, ()).loc[0]
 
-    def _mean_responses(self, k: int, stimuli, behavior, gaze, draws: dict) -> np.ndarray:
-        """Mean responses under stacked draws, (draws, trials, neurons)."""
-        n_draws = len(next(iter(draws.values())))
-        out = np.empty((n_draws, len(stimuli), self.specs[k].n_neurons), dtype=np.float32)
-        for sl, _, loc in self._locations(k, stimuli, behavior, gaze, draws):
-            out[:, sl] = self.noise[k].mean(loc).cpu().numpy()
-        return out
-
-    def _mean_of_images(self, k: int, images: torch.Tensor, draws: dict, behavior: np.ndarray | None = None):
-        """Mean responses (draws, n, neurons) to raw images (n, C, H, W), differentiable in the
-        images (gradients, most exciting inputs); ``behavior`` one row (1, B) or None."""
+    def _mean_of_images(self, k: int, images: torch.Tensor, draws, behavior: np.ndarray | None = None):
+        """Mean responses (draws, n, neurons) to raw images (n, C, H, W) under ``draws`` (a trace
+        of :meth:`_posterior_draws`), differentiable in the images (gradients, most exciting
+        inputs); ``behavior`` one row (1, B) or None."""
         self.train(False)
         arrays = {"stimuli": images}
         if behavior is not None:
             arrays["behavior"] = self._condition("behavior", behavior, len(images))
+        site = f"responses_{k}"
         batch = self._batch(k, arrays)
-        return self.noise[k].mean(self._location(batch, draws))
-
-    def _posterior_draws(self, k: int, num_samples: int, seed: int) -> dict:
-        with seeded(seed, self.device):
-            return self._draws(k, num_samples)
+        trace, _ = q.posterior_trace(self.query(), (batch,), None, draws, unsampled={site}, local="prior")
+        return q.mean(site)(trace, ())
 
     @torch.no_grad()
     def predict(
@@ -209,14 +208,14 @@ class PosteriorQueries:
         out = self._gather(k, (stimuli, behavior, gaze), num_samples, seed, reader, extra=values, select=others)
         return Prediction(out, ids[others])
 
-    def _gather(self, k: int, inputs: tuple, num_samples: int, seed: int, reader, extra=None, select=None):
+    def _gather(self, k: int, inputs: tuple, num_samples: int, seed: int, reader, extra=None, select=None, draws=None):
         """One reader's draws over all trials, (num_samples, trials, ...) float32, filled chunk by
-        chunk (``select``: the neurons kept, last axis)."""
+        chunk (``select``: the neurons kept, last axis; ``draws``: as in :meth:`_run`)."""
         chunks = ((sl, *args) for sl, _, args in self._chunk_args(k, inputs, num_samples, extra))
         keep = None if select is None else torch.as_tensor(select, device=self.device)
         self.train(False)
         with seeded(seed, self.device):
-            return q.collect(self.query(), chunks, num_samples, reader, len(inputs[0]), keep)
+            return q.collect(self.query(), chunks, num_samples, reader, len(inputs[0]), keep, global_draws=draws)
 
     @torch.no_grad()
     def sample(

@@ -211,3 +211,28 @@ def test_predictive_queries_draw_per_trial_latents_from_the_prior_not_from_the_d
     np.testing.assert_allclose(replicated.var(0), 1.01, rtol=0.05)  # the prior predictive of a new trial
     np.testing.assert_allclose(smoothed.mean(0), y, atol=0.01)  # given the data, the latent is known
     np.testing.assert_allclose(lp, dist.Normal(0.0, math.sqrt(1.01)).log_prob(y), atol=0.05)
+
+
+def test_shared_draws_their_subsets_and_the_posterior_means(twin):
+    t, query, x, _, m, s, c = twin
+    with seeded(8), torch.no_grad():
+        draws = q.posterior_draws(query, (x,), 10)
+        keyed = ((slice(i, i + 3), *chunk) for i, chunk in zip(range(0, len(x), 3), chunks(x)))
+        full = q.collect(query, keyed, 10, q.mean("responses"), len(x), global_draws=draws)
+        index = torch.tensor([3, 3, 7])
+        sub = q.collect(
+            query, [(slice(0, 7), (x,))], 3, q.mean("responses"), len(x), global_draws=q.take_draws(query, draws, index)
+        )
+        point = q.collect(
+            query,
+            [(slice(0, 7), (x,))],
+            1,
+            q.mean("responses"),
+            len(x),
+            global_draws=q.posterior_draws(query, (x,), None),
+        )
+    assert q.num_draws(query, draws) == 10
+    np.testing.assert_allclose(sub, full[index.numpy()], rtol=1e-6)
+    w = draws.nodes["weights"]["value"]  # (10, N, P): the responses' means are these draws' readouts
+    np.testing.assert_allclose(full, torch.einsum("snp,tp->stn", w, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(point[0], x @ m.T, rtol=1e-5, atol=1e-6)  # the guide's means
