@@ -206,10 +206,9 @@ def _bench_motor(args: argparse.Namespace) -> None:
 
     limit = 900.0 if args.time_limit is None else args.time_limit
     if args.what == "motor-real":
-        for session in (0, 1):
-            for weight in (1.0, 10.0):
-                print(f"--- chewie session {session}, behavior_weight {weight:g}", flush=True)
-                motor.run_real("chewie", session, max_epochs=args.epochs, time_limit=limit, behavior_weight=weight)
+        for session in (0, 1):  # session 0 is the development set, session 1 the evaluation set
+            print(f"--- chewie session {session}", flush=True)
+            motor.run_real("chewie", session, max_epochs=args.epochs, time_limit=limit)
     elif args.what == "motor-simulation":
         for seed in range(args.seeds):
             print(f"--- seed {seed}", flush=True)

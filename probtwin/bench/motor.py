@@ -10,69 +10,14 @@ import numpy as np
 from scipy.stats import pearsonr
 
 from probtwin import datasets, metrics
-from probtwin.bench.accuracy import print_figures, ridge_fit
+from probtwin.bench.accuracy import print_figures
+from probtwin.bench.decoders import gru_decoder, ridge_decoder
 from probtwin.bench.speed import _batch, svi_step_time
-from probtwin.data.recording import Recording
-from probtwin.errors import DataError
 from probtwin.infer import resolve_device
 from probtwin.simulate.motor import motor
 from probtwin.twins.motor import MotorGraphTwin
 
-__all__ = ["lagged_counts", "ridge_decoder", "run_real", "run_simulation", "step_scaling"]
-
-ALPHAS = (1.0, 10.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
-
-
-def lagged_counts(responses: np.ndarray, history: int) -> np.ndarray:
-    """Each bin's counts and those of the ``history`` bins before it in the same trial (zeros
-    before the trial's start): (trials, frames, units) -> (trials, frames, units (history + 1))."""
-    y = np.asarray(responses, dtype=np.float64)
-    if y.ndim != 3:
-        raise DataError("responses", "shape (trials, frames, units)", f"shape {y.shape}")
-    if int(history) != history or not 0 <= history < y.shape[1]:
-        raise DataError("history", f"an integer in [0, {y.shape[1] - 1}]", repr(history))
-    lags = [y]
-    for k in range(1, int(history) + 1):
-        z = np.zeros_like(y)
-        z[:, k:] = y[:, :-k]
-        lags.append(z)
-    return np.concatenate(lags, axis=-1)
-
-
-def ridge_decoder(rec: Recording, history: int = 3, alphas: tuple[float, ...] = ALPHAS) -> dict:
-    """Ridge regression of behaviour on the same bin's spike counts and ``history`` earlier bins.
-
-    Features are standardised on the train tier; the penalty is chosen by validation R^2 among
-    ``alphas``; the model is refitted on the train tier and scored on the test tier.
-
-    Returns
-    -------
-    dict
-        ``r2`` (test, mean over dims), ``r2_per_dim``, ``alpha``, ``validation_r2``,
-        ``prediction`` (test trials, frames, dims).
-    """
-    if rec.behavior is None:
-        raise DataError("behavior", "behaviour to decode", "None")
-
-    x = lagged_counts(rec.responses, history)
-    x = x.reshape(-1, x.shape[-1])
-    y = np.asarray(rec.behavior, dtype=np.float64).reshape(len(x), -1)
-    tiers = np.repeat(rec.tiers, rec.n_frames)  # each bin's trial's tier
-    train, validation, test = (tiers == t for t in ("train", "validation", "test"))
-
-    def score(observed: np.ndarray, predicted: np.ndarray) -> float:
-        return float(metrics.r_squared(observed, predicted).mean())
-
-    alpha, predict = ridge_fit(x, y, train, validation, score, alphas)
-    pred = predict(x[test])
-    r2 = metrics.r_squared(y[test], pred)
-    return {
-        "r2": float(r2.mean()),
-        "r2_per_dim": r2.tolist(),
-        "alpha": alpha,
-        "validation_r2": score(y[validation], predict(x[validation])),
-        "prediction": pred.reshape(-1, rec.n_frames, y.shape[-1]),
-    }
+__all__ = ["run_real", "run_simulation", "step_scaling"]
 
 
 def run_real(
@@ -82,34 +27,52 @@ def run_real(
     max_epochs: int = 400,
     time_limit: float | None = 900.0,
     seed: int = 0,
-    history: int = 3,
     num_samples: int = 200,
+    behavior_weights: tuple[float, ...] = (1.0, 10.0),
     verbose: bool = True,
     **twin_kwargs,
 ) -> dict:
-    """Decoded velocity R^2 and co-smoothing of a MotorGraphTwin on the DAD monkey data, with a
-    ridge decoder on the same split in the same run."""
+    """Decoded velocity R^2 and co-smoothing of a MotorGraphTwin on the DAD monkey data, beside
+    the fair decoders (:mod:`probtwin.bench.decoders`) on the same split in the same run.
+
+    Every side sees each window's spikes (all bins) and task inputs, and chooses its
+    hyperparameters on the validation tier: the ridge its window and penalty, the GRU its width
+    and dropout and its stopping epoch, the twin its ``behavior_weight`` among
+    ``behavior_weights`` (one fit each, ``time_limit`` seconds each) by validation R^2.
+    """
     rec = datasets.dad_m1(monkey, session)
-    ridge = ridge_decoder(rec, history)
-    twin = MotorGraphTwin(rec, latent_dim=latent_dim, **twin_kwargs)
-    start = time.perf_counter()
-    history_ = twin.fit(
-        max_epochs=max_epochs, batch_size=16, seed=seed, progress=False, time_limit=time_limit, patience=25
-    )
-    seconds = time.perf_counter() - start
+    ridge = ridge_decoder(rec)
+    gru = gru_decoder(rec, seed=seed, time_limit=time_limit)
+    fits = []
+    for weight in behavior_weights:
+        twin = MotorGraphTwin(rec, latent_dim=latent_dim, behavior_weight=weight, seed=seed, **twin_kwargs)
+        start = time.perf_counter()
+        fit = twin.fit(
+            max_epochs=max_epochs, batch_size=16, seed=seed, progress=False, time_limit=time_limit, patience=25
+        )
+        seconds = time.perf_counter() - start
+        score = twin.evaluate(rec, "validation", num_samples=num_samples, seed=seed)["behavior_r2"]
+        fits.append((score, weight, twin, seconds, fit.stopped))
+    validation_r2, weight, twin, seconds, stopped = max(fits, key=lambda f: f[0])
     scores = twin.evaluate(rec, "test", num_samples=num_samples, seed=seed)
+    best_baseline = max(ridge["r2"], gru["r2"])
     out = {
         "data": f"{rec.name}: {rec.n_trials} windows x {rec.n_frames} bins x {rec.n_neurons} units",
         "twin_velocity_r2": scores["behavior_r2"],
+        "twin_behavior_weight": weight,
+        "twin_validation_r2": validation_r2,
         "ridge_velocity_r2": ridge["r2"],
-        "ridge_alpha": ridge["alpha"],
-        "twin_minus_ridge_r2": scores["behavior_r2"] - ridge["r2"],
+        "ridge_window": f"{ridge['lags']} lags, {ridge['leads']} leads, alpha {ridge['alpha']:g}",
+        "gru_velocity_r2": gru["r2"],
+        "gru_setting": f"hidden {gru['hidden']}, dropout {gru['dropout']:g}, {gru['epochs']} epochs",
+        "twin_minus_best_baseline_r2": scores["behavior_r2"] - best_baseline,
         "velocity_coverage_90": scores["behavior_coverage_90"],
         "co_smoothing_bits_per_spike": scores["co_smoothing_bits_per_spike"],
         "smoothing_bits_per_spike": scores["bits_per_spike"],
         "held_out_units": len(scores["held_out_units"]),
         "fit_seconds": seconds,
-        "fit": history_.stopped,
+        "gru_fit_seconds": gru["fit_seconds"],
+        "fit": stopped,
     }
     if verbose:
         print_figures(out)
@@ -125,11 +88,12 @@ def run_simulation(
     max_epochs: int = 400,
     time_limit: float | None = 900.0,
     num_samples: int = 200,
-    edge_prior_scale: float = 0.1,
+    edge_prior_scale: float | None = None,
     verbose: bool = True,
 ) -> dict:
     """Edge recovery (ROC AUC of |posterior mean| against the true graph) and single-unit lesion
-    effects (Pearson r and 90% interval coverage against the simulator's truth)."""
+    effects (Pearson r and 90% interval coverage against the simulator's truth), with the twin's
+    default edge prior unless ``edge_prior_scale`` is given."""
     sim = motor(n_units=n_units, n_trials=n_trials, frames=frames, seed=seed)
     twin = MotorGraphTwin(sim.recording, graph="learned", latent_dim=1, edge_prior_scale=edge_prior_scale)
     start = time.perf_counter()

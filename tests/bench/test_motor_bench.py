@@ -1,4 +1,5 @@
-"""The motor benchmark's baseline: lagged counts and the ridge decoder."""
+"""The motor twin's baselines: windows of counts, the ridge and GRU decoders, each against a
+simulated behaviour whose dependence on the spikes and task inputs is known."""
 
 from __future__ import annotations
 
@@ -6,30 +7,56 @@ import numpy as np
 import pytest
 
 import probtwin as pt
-from probtwin.bench.motor import lagged_counts, ridge_decoder
+from probtwin.bench.decoders import gru_decoder, ridge_decoder, window_counts
 
 
-def test_lagged_counts_shift_within_each_trial():
+def test_window_counts_shift_within_each_trial():
     y = np.arange(2 * 4 * 3).reshape(2, 4, 3)
-    x = lagged_counts(y, 2)
-    assert x.shape == (2, 4, 9)
+    x = window_counts(y, 2, 1)
+    assert x.shape == (2, 4, 12)
     np.testing.assert_array_equal(x[..., :3], y)
     np.testing.assert_array_equal(x[:, 1:, 3:6], y[:, :-1])  # one bin back
-    np.testing.assert_array_equal(x[:, 0, 3:], 0)  # nothing before the trial's start
+    np.testing.assert_array_equal(x[:, 0, 3:9], 0)  # nothing before the trial's start
     np.testing.assert_array_equal(x[:, 2:, 6:9], y[:, :-2])
-    with pytest.raises(pt.DataError, match="history"):
-        lagged_counts(y, 4)
+    np.testing.assert_array_equal(x[:, :-1, 9:12], y[:, 1:])  # one bin ahead
+    np.testing.assert_array_equal(x[:, -1, 9:12], 0)  # nothing after the trial's end
+    with pytest.raises(pt.DataError, match="lags"):
+        window_counts(y, 4)
+    with pytest.raises(pt.DataError, match="leads"):
+        window_counts(y, 0, -1)
 
 
-def test_ridge_decoder_recovers_a_linear_readout_of_lagged_counts():
-    rng = np.random.default_rng(0)
-    spikes = rng.poisson(2.0, size=(60, 10, 8))
-    coef = rng.normal(size=(8 * 2, 2))
-    velocity = lagged_counts(spikes, 1) @ coef + 0.01 * rng.normal(size=(60, 10, 2))
-    rec = pt.Recording(None, spikes, behavior=velocity, tiers=pt.data.split_consecutive(60))
-    exact = ridge_decoder(rec, history=1, alphas=(1e-3, 1.0))
-    assert exact["r2"] > 0.999 and exact["prediction"].shape == (6, 10, 2)
-    blind = ridge_decoder(rec, history=0)  # without the lag half the signal is missing
-    assert blind["r2"] < exact["r2"] - 0.1
+def _recording(seed: int = 0, n: int = 80):
+    """Velocity from the counts one bin back and one ahead, and from a one-hot target."""
+    rng = np.random.default_rng(seed)
+    spikes = rng.poisson(2.0, size=(n, 10, 8))
+    target = np.eye(4)[rng.integers(0, 4, n)][:, None].repeat(10, axis=1)
+    coef = rng.normal(size=(8 * 3, 2))
+    velocity = window_counts(spikes, 1, 1) @ coef + target @ (3 * rng.normal(size=(4, 2)))
+    velocity += 0.05 * rng.normal(size=velocity.shape)
+    tiers = pt.data.split_consecutive(n)
+    return pt.Recording(target.astype(np.float32), spikes, behavior=velocity, tiers=tiers), velocity, tiers
+
+
+def test_ridge_decoder_chooses_its_window_on_validation_and_recovers_the_readout():
+    rec, velocity, tiers = _recording()
+    fair = ridge_decoder(rec, alphas=(1e-3, 1.0))
+    assert fair["lags"] >= 1 and fair["leads"] >= 1  # the window the truth needs, chosen on validation
+    assert fair["r2"] > 0.999 and fair["prediction"].shape == (int((tiers == "test").sum()), 10, 2)
+    causal = ridge_decoder(rec, lags=1, leads=0, alphas=(1e-3, 1.0))
+    blind = ridge_decoder(rec, inputs=False, alphas=(1e-3, 1.0))
+    assert causal["r2"] < fair["r2"] - 0.05 and blind["r2"] < fair["r2"] - 0.05
     with pytest.raises(pt.DataError, match="behavior"):
-        ridge_decoder(pt.Recording(None, spikes), history=1)
+        ridge_decoder(pt.Recording(None, rec.responses))
+
+
+def test_gru_decoder_learns_the_readout_from_spikes_and_inputs():
+    rec, velocity, tiers = _recording()
+    gru = gru_decoder(rec, hidden=16, dropout=0.0, max_epochs=150, patience=30)
+    ridge = ridge_decoder(rec, lags=0, leads=0)  # one bin: misses half the window
+    assert gru["r2"] > 0.8 and gru["r2"] > ridge["r2"] + 0.05
+    assert gru["prediction"].shape == (int((tiers == "test").sum()), 10, 2) and gru["epochs"] <= 150
+    again = gru_decoder(rec, hidden=16, dropout=0.0, max_epochs=150, patience=30)
+    np.testing.assert_allclose(again["prediction"], gru["prediction"], rtol=1e-5)  # seeded
+    with pytest.raises(pt.DataError, match="tiers"):
+        gru_decoder(pt.Recording(rec.stimuli, rec.responses, behavior=velocity, tiers=np.full(80, "train")))

@@ -8,7 +8,7 @@ import torch
 import xarray as xr
 
 import probtwin as pt
-from probtwin.bench.motor import ridge_decoder
+from probtwin.bench.decoders import ridge_decoder
 from probtwin.nn.graph import knn_graph
 
 
@@ -26,7 +26,7 @@ def twin(sim):
 
 def test_fit_learns_to_decode_behaviour_and_predict_held_out_units(sim, twin):
     scores = twin.evaluate(sim.recording, "test", num_samples=50)
-    ridge = ridge_decoder(sim.recording, history=3)
+    ridge = ridge_decoder(sim.recording)  # a window of bins before and after, and the task inputs
     assert scores["behavior_r2"] > 0.6
     assert scores["behavior_r2"] > ridge["r2"] - 0.05  # a smoother of the dynamics, not worse than ridge
     assert scores["co_smoothing_bits_per_spike"] > 0.05  # above each unit's constant rate

@@ -1,0 +1,49 @@
+"""The classical experiment the twin's state test stands in for: a per-neuron permutation test of
+a preferred-orientation change, against tuning curves whose shifts are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import probtwin as pt
+from probtwin.bench.experiments import benjamini_hochberg, orientation_shift_test
+
+
+def _gratings(seed: int, n_neurons: int = 60, shift_deg: float = 20.0, repeats: int = 10):
+    """Von Mises tuning over 12 orientations x 3 phases; every neuron's gain rises 1.5-fold in
+    state b, and the first third also shift their preferred orientation by ``shift_deg``."""
+    rng = np.random.default_rng(seed)
+    theta = np.repeat(np.linspace(0, np.pi, 12, endpoint=False), 3)
+    pref = rng.uniform(0, np.pi, n_neurons)
+    shifted = np.arange(n_neurons) < n_neurons // 3
+    pref_b = pref + np.where(shifted, np.deg2rad(shift_deg), 0.0)
+
+    def rate(p):
+        return 1.0 + 6.0 * np.exp(2.0 * (np.cos(2 * (theta[:, None] - p[None])) - 1))
+
+    a = rng.poisson(rate(pref)[:, None].repeat(repeats, 1))
+    b = rng.poisson(1.5 * rate(pref_b)[:, None].repeat(repeats, 1))
+    return a, b, theta, shifted
+
+
+def test_orientation_shift_test_finds_shifts_and_not_gain_changes():
+    a, b, theta, shifted = _gratings(0)
+    shift, p = orientation_shift_test(a, b, theta, permutations=500)
+    np.testing.assert_allclose(np.median(shift[shifted]), 20.0, atol=3.0)  # the signed change, b minus a
+    assert np.median(np.abs(shift[~shifted])) < 3.0
+    found = benjamini_hochberg(p, 0.05)
+    assert found[shifted].mean() > 0.8  # power
+    assert (found & ~shifted).sum() / max(found.sum(), 1) < 0.15  # realised FDR
+    assert 0.2 < np.median(p[~shifted]) < 0.8 and p.min() >= 1 / 501  # a gain change alone is null
+
+
+def test_orientation_shift_test_p_values_are_uniform_without_any_change():
+    rng = np.random.default_rng(1)
+    theta = np.repeat(np.linspace(0, np.pi, 12, endpoint=False), 3)
+    rate = 2.0 + 3.0 * np.exp(2.0 * (np.cos(2 * (theta[:, None] - rng.uniform(0, np.pi, 200))) - 1))
+    a, b = (rng.poisson(rate[:, None].repeat(8, 1)) for _ in range(2))
+    _, p = orientation_shift_test(a, b, theta, permutations=200, seed=3)
+    assert abs(np.mean(p < 0.1) - 0.1) < 0.06 and abs(np.mean(p) - 0.5) < 0.06
+    with pytest.raises(pt.DataError, match="responses"):
+        orientation_shift_test(a, b[:, :4], theta)
