@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from probtwin import datasets, metrics
+from probtwin.bench.anchor import fit_anchor
 from probtwin.data.recording import Recording
 from probtwin.datasets.visual import resize_images
 from probtwin.twins.image import ImageTwin
@@ -94,7 +95,9 @@ def run_accuracy(
     log: Callable[[str], None] = print,
     time_limit: float | None = 900.0,
 ) -> list[dict]:
-    """Fit the twin with default settings on each data set and print its test scores beside ridge.
+    """Fit the twin with default settings on each data set and print its test scores beside the
+    Sensorium 2022 anchor (:mod:`probtwin.bench.anchor`, trained in the same run with the same
+    epoch and time budget) and ridge on pixels.
 
     Each fit stops early as usual, and starts no epoch after ``time_limit`` seconds (15 minutes:
     the budget of the V4 target on two CPU cores).
@@ -113,17 +116,22 @@ def run_accuracy(
         seconds = time.perf_counter() - start
         scores = twin.evaluate(rec, "test", seed=seed)
         ridge = ridge_baseline(rec)
+        anchor = fit_anchor(rec, max_epochs=max_epochs, time_limit=time_limit, seed=seed)  # the same budget
         row = {
             "data": name,
             "likelihood": likelihood,
             "epochs": len(history),
             "fit_seconds": seconds,
             "ridge_correlation": ridge,
+            "anchor_correlation": anchor["single_trial_correlation"],
+            "anchor_epochs": anchor["epochs"],
+            "anchor_seconds": anchor["fit_seconds"],
             **scores,
         }
         rows.append(row)
         log(
-            f"{name:18s} twin {scores['single_trial_correlation']:.3f}  ridge {ridge:.3f}  "
+            f"{name:18s} twin {scores['single_trial_correlation']:.3f}  "
+            f"Sensorium 2022 anchor {anchor['single_trial_correlation']:.3f}  ridge {ridge:.3f}  "
             f"ll {scores['log_likelihood_bits']:.3f} bits  coverage_90 {scores['coverage_90']:.3f}  "
             f"({len(history)} epochs, {seconds / 60:.1f} min)"
         )

@@ -25,4 +25,5 @@ def test_run_accuracy_on_one_small_real_data_set(shared_data, monkeypatch):
     ridge = pt.bench.accuracy.ridge_baseline(pt.datasets.allen_v1())  # the same split, fitted here
     assert rows[0]["ridge_correlation"] == pytest.approx(ridge, rel=1e-9)
     assert np.isfinite(rows[0]["single_trial_correlation"]) and rows[0]["log_likelihood_bits"] < 0
-    assert "allen_v1" in lines[0] and "ridge" in lines[0]
+    assert rows[0]["anchor_epochs"] == 1 and np.isfinite(rows[0]["anchor_correlation"])  # the same budget
+    assert "allen_v1" in lines[0] and "ridge" in lines[0] and "anchor" in lines[0]
