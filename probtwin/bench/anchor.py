@@ -22,7 +22,6 @@ import time
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from probtwin import metrics
 from probtwin.data.recording import Recording
@@ -30,6 +29,7 @@ from probtwin.errors import DataError
 from probtwin.infer import seeded
 from probtwin.nn import ConvCore, readout_response
 from probtwin.nn.readout import PositionPredictor
+from probtwin.twins.likelihoods import inverse_link, link
 
 __all__ = ["SensoriumBaseline", "fit_anchor"]
 
@@ -58,8 +58,7 @@ class SensoriumBaseline(nn.Module):
         self.mu = nn.Parameter((2 * torch.rand(n_neurons, 2) - 1) * init_mu_range)
         self.log_sigma = nn.Parameter(torch.full((n_neurons, 2), float(np.log(init_sigma))))
         self.weights = nn.Parameter(torch.randn(n_neurons, hidden_channels) / hidden_channels)
-        m = mean_response.clamp_min(1e-3)
-        self.bias = nn.Parameter(torch.where(m >= 1, m - 1, torch.log(m)))  # ELU + 1 at the mean response
+        self.bias = nn.Parameter(inverse_link(mean_response, "elu", "poisson"))  # ELU + 1 at the mean response
         self.grid = PositionPredictor(coordinates.shape[1]) if coordinates is not None else None
         self.register_buffer("coordinates", coordinates)
 
@@ -71,7 +70,7 @@ class SensoriumBaseline(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         eta = readout_response(self.core(images), self.positions(), self.weights, self.bias)
-        return F.elu(eta) + 1.0
+        return link(eta, "elu", "poisson")
 
 
 def _arrays(rec: Recording) -> tuple[torch.Tensor, torch.Tensor]:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,9 +231,12 @@ def _model_trace(
             value = value.expand(*value.shape[: max(0, value.dim() - drawn.dim())], *drawn.shape)
         data[name] = value
     model = poutine.do(model, data=data)
-    if stacked is None:
-        return poutine.trace(model).get_trace(*args)
-    with pyro.plate(INTERVENTIONS_PLATE, stacked, dim=-(query.max_plate_nesting + 2)):
+    plate = (
+        nullcontext()
+        if stacked is None
+        else pyro.plate(INTERVENTIONS_PLATE, stacked, dim=-(query.max_plate_nesting + 2))
+    )
+    with plate:
         return poutine.trace(model).get_trace(*args)
 
 

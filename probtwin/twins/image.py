@@ -270,8 +270,11 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
 
     # ------------------------------------------------------------------ posterior queries
 
-    site_dims = {"position": ("neuron", "xy"), "weights": ("neuron", "channel")}
-    site_dims["state_weights"] = ("neuron", "behavior", "channel")
+    site_dims = {
+        "position": ("neuron", "xy"),
+        "weights": ("neuron", "channel"),
+        "state_weights": ("neuron", "behavior", "channel"),
+    }
 
     def _elements_per_neuron(self, k: int) -> int:
         return self.config["hidden_channels"] * (2 if self.config["state_readout"] else 1)

@@ -100,8 +100,8 @@ class MotorGraphTwin(MotorQueries, Twin):
         Weight of the behaviour's log-likelihood in the bound (a tempered likelihood: each
         behaviour value counts as this many observations). The states are otherwise shaped
         almost only by the spikes (N counts per bin against a few behaviour values), and the
-        behaviour readout regresses to the mean. Measured on ``dad_m1("chewie")`` session 0
-        (test R^2 of decoded velocity; ridge 0.58): weight 1, 0.56; 10, 0.77; 30, 0.73.
+        behaviour readout regresses to the mean. Choose it on the validation tier, as
+        ``probtwin bench motor-real`` does (see the benchmarks page).
     edge_attr : array (edges, features), optional
         Features of a given graph's edges (the messages are gated by them).
     seed : int

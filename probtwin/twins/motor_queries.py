@@ -247,11 +247,12 @@ class MotorQueries:
         out = np.empty((num_samples, len(values)))
         for start in range(0, len(values), per):  # chunks of interventions, each run at once
             chunk = torch.as_tensor(values[start : start + per], device=self.device)
-            do = {
-                "silenced": lambda v: {"silenced": v.float(), "clamp": clamp.expand(len(v), n, d)},
-                "edge_mask": lambda v: {"edge_gate": (~v).float()},
-                "drive": lambda v: {"drive": v.float()},
-            }[name](chunk)
+            if name == "silenced":  # the model's intervention sites (see MotorGraphTwin._intervention_sites)
+                do = {"silenced": chunk.float(), "clamp": clamp.expand(len(chunk), n, d)}
+            elif name == "edge_mask":
+                do = {"edge_gate": (~chunk.bool()).float()}
+            else:
+                do = {"drive": chunk.float()}
             intact = np.empty((num_samples, part.n_trials, part.n_frames, self.n_behavior), np.float32)
             forced = np.empty((len(chunk), *intact.shape), np.float32)
             trials = self._engine_chunks(part, num_samples, 4 * (most + 1))  # the same chunks of trials always

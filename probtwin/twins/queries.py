@@ -127,11 +127,17 @@ class PosteriorQueries:
         point = self._posterior_draws(k, None)
         return self._gather(k, (stimuli, behavior, gaze), 1, 0, q.mean(f"responses_{k}"), draws=point)[0]
 
+    def _observation_at(self, batch: dict, draws):
+        """The model's trace on one batch under given global ``draws`` (a trace of
+        :meth:`_posterior_draws`): the observation site's node, its distribution unsampled."""
+        site = f"responses_{batch['session']}"
+        trace, _ = q.posterior_trace(self.query(), (batch,), None, draws, unsampled={site}, local="prior")
+        return trace, site
+
     def _point_location(self, k: int, batch: dict, point) -> torch.Tensor:
         """The observation's location (chunk, neurons) at the posterior means ``point``, read off
         the model's trace."""
-        site = f"responses_{k}"
-        trace, _ = q.posterior_trace(self.query(), (batch,), None, point, unsampled={site}, local="prior")
+        trace, site = self._observation_at(batch, point)
         return q.distribution(site)(trace, ()).loc[0]
 
     def _mean_of_images(self, k: int, images: torch.Tensor, draws, behavior: np.ndarray | None = None):
@@ -142,9 +148,7 @@ class PosteriorQueries:
         arrays = {"stimuli": images}
         if behavior is not None:
             arrays["behavior"] = self._condition("behavior", behavior, len(images))
-        site = f"responses_{k}"
-        batch = self._batch(k, arrays)
-        trace, _ = q.posterior_trace(self.query(), (batch,), None, draws, unsampled={site}, local="prior")
+        trace, site = self._observation_at(self._batch(k, arrays), draws)
         return q.mean(site)(trace, ())
 
     @torch.no_grad()
