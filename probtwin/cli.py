@@ -143,6 +143,12 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what.startswith("motor-"):
         _bench_motor(args)
         return 0
+    if args.what == "report":
+        from probtwin.bench.report import run_report
+
+        limit = 900.0 if args.time_limit is None else args.time_limit
+        run_report(args.entries, args.results, args.page, time_limit=limit)
+        return 0
     args.time_limit = 900.0 if args.time_limit is None else args.time_limit
     if not args.what.startswith("noise-"):
         args.neurons = args.neurons or 1000
@@ -186,7 +192,8 @@ def _bench(args: argparse.Namespace) -> int:
     else:
         from probtwin.bench.accuracy import run_accuracy
 
-        run_accuracy(args.datasets or None, seed=0, max_epochs=args.epochs, progress=False, time_limit=args.time_limit)
+        epochs = args.epochs or 200
+        run_accuracy(args.datasets or None, seed=0, max_epochs=epochs, progress=False, time_limit=args.time_limit)
     return 0
 
 
@@ -212,7 +219,7 @@ def _bench_motor(args: argparse.Namespace) -> None:
     elif args.what == "motor-simulation":
         for seed in range(args.seeds):
             print(f"--- seed {seed}", flush=True)
-            motor.run_simulation(seed, n_units=args.neurons or 40, max_epochs=args.epochs, time_limit=limit)
+            motor.run_simulation(seed, n_units=args.neurons or 40, max_epochs=args.epochs or 400, time_limit=limit)
     else:
         smallest = args.neurons or 100
         motor.step_scaling((smallest, 10 * smallest), steps=args.repeat, batch_size=args.batch_size, device=args.device)
@@ -227,12 +234,12 @@ def _bench_noise(args: argparse.Namespace) -> None:
             n_neurons=args.neurons or 200,
             n_images=args.images or 400,
             rank=args.rank or 3,
-            max_epochs=args.epochs,
+            max_epochs=args.epochs or 200,
             time_limit=args.time_limit,
             split=args.split,
         )
     elif args.what == "noise-v4":
-        r = noise.run_count_noise(rank=args.rank or 3, max_epochs=args.epochs, time_limit=args.time_limit)
+        r = noise.run_count_noise(rank=args.rank or 3, max_epochs=args.epochs or 200, time_limit=args.time_limit)
     else:
         smallest = args.neurons or 1000
         r = noise.step_scaling(
@@ -277,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "motor-real",
             "motor-simulation",
             "motor-scale",
+            "report",
         ],
     )
     bench.add_argument("--seeds", type=int, default=5, help="simulations, seeds 0..N-1 (experiments)")
@@ -296,12 +304,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--repeat", type=int, default=3)
     bench.add_argument("--batch-size", type=int, default=64)
     bench.add_argument("--device", default="auto")
-    bench.add_argument("--epochs", type=int, default=200)
+    bench.add_argument(
+        "--epochs", type=int, default=None, help="epoch cap of each fit (default 200; the motor twin's own default)"
+    )
     bench.add_argument("--threads", type=int, default=None)
     bench.add_argument("--datasets", nargs="*", default=None)
     bench.add_argument(
         "--time-limit", type=float, default=None, help="seconds a fit may take (default 900; 480 for experiments)"
     )
+    bench.add_argument(
+        "--entries", nargs="*", default=None, help="report: entries to run (default all; none: only render the page)"
+    )
+    bench.add_argument("--results", default="docs/scoreboard", help="report: folder of the results (JSON)")
+    bench.add_argument("--page", default="docs/pages/scoreboard.md", help="report: the page written")
     bench.set_defaults(run=_bench)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -12,9 +12,10 @@ from probtwin import datasets, metrics
 from probtwin.bench.anchor import fit_anchor
 from probtwin.data.recording import Recording
 from probtwin.datasets.visual import resize_images
+from probtwin.errors import DataError
 from probtwin.twins.image import ImageTwin
 
-__all__ = ["DATASETS", "ridge_baseline", "run_accuracy"]
+__all__ = ["DATASETS", "compare_with_anchor", "ridge_baseline", "run_accuracy"]
 
 #: Loader and likelihood of each data set (dF/F data can be negative: a Gaussian likelihood).
 DATASETS: dict[str, tuple[Callable[[], Recording], str]] = {
@@ -86,6 +87,42 @@ def print_figures(results: dict) -> None:
         print(f"{key:<{width}}  {text}", flush=True)
 
 
+def compare_with_anchor(
+    name: str, seed: int = 0, max_epochs: int = 200, time_limit: float | None = 900.0, progress: bool = False
+) -> dict:
+    """The twin with its defaults, the Sensorium 2022 anchor and ridge on pixels on one data set
+    of :data:`DATASETS`, the twin and the anchor with the same epoch and time budget.
+
+    Returns
+    -------
+    dict
+        ``data``, ``likelihood``, ``epochs``, ``fit_seconds`` (the twin's), its test scores
+        (:meth:`ImageTwin.evaluate`), ``anchor_correlation``, ``anchor_epochs``,
+        ``anchor_seconds``, ``ridge_correlation``.
+    """
+    if name not in DATASETS:
+        raise DataError("name", f"one of {tuple(DATASETS)}", repr(name))
+    load, likelihood = DATASETS[name]
+    rec = load()
+    start = time.perf_counter()
+    twin = ImageTwin(rec, likelihood=likelihood)
+    history = twin.fit(max_epochs=max_epochs, seed=seed, progress=progress, time_limit=time_limit)
+    seconds = time.perf_counter() - start
+    scores = twin.evaluate(rec, "test", seed=seed)
+    anchor = fit_anchor(rec, max_epochs=max_epochs, time_limit=time_limit, seed=seed)  # the same budget
+    return {
+        "data": name,
+        "likelihood": likelihood,
+        "epochs": len(history),
+        "fit_seconds": seconds,
+        "ridge_correlation": ridge_baseline(rec),
+        "anchor_correlation": anchor["single_trial_correlation"],
+        "anchor_epochs": anchor["epochs"],
+        "anchor_seconds": anchor["fit_seconds"],
+        **scores,
+    }
+
+
 def run_accuracy(
     names: list[str] | None = None,
     seed: int = 0,
@@ -104,36 +141,17 @@ def run_accuracy(
     """
     rows = []
     for name in names or list(DATASETS):
-        load, likelihood = DATASETS[name]
         try:
-            rec = load()
+            row = compare_with_anchor(name, seed, max_epochs, time_limit, progress)
         except FileNotFoundError as err:
             log(f"{name}: skipped ({err})")
             continue
-        start = time.perf_counter()
-        twin = ImageTwin(rec, likelihood=likelihood)
-        history = twin.fit(max_epochs=max_epochs, seed=seed, progress=progress, time_limit=time_limit)
-        seconds = time.perf_counter() - start
-        scores = twin.evaluate(rec, "test", seed=seed)
-        ridge = ridge_baseline(rec)
-        anchor = fit_anchor(rec, max_epochs=max_epochs, time_limit=time_limit, seed=seed)  # the same budget
-        row = {
-            "data": name,
-            "likelihood": likelihood,
-            "epochs": len(history),
-            "fit_seconds": seconds,
-            "ridge_correlation": ridge,
-            "anchor_correlation": anchor["single_trial_correlation"],
-            "anchor_epochs": anchor["epochs"],
-            "anchor_seconds": anchor["fit_seconds"],
-            **scores,
-        }
         rows.append(row)
         log(
-            f"{name:18s} twin {scores['single_trial_correlation']:.3f}  "
-            f"Sensorium 2022 anchor {anchor['single_trial_correlation']:.3f}  ridge {ridge:.3f}  "
-            f"ll {scores['log_likelihood_bits']:.3f} bits  coverage_90 {scores['coverage_90']:.3f}  "
-            f"({len(history)} epochs, {seconds / 60:.1f} min)"
+            f"{name:18s} twin {row['single_trial_correlation']:.3f}  "
+            f"Sensorium 2022 anchor {row['anchor_correlation']:.3f}  ridge {row['ridge_correlation']:.3f}  "
+            f"ll {row['log_likelihood_bits']:.3f} bits  coverage_90 {row['coverage_90']:.3f}  "
+            f"({row['epochs']} epochs, {row['fit_seconds'] / 60:.1f} min)"
         )
     if joint and {"cowley_v4_201025", "cowley_v4_210224"} <= {r["data"] for r in rows}:
         recs = [DATASETS[n][0]() for n in ("cowley_v4_201025", "cowley_v4_210224")]

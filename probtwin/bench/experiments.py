@@ -142,12 +142,15 @@ def true_state_effect(sim: Simulation, stimuli: experiments.StimulusSet, a: np.n
     return np.rad2deg((pb - pa + np.pi / 2) % np.pi - np.pi / 2)
 
 
-def fit_state_twin(sim: Simulation, time_limit: float, seed: int = 0, **options: Any) -> ImageTwin:
-    """The twin the state tests use: behaviour in a Bayesian readout (not the core), 16 channels."""
+def fit_state_twin(
+    sim: Simulation, time_limit: float, seed: int = 0, max_epochs: int = 300, **options: Any
+) -> ImageTwin:
+    """The twin the state tests use: behaviour in a Bayesian readout (not the core), 16 channels;
+    ``options`` change its settings."""
     settings = dict(hidden_channels=16, behavior_in_core=False, state_readout=True, seed=seed)
     settings |= options
     twin = ImageTwin(sim.recording, **settings)
-    twin.fit(max_epochs=300, time_limit=time_limit, progress=False, seed=seed)
+    twin.fit(max_epochs=max_epochs, time_limit=time_limit, progress=False, seed=seed)
     return twin
 
 

@@ -23,12 +23,11 @@ __all__ = ["run_real", "run_simulation", "step_scaling"]
 def run_real(
     monkey: str = "chewie",
     session: int = 0,
-    latent_dim: int = 2,
-    max_epochs: int = 400,
+    max_epochs: int | None = None,
     time_limit: float | None = 900.0,
     seed: int = 0,
     num_samples: int = 200,
-    behavior_weights: tuple[float, ...] = (1.0, 10.0),
+    behavior_weights: tuple[float, ...] | None = None,
     verbose: bool = True,
     **twin_kwargs,
 ) -> dict:
@@ -37,23 +36,25 @@ def run_real(
 
     Every side sees each window's spikes (all bins) and task inputs, and chooses its
     hyperparameters on the validation tier: the ridge its window and penalty, the GRU its width
-    and dropout and its stopping epoch, the twin its ``behavior_weight`` among
-    ``behavior_weights`` (one fit each, ``time_limit`` seconds each) by validation R^2.
+    and dropout and its stopping epoch; the twin runs its defaults (chosen on the validation
+    tier of chewie session 0), or, given ``behavior_weights``, chooses its ``behavior_weight``
+    among them by validation R^2 (one fit each). Each fit of either side has ``time_limit``
+    seconds; ``max_epochs`` None is the twin's default.
     """
     rec = datasets.dad_m1(monkey, session)
     ridge = ridge_decoder(rec)
     gru = gru_decoder(rec, seed=seed, time_limit=time_limit)
     fits = []
-    for weight in behavior_weights:
-        twin = MotorGraphTwin(rec, latent_dim=latent_dim, behavior_weight=weight, seed=seed, **twin_kwargs)
+    for weight in behavior_weights or (None,):
+        options = twin_kwargs if weight is None else {**twin_kwargs, "behavior_weight": weight}
+        twin = MotorGraphTwin(rec, seed=seed, **options)
         start = time.perf_counter()
-        fit = twin.fit(
-            max_epochs=max_epochs, batch_size=16, seed=seed, progress=False, time_limit=time_limit, patience=25
-        )
+        fit = twin.fit(max_epochs=max_epochs, seed=seed, progress=False, time_limit=time_limit)
         seconds = time.perf_counter() - start
         score = twin.evaluate(rec, "validation", num_samples=num_samples, seed=seed)["behavior_r2"]
         fits.append((score, weight, twin, seconds, fit.stopped))
-    validation_r2, weight, twin, seconds, stopped = max(fits, key=lambda f: f[0])
+    validation_r2, _, twin, seconds, stopped = max(fits, key=lambda f: f[0])
+    weight = twin.config["behavior_weight"]
     scores = twin.evaluate(rec, "test", num_samples=num_samples, seed=seed)
     best_baseline = max(ridge["r2"], gru["r2"])
     out = {

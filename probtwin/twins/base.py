@@ -98,15 +98,19 @@ class Twin(SessionRegistry, Persistent, nn.Module):
         compute from it (the core's features) within this one evaluation only."""
         return elbo_terms(self.model, self.guide, {k: v for k, v in batch.items() if k != "features"})
 
+    #: ``fit``'s defaults where an argument is None (a twin's data set its scale: the motor twin's
+    #: sessions hold tens of trials, the image twins' thousands).
+    fit_defaults: dict = {"max_epochs": 100, "batch_size": 64, "patience": 10}
+
     def fit(
         self,
-        max_epochs: int = 100,
-        batch_size: int = 64,
+        max_epochs: int | None = None,
+        batch_size: int | None = None,
         lr: float = 5e-3,
         device: str | torch.device = "auto",
         seed: int = 0,
         progress: bool = True,
-        patience: int = 10,
+        patience: int | None = None,
         checkpoint: str | Path | None = None,
         clip_norm: float = 10.0,
         lr_decay: float = 0.3,
@@ -124,7 +128,8 @@ class Twin(SessionRegistry, Persistent, nn.Module):
         takes a batch of every session in each step). With ``checkpoint``, the state is written
         after every epoch, and a fit started with
         an existing checkpoint resumes from it. ``time_limit`` (seconds) starts no epoch after that
-        much fitting time.
+        much fitting time. ``max_epochs``, ``batch_size`` and ``patience`` left None take the
+        twin's :attr:`fit_defaults` (100, 64 and 10; the motor twin 400, 16 and 25).
 
         Returns
         -------
@@ -134,6 +139,8 @@ class Twin(SessionRegistry, Persistent, nn.Module):
         """
         if not self.recordings:
             raise DataError("recordings", "the data to fit (a loaded twin has none; build a new one)", "none")
+        given = {"max_epochs": max_epochs, "batch_size": batch_size, "patience": patience}
+        max_epochs, batch_size, patience = (self.fit_defaults[k] if v is None else v for k, v in given.items())
         dev = resolve_device(device)
         self.to(dev)
         self._batch_size, self._seed = int(batch_size), int(seed)

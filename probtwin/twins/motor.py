@@ -114,6 +114,9 @@ class MotorGraphTwin(MotorQueries, Twin):
     """
 
     site_dims = {"edge_weights": ("edge",), "behavior_weights": ("neuron", "behavior", "latent")}
+    #: A session holds tens of trials: small batches, and room to converge (chosen on DAD chewie
+    #: session 0, the development set).
+    fit_defaults = {"max_epochs": 400, "batch_size": 16, "patience": 25}
 
     def __init__(
         self,

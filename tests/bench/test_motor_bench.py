@@ -60,3 +60,45 @@ def test_gru_decoder_learns_the_readout_from_spikes_and_inputs():
     np.testing.assert_allclose(again["prediction"], gru["prediction"], rtol=1e-5)  # seeded
     with pytest.raises(pt.DataError, match="tiers"):
         gru_decoder(pt.Recording(rec.stimuli, rec.responses, behavior=velocity, tiers=np.full(80, "train")))
+
+
+def test_run_real_reports_the_twin_chosen_on_validation_beside_both_decoders(shared_data, monkeypatch):
+    from probtwin.bench import motor
+
+    monkeypatch.setenv("PROBTWIN_DATA", str(shared_data))
+    out = motor.run_real("chewie", 0, max_epochs=2, time_limit=5.0, num_samples=10, verbose=False)
+    rec = pt.datasets.dad_m1("chewie", 0)
+    twin = out["twin"]
+    assert out["twin_behavior_weight"] == twin.config["behavior_weight"] in (1.0, 10.0)
+    valid = twin.evaluate(rec, "validation", num_samples=10, seed=0)["behavior_r2"]
+    test = twin.evaluate(rec, "test", num_samples=10, seed=0)["behavior_r2"]
+    assert out["twin_validation_r2"] == pytest.approx(valid) and out["twin_velocity_r2"] == pytest.approx(test)
+    assert out["ridge_velocity_r2"] == pytest.approx(ridge_decoder(rec)["r2"])  # the same split, fitted here
+    best = max(out["ridge_velocity_r2"], out["gru_velocity_r2"])
+    assert out["twin_minus_best_baseline_r2"] == pytest.approx(test - best)
+
+
+def test_run_simulation_scores_the_twin_against_the_simulators_truth():
+    from scipy.stats import pearsonr
+
+    from probtwin import metrics
+    from probtwin.bench import motor
+
+    out = motor.run_simulation(seed=5, n_units=8, n_trials=40, frames=8, max_epochs=2, num_samples=20, verbose=False)
+    sim, twin, effect = out["sim"], out["twin"], out["effect"]
+    edges = twin.edges()
+    truth = sim.truth["adjacency"][edges["source"].to_numpy(), edges["target"].to_numpy()] != 0
+    assert out["edge_auc"] == pytest.approx(metrics.roc_auc(truth, np.abs(edges["mean"].to_numpy())))
+    assert effect.shape[1:] == np.shape(sim.truth["lesion_effect"])
+    assert out["lesion_r"] == pytest.approx(pearsonr(effect.mean(0), sim.truth["lesion_effect"])[0])
+    assert twin.config["edge_prior_scale"] == 0.02  # the default prior, not a tuned one
+
+
+def test_step_scaling_times_knn_and_learned_graphs():
+    from probtwin.bench import motor
+
+    out = motor.step_scaling(units=(10, 20), n_neighbors=3, batch_size=5, frames=4, steps=1, verbose=False)
+    assert out["edges_knn_10_units"] == 30 and out["edges_knn_20_units"] == 60  # k edges into each unit
+    assert out["edges_learned_10_units"] == 90  # every ordered pair
+    ratio = out["step_seconds_knn_20_units"] / out["step_seconds_knn_10_units"]
+    assert out["ratio_knn_large_to_small"] == pytest.approx(ratio)

@@ -72,3 +72,6 @@ def test_step_scaling_times_both_twins():
     out = noise.step_scaling(neurons=(20, 40), rank=2, steps=1, batch_size=8)
     assert set(out) >= {"flow_20", "flow_40", "independent_20", "independent_40", "flow_growth", "neuron_ratio"}
     assert all(out[k] > 0 for k in ("flow_20", "flow_40", "noise_only_20", "noise_only_40"))
+    for name in ("flow", "independent"):  # the ratios are those of the times measured in the same run
+        assert out[f"{name}_growth"] == pytest.approx(out[f"{name}_40"] / out[f"{name}_20"])
+    assert out["neuron_ratio"] == 2.0
