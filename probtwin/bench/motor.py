@@ -27,7 +27,7 @@ def run_real(
     time_limit: float | None = 900.0,
     seed: int = 0,
     num_samples: int = 200,
-    behavior_weights: tuple[float, ...] | None = None,
+    behavior_weights: tuple[float, ...] | None = (1.0, 10.0, 30.0),
     verbose: bool = True,
     **twin_kwargs,
 ) -> dict:
@@ -36,10 +36,10 @@ def run_real(
 
     Every side sees each window's spikes (all bins) and task inputs, and chooses its
     hyperparameters on the validation tier: the ridge its window and penalty, the GRU its width
-    and dropout and its stopping epoch; the twin runs its defaults (chosen on the validation
-    tier of chewie session 0), or, given ``behavior_weights``, chooses its ``behavior_weight``
-    among them by validation R^2 (one fit each). Each fit of either side has ``time_limit``
-    seconds; ``max_epochs`` None is the twin's default.
+    and dropout and its stopping epoch, the twin its ``behavior_weight`` among
+    ``behavior_weights`` by validation R^2 (one fit each, otherwise its defaults; None: the
+    default weight alone). Each fit of either side has ``time_limit`` seconds; ``max_epochs``
+    None is the twin's default.
     """
     rec = datasets.dad_m1(monkey, session)
     ridge = ridge_decoder(rec)

@@ -178,9 +178,53 @@ def _f(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def _lead(row: dict, baselines: Sequence[str]) -> tuple[str, float]:
-    best = max(baselines, key=lambda b: row[b])
-    return best, row["twin"] - row[best]
+def _image_cells(r: dict) -> list[str]:
+    lead = f"{r['twin'] - r['anchor']:+.3f}"
+    return [
+        f"{_f(r['twin'])} ({r['twin_epochs']} ep.)",
+        f"{_f(r['anchor'])} ({r['anchor_epochs']} ep.)",
+        _f(r["ridge"]),
+        lead,
+    ]
+
+
+def _motor_cells(r: dict) -> list[str]:
+    best = max(("ridge", "gru"), key=lambda b: r[b])
+    return [
+        f"{_f(r['twin'])} ({r['twin_setting']})",
+        f"{_f(r['ridge'])} ({r['ridge_setting']})",
+        f"{_f(r['gru'])} ({r['gru_setting']})",
+        f"{r['twin'] - r[best]:+.3f} ({best})",
+    ]
+
+
+def _state_cells(r: dict) -> list[str]:
+    return [_f(r[k]) for k in ("twin_fdr", "twin_power", "classical_fdr", "classical_power")]
+
+
+#: Per kind: the table's title, the text under it, its columns after data, role and budget, and
+#: the cells of a result.
+_TABLES: dict[str, tuple[str, str, tuple[str, ...], Callable[[dict], list[str]]]] = {
+    "image": (
+        "Image twin: test single-trial correlation",
+        "",
+        ("twin", "Sensorium 2022 anchor", "ridge on pixels", "twin − anchor"),
+        _image_cells,
+    ),
+    "motor": (
+        "Motor twin: test R² of decoded hand velocity",
+        "",
+        ("twin", "ridge, lags and leads", "GRU", "twin − best baseline"),
+        _motor_cells,
+    ),
+    "states": (
+        "State tests: which neurons change preferred orientation with pupil (alpha 0.05)",
+        "The twin tests from its recording alone (delta 5 degrees); the classical experiment records 10\n"
+        "repeats of every grating in both states from the simulator and runs a permutation test + BH.\n",
+        ("twin FDR", "twin power", "classical FDR", "classical power"),
+        _state_cells,
+    ),
+}
 
 
 def render_scoreboard(rows: Sequence[dict]) -> str:
@@ -195,58 +239,22 @@ def render_scoreboard(rows: Sequence[dict]) -> str:
         "row, with the commit, date and machine of its run). Every side runs with its defaults; every",
         "hyperparameter of every side is chosen on the validation tier; the test tier is scored once.",
         "Development sets may have been used to tune defaults; evaluation sets were not (see",
-        "[Benchmarks](benchmarks.md)).",
+        "[Benchmarks](benchmarks.md)). The budget is the seconds of each fit, the same for every side.",
         "",
     ]
-    image = [r for r in rows if r["kind"] == "image"]
-    if image:
+    for kind, (title, intro, columns, cells) in _TABLES.items():
+        mine = [r for r in rows if r["kind"] == kind]
+        if not mine:
+            continue
+        out += [f"## {title}", "", *([intro] if intro else [])]
         out += [
-            "## Image twin: test single-trial correlation",
-            "",
-            "| data | role | budget (s, each) | twin | Sensorium 2022 anchor | ridge on pixels | twin − anchor | run |",
-            "|---|---|---|---|---|---|---|---|",
+            "| " + " | ".join(("data", "role", "budget (s)", *columns, "run")) + " |",
+            "|---" * (len(columns) + 4) + "|",
         ]
-        for r in image:
-            out.append(
-                f"| {r['data']} | {r['role']} | {r['budget_seconds']:.0f} | {_f(r['twin'])} ({r['twin_epochs']} ep.) "
-                f"| {_f(r['anchor'])} ({r['anchor_epochs']} ep.) | {_f(r['ridge'])} "
-                f"| {r['twin'] - r['anchor']:+.3f} | {r['commit']}, {r['date']} |"
-            )
-        out.append("")
-    motor = [r for r in rows if r["kind"] == "motor"]
-    if motor:
-        out += [
-            "## Motor twin: test R² of decoded hand velocity",
-            "",
-            "| data | role | budget (s, each fit) | twin | ridge, lags and leads | GRU | twin − best baseline | run |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in motor:
-            best, lead = _lead(r, ("ridge", "gru"))
-            out.append(
-                f"| {r['data']} | {r['role']} | {r['budget_seconds']:.0f} | {_f(r['twin'])} ({r['twin_setting']}) "
-                f"| {_f(r['ridge'])} ({r['ridge_setting']}) | {_f(r['gru'])} ({r['gru_setting']}) "
-                f"| {lead:+.3f} ({best}) | {r['commit']}, {r['date']} |"
-            )
-        out.append("")
-    states = [r for r in rows if r["kind"] == "states"]
-    if states:
-        out += [
-            "## State tests: which neurons change preferred orientation with pupil (alpha 0.05)",
-            "",
-            "The twin tests from its recording alone (delta 5 degrees); the classical experiment records 10",
-            "repeats of every grating in both states from the simulator and runs a permutation test + BH.",
-            "",
-            "| simulations | role | budget (s, twin fit) | twin FDR | twin power | classical FDR | classical power "
-            "| run |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in states:
-            out.append(
-                f"| {r['data']} ({r['simulation']}) | {r['role']} | {r['budget_seconds']:.0f} "
-                f"| {_f(r['twin_fdr'])} | {_f(r['twin_power'])} | {_f(r['classical_fdr'])} "
-                f"| {_f(r['classical_power'])} | {r['commit']}, {r['date']} |"
-            )
+        for r in mine:
+            data = r["data"] + (f" ({r['simulation']})" if "simulation" in r else "")
+            run = f"{r['commit']}, {r['date']}"
+            out.append("| " + " | ".join((data, r["role"], f"{r['budget_seconds']:.0f}", *cells(r), run)) + " |")
         out.append("")
     machines = sorted({r["machine"] for r in rows})
     out.append("Machines: " + "; ".join(machines) + "." if machines else "No results yet.")

@@ -100,8 +100,10 @@ class MotorGraphTwin(MotorQueries, Twin):
         Weight of the behaviour's log-likelihood in the bound (a tempered likelihood: each
         behaviour value counts as this many observations). The states are otherwise shaped
         almost only by the spikes (N counts per bin against a few behaviour values), and the
-        behaviour readout regresses to the mean. Choose it on the validation tier, as
-        ``probtwin bench motor-real`` does (see the benchmarks page).
+        behaviour readout regresses to the mean. The default, 1, is the untempered model (the
+        right one for the graph and lesions). For decoding choose it on the validation tier, as
+        ``probtwin bench motor-real`` does among 1, 10 and 30 (on DAD chewie session 0, 30 decoded
+        best; see the motor twin's page).
     edge_attr : array (edges, features), optional
         Features of a given graph's edges (the messages are gated by them).
     seed : int
