@@ -23,10 +23,12 @@ import torch
 
 from probtwin.errors import DataError
 
-__all__ = ["DEVELOPMENT", "ENTRIES", "render_scoreboard", "role", "run_entry", "run_report"]
+__all__ = ["DEVELOPMENT", "DEVELOPMENT_SEEDS", "ENTRIES", "render_scoreboard", "role", "run_entry", "run_report"]
 
-#: Development sets (settings may be tuned on them); every other set is an evaluation set.
-DEVELOPMENT = {"cowley_v4_201025", "chewie_0", "seeds_0-4"}
+#: Development sets (settings may be tuned on them) and simulation seeds; every other set is an
+#: evaluation set.
+DEVELOPMENT = {"cowley_v4_201025", "chewie_0"}
+DEVELOPMENT_SEEDS = range(5)
 
 #: The comparisons of the scoreboard: ``kind:data``.
 ENTRIES = (
@@ -42,7 +44,10 @@ ENTRIES = (
 
 
 def role(data: str) -> str:
-    """``"development"`` or ``"evaluation"`` for a data set name of :data:`ENTRIES`."""
+    """``"development"`` or ``"evaluation"`` for a data set name of :data:`ENTRIES`; a range of
+    simulation seeds is development if it holds any of :data:`DEVELOPMENT_SEEDS`."""
+    if data.startswith("seeds_"):
+        return "development" if set(_seeds(data)) & set(DEVELOPMENT_SEEDS) else "evaluation"
     return "development" if data in DEVELOPMENT else "evaluation"
 
 

@@ -24,7 +24,7 @@ def _row(kind, data, **figures):
 
 def test_roles_follow_the_development_split():
     assert report.role("cowley_v4_201025") == "development" and report.role("chewie_0") == "development"
-    assert report.role("seeds_0-4") == "development"
+    assert report.role("seeds_0-4") == "development" and report.role("seeds_4-6") == "development"
     for data in ("cowley_v4_210224", "cowley_v4_210325", "tang_v1", "allen_v1", "chewie_1", "seeds_5-9"):
         assert report.role(data) == "evaluation"
 
@@ -78,3 +78,19 @@ def test_the_report_runs_entries_keeps_results_and_renders_all(shared_data, monk
     page.unlink()
     assert main(["bench", "report", "--entries", "--results", str(results), "--page", str(page)]) == 0
     assert page.read_text() == text
+
+
+def test_the_state_entry_scores_the_twin_and_the_classical_test_on_the_same_simulations():
+    from probtwin.bench.experiments import fit_state_twin, state_test
+    from probtwin.simulate import v1
+
+    row = report.run_entry("states:seeds_5-5", time_limit=60.0, max_epochs=2, n_neurons=20, n_images=300)
+    assert row["role"] == "evaluation" and row["budget_seconds"] == 60.0
+    sim = v1(n_neurons=20, n_images=300, seed=5, pupil_shift_fraction=0.2)
+    twin = fit_state_twin(sim, 60.0, 5, max_epochs=2)  # seeded: the entry's twin
+    test = state_test(twin, sim, deltas=(5.0,), seed=5)
+    assert row["classical_fdr"] == pytest.approx(test["classical"]["fdr"])
+    assert row["classical_power"] == pytest.approx(test["classical"]["power"])
+    assert row["twin_fdr"] == pytest.approx(test["twin_delta_5.0"]["fdr"])
+    assert row["twin_fdr_per_seed"] == [row["twin_fdr"]]
+    assert row["twin_power"] == pytest.approx(test["twin_delta_5.0"]["power"])
