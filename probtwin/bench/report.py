@@ -262,7 +262,16 @@ def render_scoreboard(rows: Sequence[dict]) -> str:
             out.append("| " + " | ".join((data, r["role"], f"{r['budget_seconds']:.0f}", *cells(r), run)) + " |")
         out.append("")
     machines = sorted({r["machine"] for r in rows})
-    out.append("Machines: " + "; ".join(machines) + "." if machines else "No results yet.")
+    out += ["Machines: " + "; ".join(machines) + "." if machines else "No results yet.", ""]
+    out += [
+        "## Reproduce",
+        "",
+        "```python",
+        "from probtwin.bench import report",
+        "",
+        "print(report.ENTRIES)  # report.run_report() runs them all: hours on two CPU cores",
+        "```",
+    ]
     return "\n".join(out) + "\n"
 
 

@@ -94,3 +94,12 @@ def test_the_state_entry_scores_the_twin_and_the_classical_test_on_the_same_simu
     assert row["twin_fdr"] == pytest.approx(test["twin_delta_5.0"]["fdr"])
     assert row["twin_fdr_per_seed"] == [row["twin_fdr"]]
     assert row["twin_power"] == pytest.approx(test["twin_delta_5.0"]["power"])
+
+
+def test_the_scoreboard_page_is_the_rendering_of_the_kept_results():
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    rows = [json.loads(p.read_text()) for p in sorted((docs / "scoreboard").glob("*.json"))]
+    assert {r["entry"] for r in rows} <= set(report.ENTRIES) and rows
+    assert (docs / "pages" / "scoreboard.md").read_text() == report.render_scoreboard(rows)
