@@ -119,10 +119,12 @@ _RUNNERS: dict[str, Callable[..., dict]] = {"image": _image, "motor": _motor, "s
 
 
 def _machine() -> dict:
+    """The run's commit (``+changes`` where the package differs from it), date and machine."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=HERE
-        ).stdout.strip()
+        git = ["git", "-C", str(HERE)]
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        changed = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "."], capture_output=True).returncode != 0
+        commit = commit.stdout.strip() + ("+changes" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     return {
