@@ -164,8 +164,8 @@ def gru_decoder(
     Counts are ``sqrt``-transformed and standardised, behaviour standardised, on the train tier;
     the loss is the mean squared error; Adam, minibatches of trials; training stops when the
     validation R^2 has not improved for ``patience`` epochs, and the best epoch's weights are
-    kept. Each (hidden, dropout) of the grid is trained so; the best by validation R^2 is scored
-    on the test tier.
+    kept. Each (hidden, dropout) of the grid is trained so, with ``time_limit`` seconds of its
+    own; the best by validation R^2 is scored on the test tier.
 
     Returns
     -------
@@ -189,8 +189,8 @@ def gru_decoder(
     start = time.perf_counter()
     best = None
     for h, p in itertools.product(np.atleast_1d(hidden).tolist(), np.atleast_1d(dropout).tolist()):
-        net, score, epochs = _train_gru(
-            xt, vt, train, validation, int(h), float(p), lr, batch_size, max_epochs, patience, seed, start, time_limit
+        net, score, epochs = _train_gru(  # each setting has its own time_limit, as each twin fit has
+            xt, vt, train, validation, int(h), float(p), lr, batch_size, max_epochs, patience, seed, time_limit
         )
         if best is None or score > best[1]:
             best = (net, score, epochs, int(h), float(p))
@@ -210,8 +210,10 @@ def gru_decoder(
     }
 
 
-def _train_gru(x, v, train, validation, hidden, dropout, lr, batch_size, max_epochs, patience, seed, start, limit):
-    """One GRU trained with early stopping on validation R^2: (net at its best epoch, that R^2, epochs run)."""
+def _train_gru(x, v, train, validation, hidden, dropout, lr, batch_size, max_epochs, patience, seed, limit):
+    """One GRU trained with early stopping on validation R^2, starting no epoch after ``limit``
+    seconds: (net at its best epoch, that R^2, epochs run)."""
+    start = time.perf_counter()
     with seeded(seed):
         net = _GRU(x.shape[-1], hidden, v.shape[-1], dropout)
         opt = torch.optim.Adam(net.parameters(), lr=lr)

@@ -52,8 +52,8 @@ def run_real(
         fit = twin.fit(max_epochs=max_epochs, seed=seed, progress=False, time_limit=time_limit)
         seconds = time.perf_counter() - start
         score = twin.evaluate(rec, "validation", num_samples=num_samples, seed=seed)["behavior_r2"]
-        fits.append((score, weight, twin, seconds, fit.stopped))
-    validation_r2, _, twin, seconds, stopped = max(fits, key=lambda f: f[0])
+        fits.append((score, twin, seconds, fit.stopped))
+    validation_r2, twin, seconds, stopped = max(fits, key=lambda f: f[0])
     weight = twin.config["behavior_weight"]
     scores = twin.evaluate(rec, "test", num_samples=num_samples, seed=seed)
     best_baseline = max(ridge["r2"], gru["r2"])
