@@ -1,6 +1,6 @@
 """probtwin: probabilistic digital twins of neural populations, on Pyro."""
 
-from probtwin import datasets, experiments, hypothesis, infer, metrics, simulate
+from probtwin import calibration, datasets, experiments, hypothesis, infer, metrics, simulate
 from probtwin.data import Recording, load_nwb, load_sensorium
 from probtwin.errors import DataError
 from probtwin.twins import ImageTwin, MotorGraphTwin, Prediction, load
@@ -13,6 +13,7 @@ __all__ = [
     "MotorGraphTwin",
     "Prediction",
     "Recording",
+    "calibration",
     "datasets",
     "experiments",
     "hypothesis",

@@ -110,7 +110,8 @@ class ArvizExport:
             ``observed_data``: ``responses`` (trial, neuron); ``log_likelihood``: ``responses``,
             each neuron's pointwise log density per draw (chain, draw, trial, neuron), its
             latent state integrated out, so that ``arviz.loo`` scores trial x neuron
-            observations. The core and other point estimates are not random and are left out.
+            observations. The core and other point estimates are left out (with a whole-twin
+            posterior, each draw's members differ in them: the draws are the mixture's).
         """
         import arviz as az
 
@@ -120,11 +121,20 @@ class ArvizExport:
         site = f"responses_{k}"
         predictive = np.empty((num_samples, *y.shape), np.float32)
         pointwise = np.empty((num_samples, *y.shape), np.float32)
-        readers = {"draw": q.draw(site), "fn": q.distribution(site), "posterior": q.global_sites(self.query())}
+        fn = q.distribution(site)
+
+        def log_density(trace, extra) -> torch.Tensor:  # under each member's parameters
+            return fn(trace, ()).marginal().log_prob(extra[0])
+
+        log_density.site, log_density.needs_value = site, False
+        readers = {"draw": q.draw(site), "pointwise": log_density, "posterior": q.global_sites(self.query())}
         with seeded(seed, self.device):
-            for sl, _, res in self._run(k, stimuli, behavior, gaze, num_samples, readers):
+            chunks = self._run(
+                k, stimuli, behavior, gaze, num_samples, readers, extra=lambda sl, _: (self._tensor(y[sl]),)
+            )
+            for sl, _, res in chunks:
                 predictive[:, sl] = res["draw"].cpu().numpy()
-                pointwise[:, sl] = res["fn"].marginal().log_prob(self._tensor(y[sl])).cpu().numpy()
+                pointwise[:, sl] = res["pointwise"].cpu().numpy()
                 draws = res["posterior"]  # the same global draws in every chunk
         draws = {name.removesuffix(f"_{k}"): value for name, value in draws.items()}
         ids = np.asarray(self.specs[k].neuron_ids)

@@ -137,7 +137,7 @@ def _bench(args: argparse.Namespace) -> int:
     import probtwin as pt
 
     torch_threads(args)
-    if args.what == "experiments":
+    if args.what in ("experiments", "posterior"):
         _bench_experiments(args)
         return 0
     if args.what.startswith("motor-"):
@@ -198,14 +198,22 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _bench_experiments(args: argparse.Namespace) -> None:
-    from probtwin.bench.experiments import run_state_tests
+    from probtwin.bench.experiments import run_posterior_comparison, run_state_tests
 
-    run_state_tests(
-        seeds=tuple(range(args.seeds)),
+    settings = dict(
         n_neurons=args.neurons or 100,
         n_images=args.images or 2500,
         time_limit=480.0 if args.time_limit is None else args.time_limit,
     )
+    if args.what == "experiments":
+        run_state_tests(seeds=tuple(range(args.seeds)), **settings)
+        return
+    seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
+    rows = run_posterior_comparison(seeds=seeds, posteriors=tuple(args.posteriors), **settings)
+    for posterior in args.posteriors:
+        mine = [r for r in rows if r["posterior"] == posterior]
+        means = {k: float(np.mean([r[k] for r in mine])) for k in mine[0] if k not in ("seed", "posterior")}
+        print(f"mean {posterior} " + " ".join(f"{k}={v:.3f}" for k, v in means.items()))
 
 
 def _bench_motor(args: argparse.Namespace) -> None:
@@ -285,9 +293,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "motor-simulation",
             "motor-scale",
             "report",
+            "posterior",
         ],
     )
-    bench.add_argument("--seeds", type=int, default=5, help="simulations, seeds 0..N-1 (experiments)")
+    bench.add_argument("--seeds", type=int, default=5, help="simulations, seeds 0..N-1 (experiments, posterior)")
+    bench.add_argument("--first-seed", type=int, default=0, help="the first simulation seed (posterior)")
+    bench.add_argument(
+        "--posteriors",
+        nargs="+",
+        default=["readout", "swag", "ensemble"],
+        help="whole-twin posteriors compared (posterior)",
+    )
     bench.add_argument("--rank", type=int, default=None, help="latent rank (noise benchmarks)")
     bench.add_argument(
         "--split",

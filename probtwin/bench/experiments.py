@@ -12,7 +12,7 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from probtwin import experiments, hypothesis
+from probtwin import calibration, experiments, hypothesis
 from probtwin.errors import DataError
 from probtwin.simulate import v1
 from probtwin.simulate.population import gabor_bank
@@ -32,6 +32,8 @@ __all__ = [
     "true_tuning",
     "tuning_coverage",
     "orientation_shift_test",
+    "posterior_targets",
+    "run_posterior_comparison",
 ]
 
 
@@ -332,3 +334,68 @@ def run_state_tests(
     summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "seed"}
     report("mean " + " ".join(f"{k}={v:.3f}" for k, v in summary.items()))
     return {"rows": rows, "mean": summary}
+
+
+def posterior_targets(
+    twin: ImageTwin, sim: Simulation, num_samples: int = 200, seed: int = 0, deltas: tuple = (5.0, 10.0)
+) -> dict[str, Any]:
+    """The whole-twin posterior's targets on one simulation: coverage of the mean responses to the
+    held-out natural images (each test trial's true mean, at its recorded behaviour and gaze),
+    of the receptive-field positions and of the tuning curves, and the state tests beside the
+    classical experiment; with the seconds the mean-response prediction took."""
+    test = sim.recording.split("test")
+    truth = sim.respond(np.asarray(test.stimuli), np.asarray(test.behavior), np.asarray(test.gaze))
+    start = time.perf_counter()
+    mean = calibration.mean_calibration(twin, test, truth, num_samples=num_samples, seed=seed)
+    predict_seconds = time.perf_counter() - start
+    positions = twin.readout_positions(level=0.9)
+    true_position = sim.truth["rf_position"]
+    inside = np.all((positions["lower"] <= true_position) & (true_position <= positions["upper"]), axis=1)
+    tuning = tuning_coverage(twin, sim, num_samples=num_samples)
+    states = state_test(twin, sim, deltas=deltas, num_samples=num_samples, seed=seed)
+    out = {
+        "mean_coverage_90": mean.at(0.9),
+        "mean_coverage_50": mean.at(0.5),
+        "predict_seconds": predict_seconds,
+        "position_coverage_90": float(inside.mean()),
+        "position_error_median": float(np.median(np.linalg.norm(positions["mean"] - true_position, axis=1))),
+        "tuning_coverage_90": tuning["coverage"],
+        "tuning_correlation": tuning["correlation"],
+        "classical_fdr": states["classical"]["fdr"],
+        "classical_power": states["classical"]["power"],
+    }
+    for delta in deltas:
+        rates = states[f"twin_delta_{delta}"]
+        out |= {f"twin_fdr_d{delta}": rates["fdr"], f"twin_power_d{delta}": rates["power"]}
+    return out
+
+
+def run_posterior_comparison(
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4),
+    posteriors: tuple[str, ...] = ("readout", "swag", "ensemble"),
+    n_neurons: int = 100,
+    n_images: int = 2500,
+    time_limit: float = 480.0,
+    pupil_shift_fraction: float = 0.2,
+    num_samples: int = 200,
+    report=print,
+) -> list[dict[str, Any]]:
+    """:func:`posterior_targets` of each whole-twin posterior on the state benchmark's
+    simulations (:func:`fit_state_twin`'s twin), seed by seed, with fit and predict seconds.
+
+    ``time_limit`` is one fit's: a posterior of K fits (the ensemble) gets K times it, SWAG
+    1.25 times (its fit, then a fifth more to collect the trajectory).
+    """
+    rows = []
+    for seed in seeds:
+        sim = v1(n_neurons=n_neurons, n_images=n_images, seed=seed, pupil_shift_fraction=pupil_shift_fraction)
+        for posterior in posteriors:
+            probe = ImageTwin(sim.recording, hidden_channels=1, layers=1, position_init="uniform", posterior=posterior)
+            budget = time_limit * {"ensemble": probe.config["members"], "swag": 1.25}.get(posterior, 1)
+            start = time.perf_counter()
+            twin = fit_state_twin(sim, budget, seed, posterior=posterior)
+            row = {"seed": seed, "posterior": posterior, "fit_seconds": time.perf_counter() - start}
+            row |= posterior_targets(twin, sim, num_samples=num_samples, seed=seed)
+            rows.append(row)
+            report(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    return rows

@@ -11,7 +11,7 @@ stimulus parameters, so that credible intervals are one ``.quantile(..., "sample
 from probtwin.experiments.lesion import lesion, stimulate
 from probtwin.experiments.mei import mei
 from probtwin.experiments.receptive_fields import receptive_fields
-from probtwin.experiments.states import compare_states, preferred_orientation
+from probtwin.experiments.states import compare_states, orientation_selectivity, preferred_orientation
 from probtwin.experiments.stimuli import StimulusSet, gabors, gratings, sparse_noise
 from probtwin.experiments.tuning import predicted_responses, tuning_curve
 
@@ -23,6 +23,7 @@ __all__ = [
     "lesion",
     "mei",
     "predicted_responses",
+    "orientation_selectivity",
     "preferred_orientation",
     "receptive_fields",
     "sparse_noise",

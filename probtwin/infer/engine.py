@@ -65,6 +65,11 @@ class FitConfig:
         File written after every epoch; a fit started with an existing file resumes from it.
     time_limit : float or None
         Seconds: no epoch starts after this much fitting time (the best state is kept).
+    on_epoch : callable or None
+        Called with the epoch's index after each epoch's steps and validation (e.g. to collect
+        the parameters' trajectory).
+    restore_best : bool
+        Whether the fit ends in the best state (else in its last).
     """
 
     max_epochs: int = 100
@@ -78,6 +83,8 @@ class FitConfig:
     progress: bool = True
     checkpoint: str | None = None
     time_limit: float | None = None
+    on_epoch: Any = None
+    restore_best: bool = True
 
 
 @dataclass
@@ -217,6 +224,8 @@ def run_fit(twin: Fittable, config: FitConfig, device: torch.device) -> History:
             epoch=epoch, validation=score, lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start
         )
         history.epochs.append(record)
+        if config.on_epoch is not None:
+            config.on_epoch(epoch)
         if math.isfinite(score) and score > history.best_score + config.min_delta:
             history.best_score, history.best_epoch = score, epoch
             state["best_state"] = copy.deepcopy(twin.state_dict())
@@ -252,7 +261,7 @@ def run_fit(twin: Fittable, config: FitConfig, device: torch.device) -> History:
             RuntimeWarning,
             stacklevel=2,
         )
-    if state["best_state"] is not None:
+    if state["best_state"] is not None and config.restore_best:
         twin.load_state_dict(state["best_state"])
     twin.train(False)
     return history

@@ -35,6 +35,13 @@ draw on every trial, whatever the chunking. Sites inside a data plate (per-trial
 drawn in each chunk: from the guide where it samples them (it has the chunk's data to infer
 them from), else from the model's prior. Seeding is the caller's (:func:`probtwin.infer.seeded`).
 
+A posterior can be a **mixture** of components (:attr:`Query.components`): the members of a
+deep ensemble, draws of SWAG, each a whole set of the model's parameters with its own guide.
+Draws are then stratified: of ``S`` draws, component ``m`` takes ``S // K`` (one more for the
+first ``S % K``), run under its own parameters, and every result is the components' results
+joined along the draws dimension; the global draws of a mixture are a :class:`MixtureDraws`,
+one trace per component. Every function here takes either kind of query.
+
 Nothing here knows what the model describes: the engine sees a model, a guide, their
 arguments, the names of the data plates and of the observation site.
 """
@@ -42,7 +49,7 @@ arguments, the names of the data plates and of the observation site.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +75,7 @@ from probtwin.infer.readers import (
 )
 
 __all__ = [
+    "MixtureDraws",
     "Query",
     "collect",
     "conditional_mean",
@@ -82,6 +90,7 @@ __all__ = [
     "mean",
     "num_draws",
     "observed",
+    "over_components",
     "pointwise",
     "pointwise_log_prob",
     "posterior_draws",
@@ -108,16 +117,98 @@ class Query:
         How many plates the model nests (the draws plate goes left of them).
     data_plates : collection of str
         Names of the plates over data points (trials): sites inside them are local.
+    components : sequence of callable, optional
+        A posterior that is an equal-weight mixture: per component, a function that calls a
+        thunk (no arguments) under that component's parameters and returns its result. Empty:
+        one posterior, the model's and guide's own parameters.
     """
 
     model: Callable
     guide: Callable
     max_plate_nesting: int
     data_plates: Collection[str]
+    components: Sequence[Callable[[Callable[[], Any]], Any]] = ()
 
     def is_local(self, site: dict) -> bool:
         """Whether a site lies inside a data plate (a per-trial latent or an observation)."""
         return any(frame.name in self.data_plates for frame in site["cond_indep_stack"])
+
+
+class MixtureDraws(list):
+    """Global draws of a mixture posterior: per component, a trace of :func:`posterior_draws`
+    (None for a component without draws), in the components' order."""
+
+
+def _plain(thunk: Callable[[], Any]) -> Any:
+    return thunk()
+
+
+def _parts(query: Query, draws: Any) -> list:
+    """Per component: its draws (a trace, or None: not drawn yet)."""
+    if not query.components:
+        return [draws]
+    if draws is None:
+        return [None] * len(query.components)
+    if not isinstance(draws, MixtureDraws) or len(draws) != len(query.components):
+        raise ValueError(f"draws of a mixture of {len(query.components)}: expected MixtureDraws, found {type(draws)}")
+    return list(draws)
+
+
+def _joined(query: Query, parts: list) -> Any:
+    return MixtureDraws(parts) if query.components else parts[0]
+
+
+def _counts(query: Query, num_samples: int | None, parts: list, given: bool) -> list[int]:
+    """Draws per component: as many as its draws hold (none where ``given`` draws leave it out),
+    else its stratified share of ``num_samples``."""
+    k = len(parts)
+    if given:
+        return [0 if part is None else _single_num_draws(query, part) for part in parts]
+    return [0 if num_samples is None else num_samples // k + (m < num_samples % k) for m in range(k)]
+
+
+def _cat(results: list, dim: int | tuple = 0) -> Any:
+    """The components' results joined along the draws dimension (tensors, or dicts/tuples of
+    them; ``dim`` a tuple: one per item of a tuple)."""
+    first = results[0] if results else None
+    if len(results) <= 1 or first is None:
+        return first
+    if isinstance(first, dict):
+        return {key: _cat([r[key] for r in results], dim) for key in first}
+    if isinstance(first, tuple):
+        dims = dim if isinstance(dim, tuple) else (dim,) * len(first)
+        return tuple(_cat([r[i] for r in results], dims[i]) for i in range(len(first)))
+    return torch.cat(results, dim=dim)
+
+
+def over_components(
+    query: Query,
+    draws: Any,
+    fn: Callable[[Any, int], tuple[Any, Any]],
+    num_samples: int | None = None,
+    dim: int | tuple = 0,
+) -> tuple[Any, Any]:
+    """``fn(draws, n)`` under each component, with that component's global draws (a trace) and
+    their number ``n``; where ``draws`` is None, ``fn(None, n)`` with the component's stratified
+    share ``n`` of ``num_samples``. ``fn`` returns ``(result, its global draws)``. With no
+    components: ``fn`` once, under the model's own parameters.
+
+    Returns
+    -------
+    result, draws : the components' results joined along ``dim`` (tensors, dicts or tuples of
+        them), and the global draws (a :class:`MixtureDraws` for a mixture)
+    """
+    parts = _parts(query, draws)
+    counts = _counts(query, num_samples, parts, given=draws is not None)
+    results, out = [], []
+    for within, part, n in zip(query.components or [_plain], parts, counts, strict=True):
+        if n == 0:
+            out.append(part)
+            continue
+        value, drawn = within(lambda part=part, n=n: fn(part, n))
+        results.append(value)
+        out.append(drawn)
+    return _cat(results, dim), _joined(query, out)
 
 
 # ---------------------------------------------------------------------- tracing
@@ -167,7 +258,7 @@ def _guide_trace(query: Query, args: tuple, global_draws: poutine.Trace | None) 
     return trace, global_draws if global_draws is not None else _global_part(query, trace)
 
 
-def posterior_draws(query: Query, args: tuple, num_samples: int | None) -> poutine.Trace:
+def posterior_draws(query: Query, args: tuple, num_samples: int | None) -> poutine.Trace | MixtureDraws:
     """The guide's draws of the global sites, ``num_samples`` at once, to hand to
     :func:`posterior_trace`, :func:`run` or :func:`collect` (the same draws for several queries).
 
@@ -177,32 +268,55 @@ def posterior_draws(query: Query, args: tuple, num_samples: int | None) -> pouti
         The guide's arguments (any chunk: only its global sites are kept).
     num_samples : int or None
         None: one "draw" at the posterior means, each site's value the mean of its guide
-        distribution (a plug-in estimate).
+        distribution (a plug-in estimate); for a mixture, one such draw per component.
     """
-    with _draws_plate(query, num_samples or 1):
-        draws = _global_part(query, poutine.trace(query.guide).get_trace(*args))
-    if num_samples is None:
-        for site in draws.nodes.values():
-            site["value"] = site["fn"].mean.expand_as(site["value"])
-    return draws
+
+    def one(_, n: int) -> tuple[None, poutine.Trace]:
+        with _draws_plate(query, n):
+            draws = _global_part(query, poutine.trace(query.guide).get_trace(*args))
+        if num_samples is None:
+            for site in draws.nodes.values():
+                site["value"] = site["fn"].mean.expand_as(site["value"])
+        return None, draws
+
+    return over_components(query, None, one, max(1, len(query.components)) if num_samples is None else num_samples)[1]
 
 
 def _draws_dim(query: Query, site: dict) -> int:
     return site["value"].dim() - site["fn"].event_dim - (query.max_plate_nesting + 1)
 
 
-def num_draws(query: Query, draws: poutine.Trace) -> int:
-    """How many draws a trace of :func:`posterior_draws` holds."""
+def _single_num_draws(query: Query, draws: poutine.Trace) -> int:
     site = next(iter(draws.nodes.values()))
     return site["value"].shape[_draws_dim(query, site)]
 
 
-def take_draws(query: Query, draws: poutine.Trace, index: torch.Tensor) -> poutine.Trace:
-    """The draws at ``index`` (a subset, repeats allowed) of a trace of :func:`posterior_draws`."""
+def num_draws(query: Query, draws: poutine.Trace | MixtureDraws) -> int:
+    """How many draws a trace of :func:`posterior_draws` holds (all components' for a mixture)."""
+    return sum(_single_num_draws(query, part) for part in _parts(query, draws) if part is not None)
+
+
+def _single_take(query: Query, draws: poutine.Trace, index: torch.Tensor) -> poutine.Trace:
     out = poutine.Trace()
     for name, site in draws.nodes.items():
         value = site["value"].index_select(_draws_dim(query, site), index.to(site["value"].device))
         out.add_node(name, **{**site, "value": value})
+    return out
+
+
+def take_draws(query: Query, draws: poutine.Trace | MixtureDraws, index: torch.Tensor) -> poutine.Trace | MixtureDraws:
+    """The draws at ``index`` (a subset, repeats allowed; for a mixture, in increasing order, so
+    that the subset keeps the components' order) of a trace of :func:`posterior_draws`."""
+    if not query.components:
+        return _single_take(query, draws, index)
+    if len(index) > 1 and bool((index[1:] < index[:-1]).any()):
+        raise ValueError("take_draws of a mixture: the index must be in increasing order")
+    out, start = MixtureDraws(), 0
+    for part in _parts(query, draws):
+        n = 0 if part is None else _single_num_draws(query, part)
+        inside = index[(index >= start) & (index < start + n)] - start
+        out.append(_single_take(query, part, inside) if len(inside) else None)
+        start += n
     return out
 
 
@@ -270,6 +384,8 @@ def posterior_trace(
         the data are what the query conditions on), or the model's prior (prediction: held-out
         data are scored, not conditioned on).
 
+    A mixture's components are traced one at a time (:func:`over_components`).
+
     Returns
     -------
     model_trace : pyro.poutine.Trace
@@ -279,6 +395,12 @@ def posterior_trace(
     """
     if local not in ("guide", "prior"):
         raise ValueError(f"local: expected 'guide' or 'prior', found {local!r}")
+    if query.components:
+        raise ValueError("posterior_trace of a mixture: trace each component through over_components")
+    return _posterior_trace(query, args, num_samples, global_draws, interventions, unsampled, local)
+
+
+def _posterior_trace(query, args, num_samples, global_draws, interventions, unsampled, local):
     if num_samples is None:
         num_samples = num_draws(query, global_draws)
     with _Unsampled(unsampled), _draws_plate(query, num_samples):  # outermost: sees the expanded site
@@ -323,11 +445,17 @@ def run(
     """
     drawn = {getattr(r, "site", None) for r in readers.values() if getattr(r, "needs_value", True)}
     unsampled = {r.site for r in readers.values() if not getattr(r, "needs_value", True)} - drawn
+    if local not in ("guide", "prior"):
+        raise ValueError(f"local: expected 'guide' or 'prior', found {local!r}")
     draws = global_draws
     for key, args, *extra in chunks:
-        trace, draws = posterior_trace(query, args, num_samples, draws, interventions, unsampled, local)
-        out = {name: read(trace, tuple(extra)) for name, read in readers.items()}
-        del trace  # one chunk's working set at a time (the caller drops ``out`` before the next)
+
+        def one(part, n, args=args, extra=tuple(extra)):
+            trace, new_draws = _posterior_trace(query, args, n, part, interventions, unsampled, local)
+            return {name: read(trace, extra) for name, read in readers.items()}, new_draws
+
+        # one chunk's working set at a time (the caller drops ``out`` before the next)
+        out, draws = over_components(query, draws, one, num_samples)
         yield key, out
         del out
 
@@ -370,8 +498,8 @@ def collect(
         value = res.pop("x")
         if select is not None:
             value = value[..., select]
-        if out is None:
-            out = np.empty((num_samples, n, *value.shape[2:]), dtype=np.float32)
+        if out is None:  # as many draws as came (given draws may hold another number)
+            out = np.empty((value.shape[0], n, *value.shape[2:]), dtype=np.float32)
         out[:, index] = value.cpu().numpy()
         del value
     return out
@@ -444,12 +572,15 @@ def interventions(
     """
     draws, read = None, mean(site)
     for key, args, *extra in chunks:
-        with _Unsampled({site}), _draws_plate(query, num_samples):
-            guide_trace, draws = _guide_trace(query, args, draws)
-            intact_trace = _model_trace(query, args, guide_trace, None)
-            forced = read(_model_trace(query, args, guide_trace, data, stacked, intact_trace), tuple(extra))
-            intact = read(intact_trace, tuple(extra))
-            del intact_trace
+
+        def one(part, n, args=args, extra=tuple(extra)):
+            with _Unsampled({site}), _draws_plate(query, n):
+                guide_trace, drawn = _guide_trace(query, args, part)
+                intact_trace = _model_trace(query, args, guide_trace, None)
+                forced = read(_model_trace(query, args, guide_trace, data, stacked, intact_trace), extra)
+                return (read(intact_trace, extra), forced), drawn
+
+        (intact, forced), draws = over_components(query, draws, one, num_samples, (0, 0 if stacked is None else 1))
         yield key, intact, forced
         del intact, forced
 

@@ -18,14 +18,15 @@ from torch import nn
 from probtwin.data.recording import Recording
 from probtwin.data.registry import SessionRegistry, SessionSpec, response_stats
 from probtwin.errors import DataError
-from probtwin.infer import FitConfig, History, elbo_terms, resolve_device, run_fit
+from probtwin.infer import FitConfig, History, elbo_terms, resolve_device
 from probtwin.twins.noise import NoiseModel, make_noise
 from probtwin.twins.persistence import Persistent, load
+from probtwin.twins.posterior import WholeTwinPosterior, fit_posterior
 
 __all__ = ["SessionSpec", "Twin", "load"]  # SessionSpec and load re-exported where they were
 
 
-class Twin(SessionRegistry, Persistent, nn.Module):
+class Twin(WholeTwinPosterior, SessionRegistry, Persistent, nn.Module):
     """Base of every twin. Subclasses implement ``model`` and ``guide`` (and, for the
     stimulus-response queries, ``_draws`` and ``_location``).
 
@@ -74,6 +75,7 @@ class Twin(SessionRegistry, Persistent, nn.Module):
             for s in specs
         )
         self.history: History | None = None
+        self.members, self.member_histories = [], []  # the whole-twin posterior's (probtwin.twins.posterior)
         self._register_sessions(specs)
         if self.recordings:
             self._standardize()
@@ -131,6 +133,10 @@ class Twin(SessionRegistry, Persistent, nn.Module):
         much fitting time. ``max_epochs``, ``batch_size`` and ``patience`` left None take the
         twin's :attr:`fit_defaults` (100, 64 and 10; the motor twin 400, 16 and 25).
 
+        A twin whose ``posterior`` is ``"ensemble"`` fits each of its members so, one after
+        another, sharing ``time_limit``; ``"swag"`` collects the trajectory of a further few
+        epochs (:mod:`probtwin.twins.posterior`). The returned history is the first member's.
+
         Returns
         -------
         History
@@ -156,5 +162,5 @@ class Twin(SessionRegistry, Persistent, nn.Module):
             checkpoint=None if checkpoint is None else str(checkpoint),
             time_limit=time_limit,
         )
-        self.history = run_fit(self, config, dev)
+        self.history = fit_posterior(self, config, dev)
         return self.history

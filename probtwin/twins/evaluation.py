@@ -4,6 +4,7 @@ engine over the trials."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,31 @@ from probtwin.infer import query as q
 from probtwin.infer import seeded
 from probtwin.twins.noise import NoiseModel
 
-__all__ = ["Evaluation"]
+__all__ = ["Evaluation", "mixture_log_predictive"]
+
+
+def mixture_log_predictive(members: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The log predictive density of an equal-weight mixture of members, and its Monte Carlo
+    standard error (delta method), from each member's.
+
+    ``log p(y) = log (1/K) sum_m p_m(y)``: each member weighs 1/K whatever its share of the
+    draws (the members' posteriors, not the neurons', are what is mixed).
+
+    Parameters
+    ----------
+    members : torch.Tensor, shape (K, 2, trials)
+        Per member: log density (nats) and the standard error of its estimate.
+
+    Returns
+    -------
+    log_predictive, standard_error : torch.Tensor, shape (trials,)
+    """
+    lp, se = members[:, 0], members[:, 1]
+    k = members.shape[0]
+    log_p = torch.logsumexp(lp, 0) - math.log(k)
+    # var(p_hat) = (1/K^2) sum_m (p_m se_m)^2, in logs: se(log p_hat) = sqrt(var) / p_hat
+    log_var = torch.logsumexp(2 * (lp + torch.log(se.clamp_min(1e-300))), 0) - 2 * math.log(k)
+    return log_p, torch.where(se.max(0).values > 0, torch.exp(0.5 * log_var - log_p), torch.zeros_like(log_p))
 
 
 class Evaluation:
@@ -59,13 +84,26 @@ class Evaluation:
             first[torch.as_tensor(perm[: n_neurons // 2], device=self.device)] = True
             halves = (first, ~first)
         site = f"responses_{k}"
-        readers = {"mean": q.mean(site), "draw": q.draw(site), "fn": q.distribution(site)}
         point = self._posterior_draws(k, None) if noise.rank else None
+        fn = q.distribution(site)
+
+        def chunk(sl: slice, batch: dict) -> tuple:
+            # the location at the posterior mean: the latent count bound's guide and the halves' latent state
+            center = self._point_location(k, batch, point) if noise.rank else None
+            return self._tensor(y[sl]), center, batch.get("behavior")
+
+        def log_predictive(trace, extra) -> torch.Tensor:
+            """Per member (run under its parameters): its log predictive density and standard
+            error, (1, 2, chunk)."""
+            lp, se = noise.log_predictive(fn(trace, ()).loc, *extra)
+            return torch.stack([lp, torch.zeros_like(lp) if se is None else se])[None]
+
+        log_predictive.site, log_predictive.needs_value = site, False
+        readers = {"mean": q.mean(site), "draw": q.draw(site), "log_predictive": log_predictive}
         with seeded(seed, self.device):
-            for sl, batch, res in self._run(k, stimuli, behavior, gaze, num_samples, readers):
-                # the location at the posterior mean: the latent count bound's guide and the halves' latent state
-                center = self._point_location(k, batch, point) if noise.rank else None
-                self._score_chunk(out, sl, batch, res, center, self._tensor(y[sl]), noise, halves)
+            for sl, batch, res in self._run(k, stimuli, behavior, gaze, num_samples, readers, extra=chunk):
+                extra = chunk(sl, batch) if halves is not None else (None, None, None)
+                self._score_chunk(out, sl, batch, res, extra[1], self._tensor(y[sl]), noise, halves)
         return out
 
     @staticmethod
@@ -75,10 +113,9 @@ class Evaluation:
         b = batch.get("behavior")
         out["mean"][sl] = res["mean"].mean(0).cpu().numpy()
         out["samples"][:, sl] = res["draw"].cpu().numpy()
-        lp, se = noise.log_predictive(res["fn"].loc, yt, center, b)
-        out["log_predictive"][sl] = lp.double().cpu().numpy()
-        if se is not None:
-            out["standard_error"][sl] = se.double().cpu().numpy()
+        lp, se = mixture_log_predictive(res["log_predictive"].double())
+        out["log_predictive"][sl] = lp.cpu().numpy()
+        out["standard_error"][sl] = se.cpu().numpy()
         if halves is not None:
             cond = torch.empty_like(yt)
             for given, target in (halves, halves[::-1]):

@@ -21,6 +21,8 @@ subsampled plate, so a minibatch's likelihood is scaled to the whole train tier.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -40,6 +42,7 @@ from probtwin.twins.evaluation import Evaluation
 from probtwin.twins.latent import LatentStateQueries
 from probtwin.twins.likelihoods import inverse_link, link
 from probtwin.twins.noise import resolve_likelihood
+from probtwin.twins.posterior import normal_mixture_quantile, resolve_posterior
 from probtwin.twins.queries import PosteriorQueries
 from probtwin.twins.readout import BayesianReadout
 
@@ -97,6 +100,12 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
     init_range, init_scale, position_init_scale : float
         Initial spread of the positions, and initial posterior scales of weights and bias, and of
         positions (a wide start lets the positions explore before the posterior narrows).
+    posterior : {"readout", "ensemble", "swag"}
+        What is uncertain (:mod:`probtwin.twins.posterior`): the readout only, with the rest point
+        estimates; or the whole twin, as a deep ensemble of ``members`` fits or as ``members``
+        SWAG draws (``swag_epochs`` further epochs, rank ``swag_rank``).
+    members : int, optional
+        Members of the whole-twin posterior (default: 1, 3 and 10 for the three).
     core : torch.nn.Module, optional
         Another core, from (batch, channels [+ behaviour], H, W) to (batch, out_channels, H', W'),
         with an int attribute ``out_channels``. Its weights are saved with the twin, its code is
@@ -136,11 +145,16 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
         init_scale: float = 0.05,
         position_init_scale: float = 0.1,
         position_init: str = "energy",
+        posterior: str = "readout",
+        members: int | None = None,
+        swag_epochs: int = 10,
+        swag_rank: int = 5,
         core: nn.Module | None = None,
         seed: int = 0,
         _specs: list[SessionSpec] | None = None,
     ) -> None:
         likelihood = resolve_likelihood(noise, likelihood)
+        members = resolve_posterior(posterior, members)
         if output not in ("elu", "softplus"):
             raise DataError("output", "'elu' or 'softplus'", repr(output))
         config = {key: value for key, value in locals().items() if key not in _NOT_SETTINGS}
@@ -195,6 +209,25 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
             raise DataError("core", expected, "None: a custom core's code is not saved")
         return cls(None, likelihood, **config, core=core, _specs=specs)
 
+    def _fresh(self, seed: int) -> ImageTwin:
+        """A new twin of these settings on these recordings, initialised from ``seed`` (a custom
+        core is copied and its layers' ``reset_parameters`` run under the seed)."""
+        config = {key: value for key, value in self.config.items() if key != "custom_core"}
+        core = None
+        if self.config.get("custom_core"):
+            core = copy.deepcopy(self.core)
+            with seeded(seed):
+                for module in core.modules():
+                    if hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
+        return type(self)(self.recordings, self.likelihood_name, **{**config, "seed": seed}, core=core)
+
+    def _variational_parameters(self) -> set[str]:
+        names = {"position_loc", "position_scale_unconstrained", "weight_loc", "weight_scale_unconstrained"}
+        names |= {"bias_loc", "bias_scale_unconstrained", "state_loc", "state_scale_unconstrained"}
+        own = (name for name, _ in self.named_parameters() if name.startswith("readouts."))
+        return {name for name in own if name.split(".")[-1] in names}
+
     def _bias_init(self, k: int) -> torch.Tensor:
         noise, mean = self.noise[k], getattr(self, f"response_mean_{k}")
         if noise.gaussian_space:
@@ -205,13 +238,14 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
 
     def _features(self, batch: dict) -> torch.Tensor:
         """The core's feature maps, computed once per batch (the guide and the model share them)."""
-        if "features" not in batch:
+        key = id(next(self.core.parameters(), None))  # a whole-twin posterior's member has its own core
+        if batch.get("features", (None,))[0] != key:
             x = batch["stimuli"]
             if self.config["behavior_in_core"]:
                 b = batch["behavior"][:, :, None, None].expand(-1, -1, *x.shape[-2:])
                 x = torch.cat([x, b], dim=1)
-            batch["features"] = self.core(x)
-        return batch["features"]
+            batch["features"] = (key, self.core(x))
+        return batch["features"][1]
 
     def _location(self, batch: dict, position, weights, bias, state_weights=None) -> torch.Tensor:
         """Locations (batch, neurons), or (draws, batch, neurons) for stacked draws: the mean
@@ -290,7 +324,19 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
             shifter: image pixels (centres at integers, as the simulator's ``truth["rf_position"]``)
             when ``pixels``, else grid units in [-1, 1]; the central ``level`` posterior interval.
         """
+        if not 0 < level < 1:
+            raise DataError("level", "a probability in (0, 1)", repr(level))
         k = self.session_index(session)
         gaze = getattr(self, f"gaze_mean_{k}")
         origin = (torch.zeros(1, 2, device=gaze.device) - gaze) / getattr(self, f"gaze_std_{k}")
-        return self.readouts[k].positions(origin, level, pixels)
+        r = self.readouts[k]
+        components = self._components() or [lambda thunk: thunk()]
+        members = [within(lambda: r.position_posterior(origin)) for within in components]
+        loc, scale = (torch.stack(v) for v in zip(*members, strict=True))
+        tail = (1 - level) / 2
+        out = {
+            "mean": loc.mean(0),  # (members, neurons, 2): a mixture of Normals, each member 1/K
+            "lower": normal_mixture_quantile(loc, scale, tail),
+            "upper": normal_mixture_quantile(loc, scale, 1 - tail),
+        }
+        return {key: (r.to_pixels(v) if pixels else v).cpu().numpy() for key, v in out.items()}

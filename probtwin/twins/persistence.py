@@ -69,6 +69,7 @@ class Persistent:
             "sessions": [vars(s) for s in self.specs],
             "state": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "history": None if self.history is None else self.history.to_dict(),
+            "members": [{k: v.detach().cpu() for k, v in m.items()} for m in self.members],
         }
         torch.save(payload, path)
         return path
@@ -102,6 +103,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", **modules: Any) -
         raise DataError("path", f"a {payload['class']} state this version can read", f"{path} ({err})") from None
     if payload.get("history"):
         twin.history = History(**payload["history"])
+    twin.members = list(payload.get("members", []))
     twin.to(resolve_device(device))
     twin.train(False)
     return twin

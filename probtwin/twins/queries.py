@@ -44,7 +44,7 @@ class PosteriorQueries:
         """The twin as the query engine sees it: its model and guide, one plate over trials per
         session (:mod:`probtwin.infer.query`)."""
         names = {f"trials_{k}" for k in range(len(self.specs))}
-        return q.Query(self.model, self.guide, max_plate_nesting=1, data_plates=names)
+        return q.Query(self.model, self.guide, max_plate_nesting=1, data_plates=names, components=self._components())
 
     def _elements_per_neuron(self, k: int) -> int:
         """Working-set floats per neuron, trial and draw of the model's location (for chunking)."""
@@ -95,16 +95,18 @@ class PosteriorQueries:
 
     def _chunk_args(self, k: int, inputs: tuple, draws: int, extra=None):
         """Chunks of trials sized so that the working set under ``draws`` posterior draws stays
-        under ``_MAX_ELEMENTS`` floats: (slice, batch, the engine's ``(args, *extra(slice))``)."""
+        under ``_MAX_ELEMENTS`` floats: (slice, batch, the engine's ``(args, *extra(slice, batch))``)."""
         per_trial = draws * self.specs[k].n_neurons * (self._elements_per_neuron(k) + self.noise[k].elements)
         for sl, batch in self._chunks(k, *inputs, max(1, _MAX_ELEMENTS // max(1, per_trial))):
-            yield sl, batch, ((batch,), *(extra(sl) if extra is not None else ()))
+            yield sl, batch, ((batch,), *(extra(sl, batch) if extra is not None else ()))
 
-    def _run(self, k: int, stimuli, behavior, gaze, num_samples: int, readers: dict, draws=None):
+    def _run(self, k: int, stimuli, behavior, gaze, num_samples: int, readers: dict, draws=None, extra=None):
         """The query engine over chunks of trials: yields (slice, batch, each reader's result);
-        ``draws``: the global sites' draws (:meth:`_posterior_draws`), else drawn in the first chunk."""
+        ``draws``: the global sites' draws (:meth:`_posterior_draws`), else drawn in the first chunk;
+        ``extra(slice, batch)``: what the readers take besides the trace."""
         chunks = (
-            ((sl, batch), *args) for sl, batch, args in self._chunk_args(k, (stimuli, behavior, gaze), num_samples)
+            ((sl, batch), *args)
+            for sl, batch, args in self._chunk_args(k, (stimuli, behavior, gaze), num_samples, extra)
         )
         self.train(False)
         for (sl, batch), out in q.run(self.query(), chunks, num_samples, readers, global_draws=draws):
@@ -113,8 +115,8 @@ class PosteriorQueries:
 
     def _posterior_draws(self, k: int, num_samples: int | None, seed: int = 0):
         """Draws of session ``k``'s global sites from the guide, to share between queries (a
-        trace of :func:`probtwin.infer.query.posterior_draws`); ``None``: one draw at the
-        posterior means."""
+        trace of :func:`probtwin.infer.query.posterior_draws`, a ``MixtureDraws`` for a
+        whole-twin posterior); ``None``: one draw at the posterior means (one per member)."""
         shape = self.specs[k].stimulus_shape
         probe = (self._batch(k, {"stimuli": np.zeros((1, *shape), np.float32)}),)  # the guide's arguments
         with torch.no_grad(), seeded(seed, self.device):
@@ -122,23 +124,29 @@ class PosteriorQueries:
 
     @torch.no_grad()
     def _predict_mean(self, x: Recording | np.ndarray, session: Any = None) -> np.ndarray:
-        """Mean response under the posterior mean of the per-neuron parameters, (trials, neurons)."""
+        """Mean response under the posterior mean of the per-neuron parameters, (trials, neurons)
+        (averaged over the members of a whole-twin posterior)."""
         k, stimuli, behavior, gaze = self._inputs(x, session)
         point = self._posterior_draws(k, None)
-        return self._gather(k, (stimuli, behavior, gaze), 1, 0, q.mean(f"responses_{k}"), draws=point)[0]
+        return self._gather(k, (stimuli, behavior, gaze), 1, 0, q.mean(f"responses_{k}"), draws=point).mean(0)
 
-    def _observation_at(self, batch: dict, draws):
-        """The model's trace on one batch under given global ``draws`` (a trace of
-        :meth:`_posterior_draws`): the observation site's node, its distribution unsampled."""
-        site = f"responses_{batch['session']}"
-        trace, _ = q.posterior_trace(self.query(), (batch,), None, draws, unsampled={site}, local="prior")
-        return trace, site
+    def _observation_read(self, batch: dict, draws, reader) -> torch.Tensor:
+        """An engine ``reader`` of the observation site (its value unsampled) in the model's trace
+        on one batch under global ``draws`` (a trace of :meth:`_posterior_draws`); the members'
+        results of a whole-twin posterior joined along the draws."""
+        site, query = f"responses_{batch['session']}", self.query()
+
+        def one(part, n):
+            trace, _ = q._posterior_trace(query, (batch,), n, part, None, {site}, "prior")
+            return reader(trace, ()), part
+
+        return q.over_components(query, draws, one)[0]
 
     def _point_location(self, k: int, batch: dict, point) -> torch.Tensor:
-        """The observation's location (chunk, neurons) at the posterior means ``point``, read off
-        the model's trace."""
-        trace, site = self._observation_at(batch, point)
-        return q.distribution(site)(trace, ()).loc[0]
+        """The observation's location (chunk, neurons) at the posterior means ``point`` (averaged
+        over a whole-twin posterior's members), read off the model's trace."""
+        fn = q.distribution(f"responses_{k}")
+        return self._observation_read(batch, point, lambda trace, extra: fn(trace, extra).loc).mean(0)
 
     def _mean_of_images(self, k: int, images: torch.Tensor, draws, behavior: np.ndarray | None = None):
         """Mean responses (draws, n, neurons) to raw images (n, C, H, W) under ``draws`` (a trace
@@ -148,8 +156,7 @@ class PosteriorQueries:
         arrays = {"stimuli": images}
         if behavior is not None:
             arrays["behavior"] = self._condition("behavior", behavior, len(images))
-        trace, site = self._observation_at(self._batch(k, arrays), draws)
-        return q.mean(site)(trace, ())
+        return self._observation_read(self._batch(k, arrays), draws, q.mean(f"responses_{k}"))
 
     @torch.no_grad()
     def predict(
@@ -203,7 +210,7 @@ class PosteriorQueries:
         mask[torch.as_tensor(index, device=self.device)] = True
         others = np.flatnonzero(~mask.cpu().numpy())
 
-        def values(sl: slice) -> tuple:
+        def values(sl: slice, _batch: dict) -> tuple:
             y = torch.zeros(sl.stop - sl.start, len(ids), device=self.device)
             y[:, torch.as_tensor(index, device=self.device)] = self._tensor(observed[sl])
             return mask, y

@@ -11,7 +11,6 @@ called as a ``PyroModule``, only read.
 
 from __future__ import annotations
 
-import numpy as np
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
@@ -107,17 +106,17 @@ class BayesianReadout(PyroModule):
         size = torch.tensor([width, height], dtype=torch.float32)
         self.position_loc.copy_((2 * centres + 1) / size - 1)
 
-    @torch.no_grad()
-    def positions(self, gaze_origin: torch.Tensor | None, level: float, pixels: bool) -> dict[str, np.ndarray]:
-        """Posterior mean and central ``level`` interval of each position, (neurons, 2) as (x, y):
-        shifted to where the neuron reads at the standardised gaze ``gaze_origin`` (1, 2) when
-        there is a shifter; image pixels (centres at integers) when ``pixels``, else grid units
-        in [-1, 1]."""
+    def position_posterior(self, gaze_origin: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and standard deviation of each position (neurons, 2) as (x, y), grid
+        units, shifted to where the neuron reads at the standardised gaze ``gaze_origin`` (1, 2)
+        when there is a shifter."""
         loc, scale = self.position_loc, self.position_scale
         if self.shifter is not None and gaze_origin is not None:
             loc = loc + self.shifter(gaze_origin)
-        z = float(torch.distributions.Normal(0, 1).icdf(torch.tensor(0.5 + level / 2)))
-        out = {"mean": loc, "lower": loc - z * scale, "upper": loc + z * scale}
+        return loc, scale
+
+    def to_pixels(self, grid: torch.Tensor) -> torch.Tensor:
+        """Grid units in [-1, 1] (..., 2) as (x, y) to image pixels (centres at integers)."""
         _, height, width = self.image_shape
-        size = torch.tensor([width, height], dtype=loc.dtype, device=loc.device)
-        return {key: ((v + 1) * size - 1).div(2).cpu().numpy() if pixels else v.cpu().numpy() for key, v in out.items()}
+        size = torch.tensor([width, height], dtype=grid.dtype, device=grid.device)
+        return (grid + 1) * size / 2 - 0.5

@@ -47,3 +47,26 @@ def test_orientation_shift_test_p_values_are_uniform_without_any_change():
     assert abs(np.mean(p < 0.1) - 0.1) < 0.06 and abs(np.mean(p) - 0.5) < 0.06
     with pytest.raises(pt.DataError, match="responses"):
         orientation_shift_test(a, b[:, :4], theta)
+
+
+def test_posterior_targets_are_recomputed_from_the_twin_and_the_truth():
+    from probtwin import calibration, experiments
+    from probtwin.bench import experiments as bx
+
+    sim = pt.simulate.v1(n_neurons=10, n_images=300, image_size=(20, 28), seed=6, pupil_shift_fraction=0.3)
+    small = dict(hidden_channels=6, layers=2, posterior="ensemble", members=2)
+    twin = bx.fit_state_twin(sim, time_limit=60, max_epochs=3, **small)
+    out = bx.posterior_targets(twin, sim, num_samples=20, seed=2, deltas=(5.0,))
+    test = sim.recording.split("test")
+    truth = sim.respond(np.asarray(test.stimuli), np.asarray(test.behavior), np.asarray(test.gaze))
+    draws = twin.predict(test, num_samples=20, seed=2).samples
+    assert out["mean_coverage_90"] == pytest.approx(calibration.calibration(draws, truth, seed=2).at(0.9))
+    positions = twin.readout_positions()
+    inside = (positions["lower"] <= sim.truth["rf_position"]) & (sim.truth["rf_position"] <= positions["upper"])
+    assert out["position_coverage_90"] == pytest.approx(np.all(inside, 1).mean())
+    stimuli = experiments.gratings(np.linspace(0, np.pi, 12, endpoint=False), (0.08, 0.12, 0.16), 4, twin=twin)
+    band = experiments.tuning_curve(twin, stimuli, num_samples=20).quantile([0.05, 0.95], "sample")
+    true = bx.true_tuning(sim, stimuli).transpose(*band.dims[1:]).values
+    expected = ((true >= band[0].values) & (true <= band[1].values)).mean()
+    assert out["tuning_coverage_90"] == pytest.approx(expected)
+    assert 0 <= out["twin_fdr_d5.0"] <= 1 and out["classical_power"] > 0.5 and out["predict_seconds"] > 0

@@ -1,5 +1,7 @@
 """In-silico experiments on fitted twins: each checked against a direct computation or the truth."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -170,3 +172,26 @@ def test_mei_keeps_its_norm_and_scores_each_pair_under_its_own_draw(state_twin):
         ex.mei(state_twin, [1], precondition="jitter")
     with pytest.raises(pt.DataError, match="neurons"):
         ex.mei(state_twin, [30])
+
+
+def test_a_flat_neuron_has_no_preferred_orientation_to_change(sim, state_twin, grid):
+    """Neurons whose feature weights are zero and state weights tiny have nearly flat tuning:
+    without the selectivity guard, their angles' changes would be tested as if meaningful."""
+    flat = copy.deepcopy(state_twin)
+    r = flat.readouts[0]
+    with torch.no_grad():
+        r.weight_loc[:10] = 0.0
+        r.state_loc[:10] *= 0.05
+        for scale in (r.weight_scale_unconstrained, r.state_scale_unconstrained):
+            scale[:10] = -20.0  # softplus: no spread
+    a, b = bx.pupil_states(sim)
+    effect = ex.compare_states(flat, grid, a, b, "preferred_orientation", num_samples=50)
+    unguarded = ex.compare_states(flat, grid, a, b, "preferred_orientation", num_samples=50, min_selectivity=0.0)
+    curves = [ex.tuning_curve(flat, grid, s, num_samples=50) for s in (a, b)]
+    selectivity = np.minimum(*(ex.orientation_selectivity(c).values for c in curves))
+    assert np.all(selectivity[:, :10] < 0.1) and np.median(selectivity[:, 10:]) > 0.1
+    assert np.all(effect.values[:, :10] == 0.0)  # no discovery can come from them
+    assert not pt.hypothesis.test(effect)["discovery"].values[:10].any()
+    assert np.abs(unguarded.values[:, :10]).mean() > 1.0  # where the unguarded angles wander
+    kept = selectivity >= 0.1
+    np.testing.assert_allclose(effect.values[kept], unguarded.values[kept])

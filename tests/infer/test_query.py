@@ -236,3 +236,68 @@ def test_shared_draws_their_subsets_and_the_posterior_means(twin):
     w = draws.nodes["weights"]["value"]  # (10, N, P): the responses' means are these draws' readouts
     np.testing.assert_allclose(full, torch.einsum("snp,tp->stn", w, x), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(point[0], x @ m.T, rtol=1e-5, atol=1e-6)  # the guide's means
+
+
+class Holder(torch.nn.Module):
+    """A plain module around the twin whose ``forward`` runs a thunk: ``functional_call`` swaps
+    the twin's parameters (a PyroModule called itself would read Pyro's parameter store)."""
+
+    def __init__(self, twin):
+        super().__init__()
+        self.twin = twin
+
+    def forward(self, thunk):
+        return thunk()
+
+
+@pytest.fixture(scope="module")
+def mixture():
+    """A posterior mixing two components: the twin's parameters, and the same with every
+    readout mean moved by +5."""
+    t = LinearGaussianTwin()
+    holder = Holder(t)
+    own = {name: p.detach().clone() for name, p in holder.named_parameters()}
+    moved = dict(own, **{"twin.weight_loc_unconstrained": own["twin.weight_loc_unconstrained"] + 5.0})
+    components = [lambda thunk, s=s: torch.func.functional_call(holder, s, (thunk,)) for s in (own, moved)]
+    query = q.Query(t.model, t.guide, max_plate_nesting=1, data_plates={"trials"}, components=components)
+    x = torch.randn(7, P, generator=torch.Generator().manual_seed(1))
+    return t, query, x, t.weight_loc.detach()
+
+
+def test_a_mixture_posterior_stratifies_its_draws_over_the_components(mixture):
+    t, query, x, m = mixture
+    with seeded(0), torch.no_grad():
+        draws = q.predict(query, chunks(x), "responses", 4001)  # 2001 from the first, 2000 from the second
+    assert draws.shape == (4001, 7, N)
+    for part, loc in ((draws[:2001], m), (draws[2001:], m + 5.0)):
+        np.testing.assert_allclose(part.mean(0), x @ loc.T, atol=0.15)
+    with seeded(0), torch.no_grad():  # the same draws whatever the chunking
+        whole = q.predict(query, chunks(x, size=7), "responses", 4001)
+    np.testing.assert_allclose(whole, draws, rtol=1e-5, atol=1e-5)
+
+
+def test_mixture_draws_their_subsets_means_and_interventions(mixture):
+    t, query, x, m = mixture
+    with seeded(3), torch.no_grad():
+        draws = q.posterior_draws(query, (x,), 5)
+        full = q.collect(query, [(slice(0, 7), (x,))], 5, q.mean("responses"), len(x), global_draws=draws)
+        index = torch.tensor([1, 3, 4])  # one of the first component's three draws, two of the second's two
+        subset = q.take_draws(query, draws, index)
+        sub = q.collect(query, [(slice(0, 7), (x,))], 3, q.mean("responses"), len(x), global_draws=subset)
+        point = q.posterior_draws(query, (x,), None)
+        means = q.collect(query, [(slice(0, 7), (x,))], 1, q.mean("responses"), len(x), global_draws=point)
+    with seeded(4), torch.no_grad():
+        intact, forced = q.intervene(query, chunks(x), "responses", 5, {"weights": torch.zeros(N, P)})
+    with seeded(4), torch.no_grad():
+        predicted = q.predict(query, chunks(x), "responses", 5)
+    assert isinstance(draws, q.MixtureDraws) and q.num_draws(query, draws) == 5
+    assert [q.num_draws(q.Query(t.model, t.guide, 1, {"trials"}), d) for d in draws] == [3, 2]
+    assert [q.num_draws(q.Query(t.model, t.guide, 1, {"trials"}), d) for d in subset] == [1, 2]
+    np.testing.assert_allclose(sub, full[index.numpy()], rtol=1e-6)
+    np.testing.assert_allclose(means, np.stack([x @ m.T, x @ (m + 5).T]), rtol=1e-5, atol=1e-5)
+    assert intact.shape == forced.shape == (5, 7, N) and torch.all(forced == 0)
+    np.testing.assert_allclose(intact, predicted, rtol=1e-6)  # each component's own draws, intact
+    with pytest.raises(ValueError, match="increasing"):
+        q.take_draws(query, draws, torch.tensor([3, 1]))
+    with pytest.raises(ValueError, match="over_components"):
+        q.posterior_trace(query, (x,), 4)

@@ -1,0 +1,237 @@
+"""The posterior over the whole twin: core, shifter, modulator, position prior and readout.
+
+A twin's guide is Bayesian over each neuron's readout; its other parameters (the core and the
+rest) are point estimates that the guide is conditioned on. The whole-twin posterior is a
+mixture over sets of those parameters, each with its own readout posterior:
+
+    q(theta, z) = (1/K) sum_m delta(theta - theta_m) q_m(z)
+
+``theta`` every point-estimated parameter, ``z`` the readout's latent variables. A query's draws
+are stratified over the K members (the query engine's mixture components,
+:attr:`probtwin.infer.query.Query.components`): the model is the same, run under each member's
+parameters (``torch.func.functional_call``), so every query (predict, sample, experiments,
+hypothesis tests, ArviZ) carries the whole posterior without knowing of it. Where the members
+come from:
+
+``"readout"``
+    One member: the fitted twin (only the readout is uncertain).
+``"ensemble"``
+    A deep ensemble (Lakshminarayanan et al. 2017): K fits from independent initial parameters
+    (seeds ``seed + m``) and minibatch orders, each member with its readout posterior.
+``"swag"``
+    SWAG (Maddox et al. 2019): after the fit, ``swag_epochs`` more epochs at the last learning
+    rate, the parameters' running mean and diagonal variance and the last ``swag_rank`` deviations
+    collected once an epoch; K members drawn from ``Normal(mean, diag/2 + D D^T / (2 (R - 1)))``
+    over the point estimates, the readout's variational parameters at their running mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from probtwin.errors import DataError
+from probtwin.infer import FitConfig, History, run_fit, seeded
+
+__all__ = [
+    "DEFAULT_MEMBERS",
+    "POSTERIORS",
+    "normal_mixture_quantile",
+    "WholeTwinPosterior",
+    "fit_posterior",
+    "resolve_posterior",
+]
+
+POSTERIORS = ("readout", "ensemble", "swag")
+
+
+#: members when none are asked for
+DEFAULT_MEMBERS = {"readout": 1, "ensemble": 3, "swag": 10}
+
+
+def resolve_posterior(posterior: str, members: int | None) -> int:
+    """The member count of a posterior (``None``: its default); refuses an unknown posterior or
+    a count that does not fit it."""
+    if posterior not in POSTERIORS:
+        raise DataError("posterior", f"one of {POSTERIORS}", repr(posterior))
+    if members is None:
+        return DEFAULT_MEMBERS[posterior]
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise DataError("members", "an int of at least 1", repr(members))
+    if posterior == "readout" and members != 1:
+        raise DataError("members", "1 (or None) for posterior 'readout'", repr(members))
+    return members
+
+
+def normal_mixture_quantile(loc: torch.Tensor, scale: torch.Tensor, q: float, iterations: int = 60) -> torch.Tensor:
+    """The ``q`` quantile of equal-weight mixtures of Normals, elementwise, by bisection.
+
+    Parameters
+    ----------
+    loc, scale : torch.Tensor, shape (members, ...)
+    q : float in (0, 1)
+
+    Returns
+    -------
+    torch.Tensor, shape (...)
+    """
+    normal = torch.distributions.Normal(loc, scale)
+    z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(q)))
+    low, high = (loc + z * scale).min(0).values, (loc + z * scale).max(0).values  # brackets the quantile
+    for _ in range(iterations):  # halves the bracket of every element at once
+        mid = (low + high) / 2
+        below = normal.cdf(mid[None]).mean(0) < q
+        low, high = torch.where(below, mid, low), torch.where(below, high, mid)
+    return (low + high) / 2
+
+
+class WholeTwinPosterior:
+    """Mixin of :class:`~probtwin.twins.base.Twin`: the members of its posterior and how queries
+    run under them.
+
+    Attributes
+    ----------
+    members : list of dict
+        Each member's parameters (name to tensor, as ``named_parameters``); empty: the twin's own.
+    member_histories : list of History
+        Each member's fit (the ensemble), empty otherwise.
+    """
+
+    members: list[dict[str, torch.Tensor]]
+
+    def forward(self, thunk: Any) -> Any:
+        """Run ``thunk()`` (what ``torch.func.functional_call`` calls under a member's parameters)."""
+        return thunk()
+
+    def _components(self) -> list:
+        """The query engine's mixture components: a member's parameters around a thunk."""
+        if not self.members:
+            return []
+        device = self.device
+        states = [{name: value.to(device) for name, value in member.items()} for member in self.members]
+        return [lambda thunk, s=state: torch.func.functional_call(self, s, (thunk,)) for state in states]
+
+    def _own_parameters(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().clone() for name, p in self.named_parameters()}
+
+    def _variational_parameters(self) -> set[str]:
+        """Names of the guide's variational parameters (the readout posterior); SWAG keeps them at
+        their running mean and perturbs the rest."""
+        return set()
+
+    def _fresh(self, seed: int) -> Any:
+        """A new twin of the same settings on the same recordings, initialised from ``seed``."""
+        raise DataError("posterior", "a twin that can start an ensemble member", type(self).__name__)
+
+
+def _flat(tensors: Any) -> torch.Tensor:
+    """Parameters as one vector (any memory layout)."""
+    return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+
+@torch.no_grad()
+def _set_flat(twin: Any, vector: torch.Tensor) -> None:
+    """Copy a vector of :func:`_flat` into the twin's parameters."""
+    start = 0
+    for p in twin.parameters():
+        p.copy_(vector[start : start + p.numel()].reshape(p.shape))
+        start += p.numel()
+
+
+def _member_path(checkpoint: str | None, m: int) -> str | None:
+    if checkpoint is None or m == 0:
+        return checkpoint
+    path = Path(checkpoint)
+    return str(path.with_name(f"{path.stem}.member{m}{path.suffix}"))
+
+
+def fit_posterior(twin: Any, config: FitConfig, device: torch.device) -> History:
+    """Fit a twin and build its whole-twin posterior (``twin.config["posterior"]``).
+
+    ``config.time_limit`` bounds the whole: an ensemble's members share it equally, SWAG's
+    collection takes a fifth of it. Members after the first checkpoint to
+    ``<checkpoint stem>.member<m><suffix>``, so that an interrupted ensemble resumes.
+
+    Returns
+    -------
+    History
+        The first member's fit (an ensemble's others are in ``twin.member_histories``).
+    """
+    posterior = twin.config.get("posterior", "readout")
+    members = int(twin.config.get("members", 1))
+    twin.members, twin.member_histories = [], []
+    if posterior == "ensemble" and members > 1:
+        return _fit_ensemble(twin, config, device, members)
+    if posterior == "swag":
+        return _fit_swag(twin, config, device, members)
+    return run_fit(twin, config, device)
+
+
+def _fit_ensemble(twin: Any, config: FitConfig, device: torch.device, k: int) -> History:
+    share = None if config.time_limit is None else config.time_limit / k
+    seed = int(twin.config.get("seed", 0))
+    for m in range(k):
+        member = twin if m == 0 else twin._fresh(seed + m).to(device)
+        member._batch_size, member._seed = twin._batch_size, config.seed + m
+        member_config = dataclasses.replace(
+            config, seed=config.seed + m, time_limit=share, checkpoint=_member_path(config.checkpoint, m)
+        )
+        twin.member_histories.append(run_fit(member, member_config, device))
+        twin.members.append(member._own_parameters())
+    return twin.member_histories[0]
+
+
+def _fit_swag(twin: Any, config: FitConfig, device: torch.device, k: int) -> History:
+    epochs, rank = int(twin.config.get("swag_epochs", 10)), int(twin.config.get("swag_rank", 5))
+    main = config if config.time_limit is None else dataclasses.replace(config, time_limit=0.8 * config.time_limit)
+    history = run_fit(twin, main, device)
+    variational = twin._variational_parameters()
+    moments = {"n": 0, "mean": None, "square": None, "deviations": []}
+
+    def collect(_epoch: int) -> None:
+        vector = _flat(twin.parameters())
+        n = moments["n"]
+        if n == 0:
+            moments["mean"], moments["square"] = vector.clone(), vector.pow(2)
+        else:
+            moments["mean"] += (vector - moments["mean"]) / (n + 1)
+            moments["square"] += (vector.pow(2) - moments["square"]) / (n + 1)
+        moments["deviations"] = ([*moments["deviations"], vector - moments["mean"]])[-rank:]
+        moments["n"] = n + 1
+
+    lr = history.epochs[-1]["lr"] if history.epochs else config.lr
+    swag = dataclasses.replace(
+        config,
+        max_epochs=epochs,
+        lr=lr,
+        patience=epochs + 1,
+        checkpoint=None,
+        progress=False,
+        time_limit=None if config.time_limit is None else 0.2 * config.time_limit,
+        on_epoch=collect,
+        restore_best=False,
+    )
+    best = twin._own_parameters()
+    run_fit(twin, swag, device)
+    if moments["n"] < 2:  # no spread to draw from: the fitted twin alone
+        _set_flat(twin, _flat(best.values()))
+        return history
+    mean = moments["mean"]
+    variance = (moments["square"] - mean.pow(2)).clamp_min(0.0)
+    deviations = torch.stack(moments["deviations"], 1)  # (parameters, R)
+    perturbed = _flat(
+        torch.full(p.shape, float(name not in variational), device=p.device) for name, p in twin.named_parameters()
+    )
+    with seeded(config.seed + 1, mean.device):
+        z1 = torch.randn(k, len(mean), device=mean.device)
+        z2 = torch.randn(k, deviations.shape[1], device=mean.device)
+    spread = (variance / 2).sqrt() * z1 + (z2 @ deviations.T) / math.sqrt(2 * max(deviations.shape[1] - 1, 1))
+    for draw in mean + spread * perturbed:  # K members: the point estimates perturbed
+        _set_flat(twin, draw)
+        twin.members.append(twin._own_parameters())
+    _set_flat(twin, mean)  # the twin itself at the running mean (SWA)
+    return history

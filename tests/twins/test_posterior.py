@@ -1,0 +1,147 @@
+"""The whole-twin posterior: members (ensemble, SWAG) that every query carries, checked against
+the members run one at a time."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import probtwin as pt
+from probtwin.twins.evaluation import mixture_log_predictive
+from probtwin.twins.posterior import normal_mixture_quantile
+
+SMALL = dict(hidden_channels=6, layers=2, input_kernel=5, hidden_kernel=3)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return pt.simulate.v1(n_neurons=12, n_images=400, image_size=(20, 28), seed=4)
+
+
+@pytest.fixture(scope="module")
+def ensemble(sim, tmp_path_factory):
+    twin = pt.ImageTwin(sim.recording, posterior="ensemble", members=2, **SMALL)
+    path = tmp_path_factory.mktemp("ensemble") / "fit.ckpt"
+    twin.fit(max_epochs=3, progress=False, checkpoint=path)
+    return twin, path
+
+
+@pytest.fixture(scope="module")
+def swag(sim):
+    twin = pt.ImageTwin(sim.recording, posterior="swag", members=3, swag_epochs=4, swag_rank=3, **SMALL)
+    twin.fit(max_epochs=3, progress=False)
+    return twin
+
+
+def alone(twin, member):
+    """A copy of the twin with one member's parameters and no others."""
+    single = copy.deepcopy(twin)
+    single.members = []
+    single.load_state_dict({**single.state_dict(), **member})
+    return single
+
+
+def test_ensemble_members_are_independent_fits(ensemble):
+    twin, path = ensemble
+    assert len(twin.members) == 2 and len(twin.member_histories) == 2
+    first, second = twin.members
+    assert not torch.allclose(first["core.blocks.0.0.weight"], second["core.blocks.0.0.weight"])  # other seeds
+    for name, p in twin.named_parameters():  # the twin itself is the first member
+        assert torch.equal(p.detach(), first[name])
+    assert path.is_file() and path.with_name("fit.member1.ckpt").is_file()
+
+
+def test_every_query_runs_each_member_on_its_share_of_the_draws(sim, ensemble):
+    twin, _ = ensemble
+    x = np.asarray(sim.recording.split("test").stimuli)[:9]
+    mixed = twin.predict(x, num_samples=5, seed=3).samples
+    singles = [alone(twin, m) for m in twin.members]
+    # stratified: the first member's three draws come first, from the same random stream
+    np.testing.assert_allclose(mixed[:3], singles[0].predict(x, num_samples=3, seed=3).samples, rtol=1e-5)
+    means = [s._predict_mean(x) for s in singles]
+    np.testing.assert_allclose(twin._predict_mean(x), np.mean(means, 0), rtol=1e-5)
+    assert np.abs(means[0] - means[1]).max() > 1e-3  # the members disagree: the draws carry it
+    # the members' positions form the interval: each member's mean lies inside the mixture's
+    positions = twin.readout_positions(level=0.99)
+    for s in singles:
+        m = s.readout_positions()["mean"]
+        assert np.all((positions["lower"] <= m) & (m <= positions["upper"]))
+
+
+def test_an_ensemble_resumes_from_its_members_checkpoints(sim, ensemble):
+    twin, path = ensemble
+    again = pt.ImageTwin(sim.recording, posterior="ensemble", members=2, **SMALL)
+    again.fit(max_epochs=3, progress=False, checkpoint=path)  # both members' fits are finished: restored
+    for a, b in zip(twin.members, again.members, strict=True):
+        for name in a:
+            torch.testing.assert_close(a[name], b[name])
+
+
+def test_saved_members_load_with_the_twin(sim, ensemble, tmp_path):
+    twin, _ = ensemble
+    loaded = pt.load(twin.save(tmp_path / "twin.pt"))
+    x = np.asarray(sim.recording.stimuli[:4])
+    assert len(loaded.members) == 2
+    np.testing.assert_allclose(loaded.predict(x, 6).samples, twin.predict(x, 6).samples, rtol=1e-6)
+
+
+def test_swag_draws_the_point_estimates_around_their_running_mean(sim, swag):
+    assert len(swag.members) == 3 and swag.member_histories == []
+    variational = swag._variational_parameters()
+    assert "readouts.0.weight_loc" in variational and "core.blocks.0.0.weight" not in variational
+    live = dict(swag.named_parameters())
+    for name, p in live.items():
+        values = torch.stack([m[name] for m in swag.members])
+        if name in variational:  # the readout posterior at its running mean in every member
+            assert torch.equal(values, p.detach().expand_as(values))
+        elif name.startswith("core.") and name.endswith("weight"):
+            assert (values - p.detach()).abs().max() > 0  # drawn around the running mean
+    spread = swag.predict(np.asarray(sim.recording.stimuli[:5]), 30).samples.std(0).mean()
+    assert spread > 0
+
+
+def test_bad_posteriors_are_refused(sim):
+    with pytest.raises(pt.DataError, match="posterior"):
+        pt.ImageTwin(sim.recording, posterior="laplace", **SMALL)
+    with pytest.raises(pt.DataError, match="members"):
+        pt.ImageTwin(sim.recording, posterior="ensemble", members=0, **SMALL)
+    with pytest.raises(pt.DataError, match="members"):
+        pt.ImageTwin(sim.recording, posterior="readout", members=3, **SMALL)
+    assert pt.ImageTwin(sim.recording, posterior="ensemble", **SMALL).config["members"] == 3
+
+
+def test_normal_mixture_quantiles_solve_the_mixture_cdf():
+    loc = torch.tensor([[0.0, -1.0], [3.0, 2.0], [1.0, -4.0]])  # (members, elements)
+    scale = torch.tensor([[1.0, 0.5], [0.5, 2.0], [2.0, 1.0]])
+    for q in (0.05, 0.5, 0.95):
+        x = normal_mixture_quantile(loc, scale, q).numpy()
+        cdf = stats.norm.cdf(x[None], loc.numpy(), scale.numpy()).mean(0)
+        np.testing.assert_allclose(cdf, q, atol=1e-5)
+
+
+def test_a_mixture_weighs_its_members_equally_in_the_log_predictive_density():
+    # members' densities 0.2 and 0.6 (standard errors of their logs 0.1 and 0): mixture 0.4
+    members = torch.tensor([[[np.log(0.2)], [0.1]], [[np.log(0.6)], [0.0]]], dtype=torch.float64)
+    lp, se = mixture_log_predictive(members)
+    np.testing.assert_allclose(lp.numpy(), [np.log(0.4)])
+    np.testing.assert_allclose(se.numpy(), [np.sqrt((0.2 * 0.1) ** 2 / 4) / 0.4])  # delta method
+    lp1, se1 = mixture_log_predictive(members[:1])
+    np.testing.assert_allclose(lp1.numpy(), [np.log(0.2)])
+    np.testing.assert_allclose(se1.numpy(), [0.1])
+
+
+def test_calibration_of_a_twin_is_its_draws_against_the_truth(sim, ensemble):
+    twin, _ = ensemble
+    test = sim.recording.split("test")
+    truth = sim.respond(np.asarray(test.stimuli), np.asarray(test.behavior), np.asarray(test.gaze))
+    cal = pt.calibration.mean_calibration(twin, test, truth, num_samples=20, seed=1)
+    direct = pt.calibration.calibration(twin.predict(test, 20, seed=1).samples, truth, seed=1)
+    np.testing.assert_allclose(cal.coverage, direct.coverage)
+    trials = pt.calibration.single_trial_calibration(twin, sim.recording, "test", num_samples=20, seed=1)
+    expected = pt.calibration.calibration(twin.sample(test, 20, seed=1), np.asarray(test.responses), seed=1)
+    np.testing.assert_allclose(trials.pit, expected.pit)
+    assert abs(trials.at(0.9) - twin.evaluate(sim.recording, num_samples=20, seed=1)["coverage_90"]) < 0.1
+    with pytest.raises(pt.DataError, match="truth"):
+        pt.calibration.mean_calibration(twin, test, truth[:, :3], num_samples=5)
