@@ -137,7 +137,7 @@ def _bench(args: argparse.Namespace) -> int:
     import probtwin as pt
 
     torch_threads(args)
-    if args.what in ("experiments", "posterior"):
+    if args.what in ("experiments", "posterior", "posterior-real"):
         _bench_experiments(args)
         return 0
     if args.what.startswith("motor-"):
@@ -207,6 +207,13 @@ def _bench_experiments(args: argparse.Namespace) -> None:
     )
     if args.what == "experiments":
         run_state_tests(seeds=tuple(range(args.seeds)), **settings)
+        return
+    if args.what == "posterior-real":  # Cowley V4 210325, single trials: an evaluation set
+        from probtwin.bench.experiments import real_calibration
+        from probtwin.datasets import cowley_v4
+
+        limit = 300.0 if args.time_limit is None else args.time_limit
+        real_calibration(cowley_v4("210325", trials="raw"), tuple(args.posteriors), time_limit=limit)
         return
     seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
     rows = run_posterior_comparison(seeds=seeds, posteriors=tuple(args.posteriors), **settings)
@@ -294,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "motor-scale",
             "report",
             "posterior",
+            "posterior-real",
         ],
     )
     bench.add_argument("--seeds", type=int, default=5, help="simulations, seeds 0..N-1 (experiments, posterior)")

@@ -33,6 +33,7 @@ __all__ = [
     "tuning_coverage",
     "orientation_shift_test",
     "posterior_targets",
+    "real_calibration",
     "run_posterior_comparison",
 ]
 
@@ -370,6 +371,12 @@ def posterior_targets(
     return out
 
 
+def _budget(twin: ImageTwin, time_limit: float) -> float:
+    """One fit's ``time_limit`` for each of an ensemble's members; SWAG's trajectory a quarter more."""
+    posterior = twin.config["posterior"]
+    return time_limit * {"ensemble": twin.config["members"], "swag": 1.25}.get(posterior, 1)
+
+
 def run_posterior_comparison(
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4),
     posteriors: tuple[str, ...] = ("readout", "swag", "ensemble"),
@@ -391,11 +398,39 @@ def run_posterior_comparison(
         sim = v1(n_neurons=n_neurons, n_images=n_images, seed=seed, pupil_shift_fraction=pupil_shift_fraction)
         for posterior in posteriors:
             probe = ImageTwin(sim.recording, hidden_channels=1, layers=1, position_init="uniform", posterior=posterior)
-            budget = time_limit * {"ensemble": probe.config["members"], "swag": 1.25}.get(posterior, 1)
+            budget = _budget(probe, time_limit)
             start = time.perf_counter()
             twin = fit_state_twin(sim, budget, seed, posterior=posterior)
             row = {"seed": seed, "posterior": posterior, "fit_seconds": time.perf_counter() - start}
             row |= posterior_targets(twin, sim, num_samples=num_samples, seed=seed)
             rows.append(row)
+            report(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    return rows
+
+
+def real_calibration(
+    recording: Any,
+    posteriors: tuple[str, ...] = ("readout", "ensemble"),
+    time_limit: float = 300.0,
+    num_samples: int = 100,
+    report=print,
+) -> list[dict[str, Any]]:
+    """Each whole-twin posterior on a real recording with the twin's defaults: held-out (test)
+    single-trial correlation and the coverage of the posterior predictive's central intervals at
+    each nominal level (:func:`probtwin.calibration.single_trial_calibration`), with fit seconds.
+    ``time_limit`` is one fit's (an ensemble's members get it each)."""
+    rows = []
+    for posterior in posteriors:
+        twin = ImageTwin(recording, posterior=posterior)
+        budget = _budget(twin, time_limit)
+        start = time.perf_counter()
+        twin.fit(time_limit=budget, progress=False)
+        row = {"posterior": posterior, "fit_seconds": time.perf_counter() - start}
+        scores = twin.evaluate(recording, "test", num_samples=num_samples)
+        row |= {"single_trial_correlation": scores["single_trial_correlation"], "coverage_90": scores["coverage_90"]}
+        check = calibration.single_trial_calibration(twin, recording, "test", num_samples=num_samples)
+        row |= {f"coverage_{level:g}": float(c) for level, c in zip(check.levels, check.coverage, strict=True)}
+        rows.append(row)
+        if report is not None:
             report(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     return rows

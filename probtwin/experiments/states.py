@@ -8,6 +8,7 @@ samples carry the twin's uncertainty about the difference, not the sum of two un
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,9 @@ def compare_states(
         A nearly flat tuning curve's angle is noise; without the guard a test would find its
         changes. (Simulated V1 neurons' selectivity is 0.3 and more.)
 
+    A twin whose posterior covers its readout only (``posterior="readout"``) warns: its effects'
+    intervals are too narrow (measured on the simulator, :mod:`probtwin.twins.posterior`).
+
     Returns
     -------
     xarray.DataArray, dims (sample, neuron)
@@ -105,6 +109,14 @@ def compare_states(
     if statistic not in STATISTICS:
         raise DataError("statistic", f"one of {STATISTICS}", repr(statistic))
     stimuli = _check_stimuli(stimuli)
+    if getattr(twin, "config", {}).get("posterior") == "readout":
+        warnings.warn(
+            "probtwin: this twin's posterior covers its readout only (posterior='readout'); its state "
+            "effects' intervals are too narrow and a test on them can find more false discoveries "
+            "than alpha (see the 'Whole-twin posterior' page): posterior='ensemble' widens them",
+            UserWarning,
+            stacklevel=2,
+        )
     a, b = (twin._condition(name, s, 1) for name, s in (("behavior_a", behavior_a), ("behavior_b", behavior_b)))
     average = None
     if statistic == "preferred_orientation":

@@ -70,3 +70,15 @@ def test_posterior_targets_are_recomputed_from_the_twin_and_the_truth():
     expected = ((true >= band[0].values) & (true <= band[1].values)).mean()
     assert out["tuning_coverage_90"] == pytest.approx(expected)
     assert 0 <= out["twin_fdr_d5.0"] <= 1 and out["classical_power"] > 0.5 and out["predict_seconds"] > 0
+
+
+def test_real_calibration_scores_each_posterior_on_held_out_trials():
+    from probtwin.bench import experiments as bx
+
+    sim = pt.simulate.v1(n_neurons=8, n_images=200, image_size=(16, 20), seed=7)
+    rows = bx.real_calibration(sim.recording, ("readout", "ensemble"), time_limit=2.0, num_samples=10, report=None)
+    assert [r["posterior"] for r in rows] == ["readout", "ensemble"]
+    for row in rows:
+        coverage = [row[f"coverage_{level:g}"] for level in pt.calibration.LEVELS]
+        assert np.all(np.diff(coverage) >= 0) and 0 <= coverage[0] and coverage[-1] <= 1
+        assert abs(row["coverage_0.9"] - row["coverage_90"]) < 0.1  # the same check, other draws

@@ -2,6 +2,7 @@
 the members run one at a time."""
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -145,3 +146,19 @@ def test_calibration_of_a_twin_is_its_draws_against_the_truth(sim, ensemble):
     assert abs(trials.at(0.9) - twin.evaluate(sim.recording, num_samples=20, seed=1)["coverage_90"]) < 0.1
     with pytest.raises(pt.DataError, match="truth"):
         pt.calibration.mean_calibration(twin, test, truth[:, :3], num_samples=5)
+
+
+def test_a_whole_twin_posterior_runs_the_state_comparison_without_the_narrow_interval_warning(sim, ensemble):
+    twin, _ = ensemble
+    grid = pt.experiments.gratings(np.linspace(0, np.pi, 4, endpoint=False), [0.1], phases=2, twin=twin)
+    a, b = np.percentile(sim.recording.behavior, [10, 90], axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        effect = pt.experiments.compare_states(twin, grid, a[None], b[None], "log_gain", num_samples=4)
+    assert effect.shape == (4, 12)
+    first = alone(twin, twin.members[0])  # the first member's draws come first, from the same stream
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gain = pt.experiments.compare_states(first, grid, a[None], b[None], "log_gain", num_samples=2)
+    np.testing.assert_allclose(effect.values[:2], gain.values, rtol=1e-4, atol=1e-6)
+    assert np.abs(effect.values[:2].mean(0) - effect.values[2:].mean(0)).max() > 1e-4  # the second member's own
