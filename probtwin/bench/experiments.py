@@ -18,6 +18,7 @@ from probtwin.simulate import v1
 from probtwin.simulate.population import gabor_bank
 from probtwin.simulate.v1 import Simulation
 from probtwin.twins.image import ImageTwin
+from probtwin.twins.posterior import resolve_posterior
 
 __all__ = [
     "benjamini_hochberg",
@@ -371,10 +372,10 @@ def posterior_targets(
     return out
 
 
-def _budget(twin: ImageTwin, time_limit: float) -> float:
-    """One fit's ``time_limit`` for each of an ensemble's members; SWAG's trajectory a quarter more."""
-    posterior = twin.config["posterior"]
-    return time_limit * {"ensemble": twin.config["members"], "swag": 1.25}.get(posterior, 1)
+def _budget(posterior: str, time_limit: float) -> float:
+    """One fit's ``time_limit`` for each of an ensemble's members (its default number); SWAG's
+    trajectory a quarter more."""
+    return time_limit * {"ensemble": resolve_posterior(posterior, None), "swag": 1.25}.get(posterior, 1)
 
 
 def run_posterior_comparison(
@@ -397,8 +398,7 @@ def run_posterior_comparison(
     for seed in seeds:
         sim = v1(n_neurons=n_neurons, n_images=n_images, seed=seed, pupil_shift_fraction=pupil_shift_fraction)
         for posterior in posteriors:
-            probe = ImageTwin(sim.recording, hidden_channels=1, layers=1, position_init="uniform", posterior=posterior)
-            budget = _budget(probe, time_limit)
+            budget = _budget(posterior, time_limit)
             start = time.perf_counter()
             twin = fit_state_twin(sim, budget, seed, posterior=posterior)
             row = {"seed": seed, "posterior": posterior, "fit_seconds": time.perf_counter() - start}
@@ -422,7 +422,7 @@ def real_calibration(
     rows = []
     for posterior in posteriors:
         twin = ImageTwin(recording, posterior=posterior)
-        budget = _budget(twin, time_limit)
+        budget = _budget(posterior, time_limit)
         start = time.perf_counter()
         twin.fit(time_limit=budget, progress=False)
         row = {"posterior": posterior, "fit_seconds": time.perf_counter() - start}

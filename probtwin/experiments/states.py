@@ -39,25 +39,25 @@ def preferred_orientation(curve: xr.DataArray) -> xr.DataArray:
     xarray.DataArray
         Radians in [0, pi), without the ``orientation`` dimension.
     """
+    return (xr.apply_ufunc(np.angle, _orientation_vector(curve)[0]) / 2) % np.pi
+
+
+def _orientation_vector(curve: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """``sum_theta r(theta) exp(2 i theta)`` and ``sum_theta r(theta)`` of tuning curves, other
+    stimulus dimensions averaged first."""
     if "orientation" not in curve.dims:
         raise DataError("curve", "tuning curves with an 'orientation' dimension", f"dims {curve.dims}")
     other = [d for d in curve.dims if d not in ("sample", "neuron", "orientation")]
     r = curve.mean(other) if other else curve
-    theta = r["orientation"]
-    vector = (r * np.exp(2j * theta)).sum("orientation")
-    return (xr.apply_ufunc(np.angle, vector) / 2) % np.pi
+    return (r * np.exp(2j * r["orientation"])).sum("orientation"), r.sum("orientation")
 
 
 def orientation_selectivity(curve: xr.DataArray) -> xr.DataArray:
     """Orientation selectivity of tuning curves, ``|sum_theta r(theta) exp(2 i theta)| / sum_theta
     r(theta)`` (one minus the circular variance): 0 for a flat curve, 1 for one orientation;
     other stimulus dimensions averaged first, as :func:`preferred_orientation`."""
-    if "orientation" not in curve.dims:
-        raise DataError("curve", "tuning curves with an 'orientation' dimension", f"dims {curve.dims}")
-    other = [d for d in curve.dims if d not in ("sample", "neuron", "orientation")]
-    r = curve.mean(other) if other else curve
-    vector = (r * np.exp(2j * r["orientation"])).sum("orientation")
-    return xr.apply_ufunc(np.abs, vector) / r.sum("orientation")
+    vector, total = _orientation_vector(curve)
+    return xr.apply_ufunc(np.abs, vector) / total
 
 
 def compare_states(

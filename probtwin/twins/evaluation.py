@@ -87,10 +87,13 @@ class Evaluation:
         point = self._posterior_draws(k, None) if noise.rank else None
         fn = q.distribution(site)
 
+        extras: dict[int, tuple] = {}  # per chunk: what its readers took, kept for its scores
+
         def chunk(sl: slice, batch: dict) -> tuple:
             # the location at the posterior mean: the latent count bound's guide and the halves' latent state
             center = self._point_location(k, batch, point) if noise.rank else None
-            return self._tensor(y[sl]), center, batch.get("behavior")
+            extras[sl.start] = (self._tensor(y[sl]), center, batch.get("behavior"))
+            return extras[sl.start]
 
         def log_predictive(trace, extra) -> torch.Tensor:
             """Per member (run under its parameters): its log predictive density and standard
@@ -102,8 +105,8 @@ class Evaluation:
         readers = {"mean": q.mean(site), "draw": q.draw(site), "log_predictive": log_predictive}
         with seeded(seed, self.device):
             for sl, batch, res in self._run(k, stimuli, behavior, gaze, num_samples, readers, extra=chunk):
-                extra = chunk(sl, batch) if halves is not None else (None, None, None)
-                self._score_chunk(out, sl, batch, res, extra[1], self._tensor(y[sl]), noise, halves)
+                yt, center, _ = extras.pop(sl.start)
+                self._score_chunk(out, sl, batch, res, center, yt, noise, halves)
         return out
 
     @staticmethod

@@ -132,21 +132,21 @@ class PosteriorQueries:
 
     def _observation_read(self, batch: dict, draws, reader) -> torch.Tensor:
         """An engine ``reader`` of the observation site (its value unsampled) in the model's trace
-        on one batch under global ``draws`` (a trace of :meth:`_posterior_draws`); the members'
-        results of a whole-twin posterior joined along the draws."""
-        site, query = f"responses_{batch['session']}", self.query()
-
-        def one(part, n):
-            trace, _ = q._posterior_trace(query, (batch,), n, part, None, {site}, "prior")
-            return reader(trace, ()), part
-
-        return q.over_components(query, draws, one)[0]
+        on one batch under global ``draws`` (a trace of :meth:`_posterior_draws`; per-trial
+        latents from the prior); a whole-twin posterior's members joined along the draws."""
+        chunks = [(None, (batch,))]
+        return next(q.run(self.query(), chunks, None, {"x": reader}, local="prior", global_draws=draws))[1]["x"]
 
     def _point_location(self, k: int, batch: dict, point) -> torch.Tensor:
         """The observation's location (chunk, neurons) at the posterior means ``point`` (averaged
         over a whole-twin posterior's members), read off the model's trace."""
         fn = q.distribution(f"responses_{k}")
-        return self._observation_read(batch, point, lambda trace, extra: fn(trace, extra).loc).mean(0)
+
+        def loc(trace, extra) -> torch.Tensor:
+            return fn(trace, extra).loc
+
+        loc.site, loc.needs_value = fn.site, False
+        return self._observation_read(batch, point, loc).mean(0)
 
     def _mean_of_images(self, k: int, images: torch.Tensor, draws, behavior: np.ndarray | None = None):
         """Mean responses (draws, n, neurons) to raw images (n, C, H, W) under ``draws`` (a trace
