@@ -3,7 +3,7 @@
 from probtwin import calibration, datasets, experiments, hypothesis, infer, metrics, simulate
 from probtwin.data import Recording, load_nwb, load_sensorium
 from probtwin.errors import DataError
-from probtwin.twins import ImageTwin, MotorGraphTwin, Prediction, load
+from probtwin.twins import ImageTwin, MotorGraphTwin, Prediction, VideoTwin, load
 
 __version__ = "0.1.0"
 
@@ -13,6 +13,7 @@ __all__ = [
     "MotorGraphTwin",
     "Prediction",
     "Recording",
+    "VideoTwin",
     "calibration",
     "datasets",
     "experiments",

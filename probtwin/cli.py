@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Sequence
 
@@ -142,6 +143,14 @@ def _bench(args: argparse.Namespace) -> int:
         return 0
     if args.what.startswith("motor-"):
         _bench_motor(args)
+        return 0
+    if args.what == "video":
+        from probtwin.bench.video import run_video_comparison
+
+        limit = 900.0 if args.time_limit is None else args.time_limit
+        seed = 5 if args.first_seed == 0 else args.first_seed
+        out = run_video_comparison(args.neurons or 200, args.images or 300, args.frames, seed, limit)
+        print(json.dumps(out, indent=1))
         return 0
     if args.what == "report":
         from probtwin.bench.report import run_report
@@ -302,10 +311,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "report",
             "posterior",
             "posterior-real",
+            "video",
         ],
     )
     bench.add_argument("--seeds", type=int, default=5, help="simulations, seeds 0..N-1 (experiments, posterior)")
-    bench.add_argument("--first-seed", type=int, default=0, help="the first simulation seed (posterior)")
+    bench.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the first simulation seed (posterior; video: the seed, 0 meaning the evaluation seed 5)",
+    )
     bench.add_argument(
         "--posteriors",
         nargs="+",
@@ -323,8 +338,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--neurons", type=int, default=None, help="default 1000 (200 for noise-simulation, 100 for experiments)"
     )
     bench.add_argument(
-        "--images", type=int, default=None, help="default 5000 (400 for noise-simulation, 2500 for experiments)"
+        "--images",
+        type=int,
+        default=None,
+        help="default 5000 (400 for noise-simulation, 2500 for experiments; video: movies, default 300)",
     )
+    bench.add_argument("--frames", type=int, default=60, help="frames per movie (video)")
     bench.add_argument("--repeat", type=int, default=3)
     bench.add_argument("--batch-size", type=int, default=64)
     bench.add_argument("--device", default="auto")

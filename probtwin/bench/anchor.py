@@ -31,7 +31,7 @@ from probtwin.nn import ConvCore, readout_response
 from probtwin.nn.readout import PositionPredictor
 from probtwin.twins.likelihoods import inverse_link, link
 
-__all__ = ["SensoriumBaseline", "fit_anchor"]
+__all__ = ["SensoriumBaseline", "fit_anchor", "train_point_estimate"]
 
 
 class SensoriumBaseline(nn.Module):
@@ -52,9 +52,10 @@ class SensoriumBaseline(nn.Module):
         layers: int = 4,
         init_mu_range: float = 0.3,
         init_sigma: float = 0.1,
+        core: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.core = ConvCore(in_channels, hidden_channels, layers, 9, 7)
+        self.core = ConvCore(in_channels, hidden_channels, layers, 9, 7) if core is None else core
         self.mu = nn.Parameter((2 * torch.rand(n_neurons, 2) - 1) * init_mu_range)
         self.log_sigma = nn.Parameter(torch.full((n_neurons, 2), float(np.log(init_sigma))))
         self.weights = nn.Parameter(torch.randn(n_neurons, hidden_channels) / hidden_channels)
@@ -91,6 +92,58 @@ def _correlation(model: SensoriumBaseline, x: torch.Tensor, y: torch.Tensor, bat
     with torch.no_grad():
         pred = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
     return float(np.nanmean(metrics.single_trial_correlation(y.numpy(), pred.numpy())))
+
+
+def train_point_estimate(
+    model: SensoriumBaseline,
+    steps,
+    validate,
+    lr: float,
+    max_epochs: int,
+    patience: int,
+    lr_decays: int,
+    gamma_input: float,
+    gamma_readout: float,
+    time_limit: float | None,
+    start: float,
+) -> tuple[float, int]:
+    """The baselines' training loop: Adam on the Poisson loss plus the Laplace penalty of the
+    first layer and L1 on the readout weights; the validation score every epoch; after
+    ``patience`` epochs without improvement the best weights are restored and the learning rate
+    multiplied by 0.3, ``lr_decays`` times, then training stops. The model ends in its best
+    state.
+
+    ``steps(epoch)`` yields ``(rate, responses, scale)`` per step: the model's predicted rates, the
+    responses they predict and the loss's scale. Returns the best validation score and the
+    epochs run.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    best, state, since, decays, epochs = -np.inf, None, 0, 0, 0
+    while epochs < max_epochs:
+        model.train()
+        for rate, y, scale in steps(epochs):
+            loss = scale * (rate - y * torch.log(rate)).sum()  # summed over trials (frames) and neurons
+            loss = loss + gamma_input * model.core.laplace_penalty() + gamma_readout * model.weights.abs().sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        epochs += 1
+        score = validate()
+        if score > best:
+            best, state, since = score, {k: v.clone() for k, v in model.state_dict().items()}, 0
+        else:
+            since += 1
+        if since >= patience:  # restore the best weights, decay the learning rate, or stop
+            model.load_state_dict(state)
+            if decays == lr_decays:
+                break
+            decays, since = decays + 1, 0
+            for group in optimizer.param_groups:
+                group["lr"] *= 0.3
+        if time_limit is not None and time.perf_counter() - start > time_limit:
+            break
+    model.load_state_dict(state)
+    return best, epochs
 
 
 def fit_anchor(
@@ -130,35 +183,26 @@ def fit_anchor(
     start = time.perf_counter()
     with seeded(seed):
         model = SensoriumBaseline(x.shape[1], y.shape[1], y[train].mean(0), coords, hidden_channels, layers)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         scale = float(np.sqrt(len(train) / batch_size))  # the loss scaled as the reference trainer does
-        best, state, since, decays, epochs = -np.inf, None, 0, 0, 0
-        while epochs < max_epochs:
-            epochs += 1
-            model.train()
+
+        def steps(epoch: int):
             for batch in torch.randperm(len(train)).split(batch_size):
                 rows = train[batch]
-                rate = model(x[rows])
-                loss = scale * (rate - y[rows] * torch.log(rate)).sum()  # summed over trials and neurons
-                loss = loss + gamma_input * model.core.laplace_penalty() + gamma_readout * model.weights.abs().sum()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            score = _correlation(model, x[valid], y[valid], batch_size)
-            if score > best:
-                best, state, since = score, {k: v.clone() for k, v in model.state_dict().items()}, 0
-            else:
-                since += 1
-            if since >= patience:  # restore the best weights, decay the learning rate, or stop
-                model.load_state_dict(state)
-                if decays == lr_decays:
-                    break
-                decays, since = decays + 1, 0
-                for group in optimizer.param_groups:
-                    group["lr"] *= 0.3
-            if time_limit is not None and time.perf_counter() - start > time_limit:
-                break
-    model.load_state_dict(state)
+                yield model(x[rows]), y[rows], scale
+
+        best, epochs = train_point_estimate(
+            model,
+            steps,
+            lambda: _correlation(model, x[valid], y[valid], batch_size),
+            lr,
+            max_epochs,
+            patience,
+            lr_decays,
+            gamma_input,
+            gamma_readout,
+            time_limit,
+            start,
+        )
     return {
         "single_trial_correlation": _correlation(model, x[test], y[test], batch_size),
         "validation_correlation": best,

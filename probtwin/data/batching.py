@@ -9,7 +9,7 @@ import numpy as np
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 
-__all__ = ["TrialBatches", "batch_arrays", "joint_steps"]
+__all__ = ["TrialBatches", "batch_arrays", "clip_arrays", "joint_steps"]
 
 
 class TrialBatches:
@@ -130,4 +130,44 @@ def batch_arrays(recording: Recording, index: np.ndarray, dtype: type = np.float
         values = getattr(recording, field)
         if values is not None:
             out[field] = np.asarray(values[index], dtype=dtype)
+    return out
+
+
+def clip_arrays(arrays: dict[str, np.ndarray], clip: int, rng: np.random.Generator, burn_in: int = 0) -> dict:
+    """A random window of ``clip`` consecutive frames of each trial (training on clips).
+
+    Parameters
+    ----------
+    arrays : dict of str to numpy.ndarray
+        As :func:`batch_arrays` of a video recording: ``stimuli`` (trials, C, frames, H, W),
+        ``responses`` (trials, frames, neurons), ``behavior`` and ``gaze`` per frame (trials,
+        frames, d) or per trial (trials, d).
+    clip : int
+        Frames of each window (at most the trials' frames).
+    rng : numpy.random.Generator
+        Draws each trial's first frame.
+    burn_in : int
+        The responses of the window's first ``burn_in`` frames are left out (the stimuli,
+        behaviour and gaze keep them: they are the history the later frames need).
+
+    Returns
+    -------
+    dict
+        The same fields over the windows; ``responses`` (trials, clip - burn_in, neurons).
+    """
+    frames = arrays["responses"].shape[1]
+    if not 0 <= burn_in < clip <= frames:
+        raise DataError(
+            "clip", f"0 <= burn_in < clip <= {frames} (the trials' frames)", f"burn_in {burn_in}, clip {clip}"
+        )
+    n = len(arrays["responses"])
+    window = rng.integers(0, frames - clip + 1, n)[:, None] + np.arange(clip)  # (trials, clip)
+    rows = np.arange(n)[:, None]
+    out = {"responses": arrays["responses"][rows, window[:, burn_in:]]}
+    if arrays.get("stimuli") is not None:
+        out["stimuli"] = arrays["stimuli"][rows, :, window].transpose(0, 2, 1, 3, 4)  # (trials, C, clip, H, W)
+    for field in ("behavior", "gaze"):
+        values = arrays.get(field)
+        if values is not None:
+            out[field] = values[rows, window] if values.ndim == 3 else values
     return out

@@ -169,12 +169,8 @@ class SessionRegistry:
         """Standardised tensors of one session's trials."""
         spec = self.specs[k]
         stimuli = arrays.get("stimuli")
-        if stimuli is not None and list(stimuli.shape[1:]) != spec.stimulus_shape:
-            raise DataError(
-                "stimuli",
-                f"trials of shape {tuple(spec.stimulus_shape)} (the twin's input)",
-                f"shape {tuple(stimuli.shape[1:])}",
-            )
+        if stimuli is not None:
+            self._check_stimulus_shape(k, tuple(stimuli.shape[1:]))
         n = len(next(v for v in arrays.values() if v is not None))
         if index is None:  # all the trials given: a plate of n, unscaled
             index, n_total = np.arange(n), n
@@ -201,6 +197,12 @@ class SessionRegistry:
                 self, f"{field}_std_{k}"
             )
         return batch
+
+    def _check_stimulus_shape(self, k: int, shape: tuple[int, ...]) -> None:
+        """A trial's stimulus shape must be the session's."""
+        if list(shape) != list(self.specs[k].stimulus_shape):
+            expected = f"trials of shape {tuple(self.specs[k].stimulus_shape)} (the twin's input)"
+            raise DataError("stimuli", expected, f"shape {shape}")
 
     def epoch_batches(self, epoch: int):
         """The steps of an epoch: each a list with one minibatch of every session's train tier

@@ -38,37 +38,53 @@ def contrast_energy(images: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
     return _gaussian_blur(band**2, sigma)[:, 0]
 
 
-def energy_rf_centres(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], sigma: float = 2.0) -> torch.Tensor:
+def energy_rf_centres(
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]], sigma: float = 2.0, lags: int = 1
+) -> torch.Tensor:
     """Pixel where each neuron's response correlates best with local contrast energy.
 
     Parameters
     ----------
-    batches : iterable of (images (n, C, H, W), responses (n, neurons))
-        The training trials, in chunks.
+    batches : iterable of (stimuli, responses)
+        The training trials, in chunks: images (n, C, H, W) with responses (n, neurons), or
+        videos (n, C, frames, H, W) with responses (n, frames, neurons).
     sigma : float
+    lags : int
+        Videos: the energy of frame t - l is paired with the response of frame t for each lag
+        l < ``lags``, and each neuron takes its best (lag, pixel) (its latency is unknown).
 
     Returns
     -------
     torch.Tensor, shape (neurons, 2)
         (x, y) in pixels.
     """
-    sums = None
-    for images, responses in batches:
-        e = contrast_energy(images, sigma).flatten(1).double()  # (n, HW)
-        y = responses.reshape(len(responses), -1).double()
-        if sums is None:
-            height, width = images.shape[-2:]
-            sums = {"n": 0, "e": 0, "e2": 0, "y": 0, "y2": 0, "ey": 0}
-        sums["n"] += len(e)
-        sums["e"] = sums["e"] + e.sum(0)
-        sums["e2"] = sums["e2"] + (e**2).sum(0)
-        sums["y"] = sums["y"] + y.sum(0)
-        sums["y2"] = sums["y2"] + (y**2).sum(0)
-        sums["ey"] = sums["ey"] + e.T @ y
-    n = sums["n"]
-    cov = sums["ey"] / n - torch.outer(sums["e"] / n, sums["y"] / n)
-    sd_e = (sums["e2"] / n - (sums["e"] / n) ** 2).clamp_min(1e-12).sqrt()
-    sd_y = (sums["y2"] / n - (sums["y"] / n) ** 2).clamp_min(1e-12).sqrt()
-    corr = cov / sd_e[:, None] / sd_y[None, :]  # (HW, neurons)
-    best = corr.argmax(dim=0)
+    sums: dict[int, dict] = {}
+    for stimuli, responses in batches:
+        frames = stimuli.shape[2] if stimuli.dim() == 5 else 1
+        if stimuli.dim() == 5:
+            energy = contrast_energy(stimuli.transpose(1, 2).flatten(0, 1), sigma).unflatten(0, (len(stimuli), frames))
+        else:
+            energy, responses = contrast_energy(stimuli, sigma)[:, None], responses[:, None]
+        height, width = energy.shape[-2:]
+        for lag in range(min(lags, frames)):
+            e = energy[:, : frames - lag].flatten(2).flatten(0, 1).double()  # (n * frames, HW)
+            y = responses[:, lag:].flatten(0, 1).double()
+            acc = sums.setdefault(lag, {"n": 0, "e": 0, "e2": 0, "y": 0, "y2": 0, "ey": 0})
+            acc["n"] += len(e)
+            acc["e"] = acc["e"] + e.sum(0)
+            acc["e2"] = acc["e2"] + (e**2).sum(0)
+            acc["y"] = acc["y"] + y.sum(0)
+            acc["y2"] = acc["y2"] + (y**2).sum(0)
+            acc["ey"] = acc["ey"] + e.T @ y
+    corr = torch.stack([_correlation(acc) for acc in sums.values()]).flatten(0, 1)  # (lags * HW, neurons)
+    best = corr.argmax(dim=0) % (height * width)
     return torch.stack([best % width, best // width], dim=1).float()
+
+
+def _correlation(acc: dict) -> torch.Tensor:
+    """Correlation (HW, neurons) of energy and responses from their running sums."""
+    n = acc["n"]
+    cov = acc["ey"] / n - torch.outer(acc["e"] / n, acc["y"] / n)
+    sd_e = (acc["e2"] / n - (acc["e"] / n) ** 2).clamp_min(1e-12).sqrt()
+    sd_y = (acc["y2"] / n - (acc["y"] / n) ** 2).clamp_min(1e-12).sqrt()
+    return cov / sd_e[:, None] / sd_y[None, :]

@@ -25,7 +25,7 @@ from scipy.special import ndtr
 from probtwin.errors import DataError
 from probtwin.simulate.images import shift_images
 
-__all__ = ["V1Population", "gabor_bank"]
+__all__ = ["V1Population", "firing_rate", "gabor_bank"]
 
 PUPIL_LEVELS = 16
 
@@ -200,6 +200,21 @@ class V1Population:
                 rows = np.flatnonzero(levels[sl] == lvl)
                 if len(rows):
                     drive[np.ix_(rows, shifted)] = self._drive(flat[rows], e, o, self.complex_cell[shifted])
-            x = 2.0 * ((drive - self.drive_offset) / self.drive_scale - self.threshold)
-            out[sl] = self.amplitude * np.logaddexp(0.0, x) * np.exp(z[sl] @ self.behavior_weights.T)
+            out[sl] = firing_rate(drive, self, z[sl])
         return out
+
+
+def firing_rate(drive: np.ndarray, neurons, z: np.ndarray) -> np.ndarray:
+    """``a_i softplus(2 ((d - m_i) / s_i - b_i)) exp(w_i . z)``: the simulated neurons' output.
+
+    Parameters
+    ----------
+    drive : numpy.ndarray, shape (..., neurons)
+    neurons
+        Holds ``drive_offset``, ``drive_scale``, ``threshold``, ``amplitude`` (neurons,) and
+        ``behavior_weights`` (neurons, 3).
+    z : numpy.ndarray, shape (..., 3)
+        Standardised behaviour.
+    """
+    x = 2.0 * ((drive - neurons.drive_offset) / neurons.drive_scale - neurons.threshold)
+    return neurons.amplitude * np.logaddexp(0.0, x) * np.exp(z @ neurons.behavior_weights.T)

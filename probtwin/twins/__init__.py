@@ -7,6 +7,7 @@ from probtwin.twins.likelihoods import LIKELIHOODS, Likelihood
 from probtwin.twins.motor import MotorGraphTwin
 from probtwin.twins.noise import NOISE_MODELS, FlowNoise, IndependentNoise, LatentCountNoise, NoiseModel
 from probtwin.twins.prediction import Prediction
+from probtwin.twins.video import VideoTwin
 
 __all__ = [
     "LIKELIHOODS",
@@ -22,5 +23,6 @@ __all__ = [
     "Prediction",
     "SessionSpec",
     "Twin",
+    "VideoTwin",
     "load",
 ]

@@ -68,17 +68,18 @@ class Evaluation:
         k, stimuli, behavior, gaze = self._inputs(rec, session)
         y = self._check_responses(k, rec)
         noise = self.noise[k]
-        n_trials, n_neurons = y.shape
+        n_trials, n_neurons = y.shape[0], y.shape[-1]
+        frames = y.ndim == 3  # per-frame responses: the noise model scores each frame's population
         out = {
             "responses": y,
-            "mean": np.empty((n_trials, n_neurons), np.float32),
-            "samples": np.empty((num_samples, n_trials, n_neurons), np.float32),
+            "mean": np.empty(y.shape, np.float32),
+            "samples": np.empty((num_samples, *y.shape), np.float32),
             "log_predictive": np.empty(n_trials),
             "standard_error": np.zeros(n_trials),
         }
         halves = None
         if conditional and noise.rank:
-            out["conditional"] = np.empty((n_trials, n_neurons), np.float32)
+            out["conditional"] = np.empty(y.shape, np.float32)
             perm = np.random.default_rng(seed).permutation(n_neurons)
             first = torch.zeros(n_neurons, dtype=torch.bool, device=self.device)
             first[torch.as_tensor(perm[: n_neurons // 2], device=self.device)] = True
@@ -89,31 +90,42 @@ class Evaluation:
 
         extras: dict[int, tuple] = {}  # per chunk: what its readers took, kept for its scores
 
+        def flat(x: torch.Tensor | None) -> torch.Tensor | None:
+            """Per-frame values (..., trials, frames, d) as (..., trials * frames, d): the noise
+            model's trials."""
+            return x.flatten(-3, -2) if frames and x is not None and x.dim() >= 3 else x
+
         def chunk(sl: slice, batch: dict) -> tuple:
             # the location at the posterior mean: the latent count bound's guide and the halves' latent state
             center = self._point_location(k, batch, point) if noise.rank else None
-            extras[sl.start] = (self._tensor(y[sl]), center, batch.get("behavior"))
+            extras[sl.start] = tuple(flat(x) for x in (self._tensor(y[sl]), center, batch.get("behavior")))
             return extras[sl.start]
 
         def log_predictive(trace, extra) -> torch.Tensor:
             """Per member (run under its parameters): its log predictive density and standard
-            error, (1, 2, chunk)."""
-            lp, se = noise.log_predictive(fn(trace, ()).loc, *extra)
-            return torch.stack([lp, torch.zeros_like(lp) if se is None else se])[None]
+            error, (1, 2, chunk); per-frame responses: summed over each trial's frames."""
+            loc = fn(trace, ()).loc
+            lp, se = noise.log_predictive(flat(loc), *extra)
+            se = torch.zeros_like(lp) if se is None else se
+            if frames:
+                per_frame = loc.shape[-3:-1]
+                lp, se = lp.reshape(per_frame).sum(-1), se.reshape(per_frame).pow(2).sum(-1).sqrt()
+            return torch.stack([lp, se])[None]
 
         log_predictive.site, log_predictive.needs_value = site, False
         readers = {"mean": q.mean(site), "draw": q.draw(site), "log_predictive": log_predictive}
         with seeded(seed, self.device):
-            for sl, batch, res in self._run(k, stimuli, behavior, gaze, num_samples, readers, extra=chunk):
-                yt, center, _ = extras.pop(sl.start)
-                self._score_chunk(out, sl, batch, res, center, yt, noise, halves)
+            for sl, _batch, res in self._run(k, stimuli, behavior, gaze, num_samples, readers, extra=chunk):
+                yt, center, b = extras.pop(sl.start)
+                self._score_chunk(out, sl, res, (yt, center, b), noise, halves)
         return out
 
     @staticmethod
-    def _score_chunk(out: dict, sl: slice, batch: dict, res: dict, center, yt, noise: NoiseModel, halves) -> None:
+    def _score_chunk(out: dict, sl: slice, res: dict, given: tuple, noise: NoiseModel, halves) -> None:
         """The scores of one chunk of trials (see :meth:`_scores`): the engine's readings
-        ``res``, and the noise model's estimator of the log predictive density at its locations."""
-        b = batch.get("behavior")
+        ``res``; ``given``: the responses, the location at the posterior mean and the behaviour,
+        per frame flattened into the noise model's trials."""
+        yt, center, b = given
         out["mean"][sl] = res["mean"].mean(0).cpu().numpy()
         out["samples"][:, sl] = res["draw"].cpu().numpy()
         lp, se = mixture_log_predictive(res["log_predictive"].double())
@@ -121,10 +133,10 @@ class Evaluation:
         out["standard_error"][sl] = se.cpu().numpy()
         if halves is not None:
             cond = torch.empty_like(yt)
-            for given, target in (halves, halves[::-1]):
-                mean, cov = noise.latent_posterior(center, yt, given, b)
+            for observed, target in (halves, halves[::-1]):
+                mean, cov = noise.latent_posterior(center, yt, observed, b)
                 cond[:, target] = noise.conditional_mean(center, mean, cov)[:, target]
-            out["conditional"][sl] = cond.cpu().numpy()
+            out["conditional"][sl] = cond.reshape(out["conditional"][sl].shape).cpu().numpy()
 
     def evaluate(
         self, rec: Recording, tier: str = "test", num_samples: int = 100, seed: int = 0, session: Any = None
@@ -151,7 +163,7 @@ class Evaluation:
         with torch.no_grad():
             out = self._scores(part, num_samples, seed, session, conditional=True)
         y = out["responses"]
-        n_values = y.shape[0] * y.shape[1]
+        n_values = y.size  # per neuron and trial (and frame)
         scores = {
             "single_trial_correlation": float(np.nanmean(metrics.single_trial_correlation(y, out["mean"]))),
             "log_likelihood_bits": float(out["log_predictive"].sum() / n_values / np.log(2)),

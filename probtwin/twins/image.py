@@ -162,7 +162,7 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
         if position_init not in ("energy", "uniform"):
             raise DataError("position_init", "'energy' or 'uniform'", repr(position_init))
         super().__init__(recordings, likelihood, config, specs=_specs)
-        check_image_specs(self.specs)
+        self._check_specs()
         n_behavior = {s.n_behavior for s in self.specs}
         if behavior_in_core is None:
             behavior_in_core = len(n_behavior) == 1 and n_behavior != {0}
@@ -173,11 +173,17 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
         with seeded(seed):  # the same seed, the same initial twin
             self._build(in_channels, core)
 
+    def _check_specs(self) -> None:
+        check_image_specs(self.specs)
+
+    def _default_core(self, in_channels: int) -> nn.Module:
+        layers, input_kernel, hidden_kernel = (self.config[k] for k in ("layers", "input_kernel", "hidden_kernel"))
+        return ConvCore(in_channels, self.config["hidden_channels"], layers, input_kernel, hidden_kernel)
+
     def _build(self, in_channels: int, core: nn.Module | None) -> None:
         hidden_channels = self.config["hidden_channels"]
-        layers, input_kernel, hidden_kernel = (self.config[k] for k in ("layers", "input_kernel", "hidden_kernel"))
         if core is None:
-            self.core = ConvCore(in_channels, hidden_channels, layers, input_kernel, hidden_kernel)
+            self.core = self._default_core(in_channels)
         else:
             out = getattr(core, "out_channels", None)
             if not isinstance(out, int):
@@ -195,11 +201,17 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
         """Start each readout position where the neuron's responses follow local contrast energy."""
         for k, rec in enumerate(self.recordings):
             train = rec.split("train")
-            batches = (
-                self._batch(k, batch_arrays(train, i))
-                for i in np.array_split(np.arange(train.n_trials), -(-train.n_trials // 512))
-            )
-            self.readouts[k].start_at(energy_rf_centres((b["stimuli"], b["responses"]) for b in batches))
+            self.readouts[k].start_at(energy_rf_centres(self._energy_batches(k, train), lags=self._energy_lags))
+
+    _energy_lags = 1  # frames of latency the energy map considers (images: none)
+
+    def _energy_batches(self, k: int, train: Recording, elements: int = 2**22):
+        """The train tier's standardised stimuli with responses, about ``elements`` pixels at a
+        time."""
+        size = max(1, elements // int(np.prod(self.specs[k].stimulus_shape)))
+        for i in np.array_split(np.arange(train.n_trials), -(-train.n_trials // size)):
+            b = self._batch(k, batch_arrays(train, i))
+            yield b["stimuli"], b["responses"]
 
     @classmethod
     def _from_specs(cls, specs: list[SessionSpec], likelihood: str, config: dict, core: nn.Module | None = None):

@@ -102,7 +102,7 @@ class BayesianReadout(PyroModule):
     def start_at(self, centres: torch.Tensor) -> None:
         """Set the posterior means of the positions to pixels ``centres`` (neurons, 2) as (x, y)
         (e.g. :func:`probtwin.nn.energy.energy_rf_centres`) of the session's images."""
-        _, height, width = self.image_shape
+        height, width = self.image_shape[-2:]
         size = torch.tensor([width, height], dtype=torch.float32)
         self.position_loc.copy_((2 * centres + 1) / size - 1)
 
@@ -117,6 +117,6 @@ class BayesianReadout(PyroModule):
 
     def to_pixels(self, grid: torch.Tensor) -> torch.Tensor:
         """Grid units in [-1, 1] (..., 2) as (x, y) to image pixels (centres at integers)."""
-        _, height, width = self.image_shape
+        height, width = self.image_shape[-2:]
         size = torch.tensor([width, height], dtype=grid.dtype, device=grid.device)
         return (grid + 1) * size / 2 - 0.5

@@ -16,6 +16,7 @@ import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro import poutine
 from torch import nn
 from torch.distributions import constraints
 
@@ -83,11 +84,15 @@ class NoiseModel(nn.Module, ABC):
         """A location whose responses average about ``mean`` (to start the readout's bias)."""
         return mean
 
-    def distribution(self, loc: torch.Tensor, state: torch.Tensor | None = None) -> PopulationResponse:
+    def distribution(
+        self, loc: torch.Tensor, state: torch.Tensor | None = None, frames: bool = False
+    ) -> PopulationResponse:
         """The distribution of each trial's population response (event: neurons) at the
         locations (..., trials, neurons), given the trial's latent state where the model
-        samples one (:meth:`local_state`)."""
-        return PopulationResponse(self, loc, state)
+        samples one (:meth:`local_state`); ``frames``: of each trial's responses per frame
+        (event: frames, neurons; locations (..., trials, frames, neurons)), the frames
+        independent given their locations."""
+        return PopulationResponse(self, loc, state, frames)
 
     def local_state(self, name: str, batch: dict, loc: torch.Tensor) -> torch.Tensor | None:
         """Model statements of a per-trial latent the likelihood is given (inside the trials
@@ -96,10 +101,14 @@ class NoiseModel(nn.Module, ABC):
 
     def observe(self, name: str, loc: torch.Tensor, batch: dict) -> None:
         """Pyro statements of the responses of a batch: ``loc`` (trials, neurons), or
-        (draws, trials, neurons) under a query's plate of posterior draws."""
-        with pyro.plate(f"trials_{batch['session']}", batch["n_total"], subsample=batch["index"], dim=-1):
+        (draws, trials, neurons) under a query's plate of posterior draws; per-frame responses
+        (``batch["per_frame"]``) with a frames axis before the neurons, their log density
+        multiplied by ``batch["likelihood_scale"]`` (a clip's frames standing for its trial's)."""
+        frames = bool(batch.get("per_frame"))
+        plate = pyro.plate(f"trials_{batch['session']}", batch["n_total"], subsample=batch["index"], dim=-1)
+        with plate, poutine.scale(scale=batch.get("likelihood_scale", 1.0)):
             state = self.local_state(name, batch, loc)
-            pyro.sample(name, self.distribution(loc, state), obs=batch["responses"])
+            pyro.sample(name, self.distribution(loc, state, frames), obs=batch["responses"])
 
     def guide(self, name: str, batch: dict, center) -> None:
         """Guide statements of the local latent variables; ``center()`` is the location at the
@@ -164,34 +173,43 @@ class PopulationResponse(dist.TorchDistribution):
     Parameters
     ----------
     noise : NoiseModel
-    loc : torch.Tensor, shape (..., trials, neurons)
+    loc : torch.Tensor, shape (..., trials, neurons), or (..., trials, frames, neurons)
     state : torch.Tensor, shape (..., trials, k), optional
         The trials' latent state, where the model samples it (the density is then given it).
+    frames : bool
+        Per-frame responses: the event is (frames, neurons), each frame's population response
+        scored by the noise model, the frames independent given their locations.
 
     Attributes
     ----------
-    mean : torch.Tensor, shape (..., trials, neurons)
+    mean : torch.Tensor, shape (..., trials, [frames,] neurons)
         The mean response, the latent state integrated out.
     """
 
     arg_constraints: dict = {}
     support = constraints.real_vector
 
-    def __init__(self, noise: NoiseModel, loc: torch.Tensor, state: torch.Tensor | None = None) -> None:
-        self.noise, self.loc, self.state = noise, loc, state
-        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
+    def __init__(
+        self, noise: NoiseModel, loc: torch.Tensor, state: torch.Tensor | None = None, frames: bool = False
+    ) -> None:
+        if frames and state is not None:
+            raise ValueError("a per-trial latent state is not defined for per-frame responses")
+        self.noise, self.loc, self.state, self.frames = noise, loc, state, frames
+        event = 2 if frames else 1
+        super().__init__(loc.shape[:-event], loc.shape[-event:], validate_args=False)
 
     def expand(self, batch_shape, _instance=None) -> PopulationResponse:
         shape = torch.Size(batch_shape)
         state = None if self.state is None else self.state.expand(*shape, self.state.shape[-1])
-        return PopulationResponse(self.noise, self.loc.expand(*shape, *self.event_shape), state)
+        return PopulationResponse(self.noise, self.loc.expand(*shape, *self.event_shape), state, self.frames)
 
     @property
     def mean(self) -> torch.Tensor:
         return self.noise.mean(self.loc)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return self.noise.log_prob(self.loc, value, self.state)
+        lp = self.noise.log_prob(self.loc, value, self.state)
+        return lp.sum(-1) if self.frames else lp
 
     def sample(self, sample_shape=()) -> torch.Tensor:
         shape = torch.Size(sample_shape)

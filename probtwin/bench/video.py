@@ -1,0 +1,235 @@
+"""The video twin beside the field's anchor for movies and beside an image twin run frame by frame,
+on a simulation with known truth, each side with the same data and the same fitting budget.
+
+- **VideoTwin** with its defaults.
+- **Sensorium 2023 baseline** (Turishcheva et al. 2023), written from its published description
+  in plain PyTorch: a factorized 3-D core with a convolutional GRU
+  (:class:`probtwin.nn.video_core.FactorizedCore3d`, ``recurrent=True``), a Gaussian readout per
+  neuron shared over frames (position sampled while training, its mean at test), a shifter MLP
+  of the eye position, behaviour as core channels, point estimates, Poisson loss with the
+  Sensorium smoothness and L1 penalties, training on clips with the same burn-in, early stopping
+  on the validation tier (:func:`probtwin.bench.anchor.train_point_estimate`). Its core has the
+  twin's channels and layers.
+- **ImageTwin frame by frame**: each frame an image, its behaviour and gaze those of the frame, its
+  response that frame's: everything the video twin sees except the order of the frames.
+
+All three are scored on the same test frames (single-trial correlation over every frame of every
+test trial, as the Sensorium 2023 benchmark), beside the true model's figure.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from probtwin import metrics
+from probtwin.bench.anchor import SensoriumBaseline, train_point_estimate
+from probtwin.data.batching import batch_arrays, clip_arrays
+from probtwin.data.recording import Recording
+from probtwin.errors import DataError
+from probtwin.infer import seeded
+from probtwin.nn import Shifter, readout_response
+from probtwin.nn.video_core import FactorizedCore3d
+from probtwin.simulate.video import video
+from probtwin.twins.image import ImageTwin
+from probtwin.twins.likelihoods import link
+from probtwin.twins.video import VideoTwin
+
+__all__ = ["SensoriumVideoBaseline", "fit_video_anchor", "frames_as_images", "run_video_comparison"]
+
+
+class SensoriumVideoBaseline(SensoriumBaseline):
+    """The Sensorium 2023 baseline: factorized 3-D core and ConvGRU, a Gaussian readout shared
+    over frames, a shifter; point estimates.
+
+    Shapes
+    ------
+    videos (batch, channels, frames, H, W), gaze (batch, frames, 2) -> rates (batch, frames, neurons)
+    """
+
+    def __init__(self, in_channels: int, n_neurons: int, mean_response: torch.Tensor, core: dict) -> None:
+        video_core = FactorizedCore3d(in_channels, **core, recurrent=True)
+        super().__init__(in_channels, n_neurons, mean_response, None, core["hidden_channels"], core=video_core)
+        self.shifter = Shifter()
+
+    def forward(self, videos: torch.Tensor, gaze: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.core.frames(videos)  # (batch * frames, C, H, W)
+        shift = None if gaze is None else self.shifter(gaze.flatten(0, 1))
+        eta = readout_response(features, self.positions(), self.weights, self.bias, shift)
+        return link(eta, "elu", "poisson").unflatten(0, (len(videos), -1))
+
+
+def _standardizer(rec: Recording) -> dict:
+    """Train-tier means and standard deviations of the stimuli (per channel), behaviour and gaze."""
+    train = rec.split("train")
+    x = np.asarray(train.stimuli, dtype=np.float64)
+    out = {"stimuli": (x.mean((0, 2, 3, 4)), x.std((0, 2, 3, 4)) + 1e-8)}
+    for field in ("behavior", "gaze"):
+        v = getattr(train, field)
+        if v is not None:
+            v = np.asarray(v, dtype=np.float64).reshape(-1, v.shape[-1])
+            out[field] = (v.mean(0), v.std(0) + 1e-8)
+    return out
+
+
+def _inputs(arrays: dict, stats: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Standardised videos with behaviour as extra channels, and standardised gaze."""
+    m, s = stats["stimuli"]
+    x = (arrays["stimuli"] - m[None, :, None, None, None]) / s[None, :, None, None, None]
+    if "behavior" in stats:
+        b = (arrays["behavior"] - stats["behavior"][0]) / stats["behavior"][1]
+        b = np.broadcast_to(b.transpose(0, 2, 1)[..., None, None], (*b.shape[:1], b.shape[2], *x.shape[2:]))
+        x = np.concatenate([x, b], axis=1)
+    gaze = None
+    if "gaze" in stats:
+        gaze = torch.as_tensor((arrays["gaze"] - stats["gaze"][0]) / stats["gaze"][1], dtype=torch.float32)
+    return torch.as_tensor(x, dtype=torch.float32), gaze
+
+
+def _predict(model: SensoriumVideoBaseline, rec: Recording, stats: dict, chunk: int = 8) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, rec.n_trials, chunk):
+            x, gaze = _inputs(batch_arrays(rec, np.arange(start, min(start + chunk, rec.n_trials))), stats)
+            out.append(model(x, gaze).numpy())
+    return np.concatenate(out)
+
+
+def _correlation(observed: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.nanmean(metrics.single_trial_correlation(observed, predicted)))
+
+
+def fit_video_anchor(
+    rec: Recording,
+    core: dict | None = None,
+    clip_frames: int = 60,
+    burn_in: int = 12,
+    lr: float = 0.005,
+    batch_size: int = 8,
+    max_epochs: int = 200,
+    patience: int = 5,
+    lr_decays: int = 3,
+    gamma_input: float = 6.3831,
+    gamma_readout: float = 0.0076,
+    time_limit: float | None = 900.0,
+    seed: int = 0,
+) -> dict:
+    """Train the Sensorium 2023 baseline on clips of the train tier (early stopping on the
+    validation tier) and score the test tier.
+
+    Returns
+    -------
+    dict
+        ``single_trial_correlation`` (test, every frame), ``validation_correlation`` (best),
+        ``epochs``, ``fit_seconds``, ``model``.
+    """
+    if rec.stimulus_kind != "videos":
+        raise DataError("stimuli", "videos (trials, channels, frames, height, width)", f"{rec.stimulus_kind}")
+    core = dict(hidden_channels=16, layers=3) if core is None else core
+    stats = _standardizer(rec)
+    train, valid, test = (rec.split(t) for t in ("train", "validation", "test"))
+    frames = rec.n_frames
+    clip = min(clip_frames, frames)
+    in_channels = rec.stimuli.shape[1] + (rec.behavior.shape[-1] if rec.behavior is not None else 0)
+    start = time.perf_counter()
+    with seeded(seed):
+        mean = torch.as_tensor(np.asarray(train.responses, dtype=np.float32).mean((0, 1)))
+        model = SensoriumVideoBaseline(in_channels, rec.n_neurons, mean, core)
+        scale = float(np.sqrt(train.n_trials / batch_size))
+
+        def steps(epoch: int):
+            rng = np.random.default_rng([seed, epoch])
+            for index in np.array_split(rng.permutation(train.n_trials), -(-train.n_trials // batch_size)):
+                arrays = clip_arrays(batch_arrays(train, index), clip, rng, burn_in)
+                x, gaze = _inputs(arrays, stats)
+                yield model(x, gaze)[:, burn_in:], torch.as_tensor(arrays["responses"]), scale
+
+        def validate() -> float:
+            return _correlation(np.asarray(valid.responses), _predict(model, valid, stats))
+
+        best, epochs = train_point_estimate(
+            model, steps, validate, lr, max_epochs, patience, lr_decays, gamma_input, gamma_readout, time_limit, start
+        )
+    return {
+        "single_trial_correlation": _correlation(np.asarray(test.responses), _predict(model, test, stats)),
+        "validation_correlation": best,
+        "epochs": epochs,
+        "fit_seconds": time.perf_counter() - start,
+        "model": model,
+    }
+
+
+def frames_as_images(rec: Recording) -> Recording:
+    """Every frame of a video recording as an image trial: stimuli (trials * frames, C, H, W),
+    responses, behaviour and gaze of that frame, the tier of its trial (frames after trials)."""
+    if rec.stimulus_kind != "videos":
+        raise DataError("stimuli", "videos (trials, channels, frames, height, width)", f"{rec.stimulus_kind}")
+    frames = rec.n_frames
+
+    def per_frame(values):
+        if values is None:
+            return None
+        v = np.asarray(values)
+        return (v if v.ndim == 3 else np.repeat(v[:, None], frames, 1)).reshape(-1, v.shape[-1])
+
+    x = np.asarray(rec.stimuli)
+    return Recording(
+        x.transpose(0, 2, 1, 3, 4).reshape(-1, x.shape[1], *x.shape[3:]),
+        np.asarray(rec.responses).reshape(-1, rec.n_neurons),
+        behavior=per_frame(rec.behavior),
+        gaze=per_frame(rec.gaze),
+        neuron_coords=rec.neuron_coords,
+        tiers=np.repeat(np.asarray(rec.tiers), frames),
+        name=f"{rec.name}_frames",
+    )
+
+
+def run_video_comparison(
+    n_neurons: int = 200,
+    n_trials: int = 300,
+    n_frames: int = 60,
+    seed: int = 5,
+    time_limit: float = 900.0,
+    sides: tuple[str, ...] = ("video_twin", "sensorium_2023", "image_twin_per_frame"),
+) -> dict:
+    """Fit each side on one simulation (:func:`probtwin.simulate.video`) with ``time_limit``
+    seconds each and score the test frames.
+
+    Returns
+    -------
+    dict
+        Per side: ``<side>`` (test single-trial correlation over frames), ``<side>_seconds``,
+        ``<side>_epochs``; ``true_model`` (the same figure of the simulator's mean), and for
+        the video twin ``video_twin_coverage_90`` and ``video_twin_bits``.
+    """
+    sim = video(n_neurons=n_neurons, n_trials=n_trials, n_frames=n_frames, seed=seed)
+    rec = sim.recording
+    test = rec.split("test")
+    y = np.asarray(test.responses)
+    out: dict = {"simulation": f"{n_neurons} neurons, {n_trials} movies of {n_frames} frames, seed {seed}"}
+    out["true_model"] = _correlation(y, sim.truth["mean_response"][test.trial_index])
+    for side in sides:
+        start = time.perf_counter()
+        if side == "video_twin":
+            twin = VideoTwin(rec)
+            history = twin.fit(time_limit=time_limit, progress=False)
+            scores = twin.evaluate(rec, "test")
+            out[side], out[f"{side}_epochs"] = scores["single_trial_correlation"], len(history)
+            out["video_twin_coverage_90"] = scores["coverage_90"]
+            out["video_twin_bits"] = scores["log_likelihood_bits"]
+        elif side == "sensorium_2023":
+            anchor = fit_video_anchor(rec, time_limit=time_limit)
+            out[side], out[f"{side}_epochs"] = anchor["single_trial_correlation"], anchor["epochs"]
+        elif side == "image_twin_per_frame":
+            frames = frames_as_images(rec)
+            twin = ImageTwin(frames)
+            history = twin.fit(time_limit=time_limit, progress=False)
+            out[side] = twin.evaluate(frames, "test")["single_trial_correlation"]
+            out[f"{side}_epochs"] = len(history)
+        else:
+            raise DataError("sides", "'video_twin', 'sensorium_2023' or 'image_twin_per_frame'", repr(side))
+        out[f"{side}_seconds"] = time.perf_counter() - start
+    return out

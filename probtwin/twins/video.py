@@ -1,0 +1,226 @@
+"""VideoTwin: the image twin's generative story over time, for responses to movies per frame.
+
+For session s, trial t (video x_t, behaviour b_tf and gaze g_tf per frame f) and neuron i:
+
+    core            F_f = F_theta([x_t, b_t])[f]                 factorized 3-D core, causal in time
+    position        p_i ~ Normal(m_phi(c_i), sigma_p^2 I)        shared over frames
+    feature weights w_i ~ Normal(0, tau^2 I)
+    bias            beta_i ~ Normal(0, 10^2)
+    shift           delta_tf = h_psi(g_tf)                        per-frame shifter
+    gain            gain_tfi = exp(u_i . z_psi(b_tf))             per-frame modulator
+    mean            lambda_tfi = f(w_i . F_f[p_i + delta_tf] + beta_i) gain_tfi
+    response        y_tf ~ noise(lambda_tf)                       per frame: independent, or a flow
+                                                                  with a latent state per frame
+
+Everything but the core is the image twin's (:mod:`probtwin.twins.image`): the readout, its
+priors and posterior, the noise models, the whole-twin posterior and every query. Training runs
+on clips: a random window of ``clip_frames`` frames of each trial in a minibatch, its first
+``burn_in`` frames fed to the core but unscored (they lack the history the causal core needs),
+the likelihood scaled by ``frames / (clip_frames - burn_in)`` so that a clip stands for its
+trial. Predictions run over whole trials, in chunks of trials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from probtwin.data.batching import batch_arrays, clip_arrays, joint_steps
+from probtwin.data.recording import Recording
+from probtwin.errors import DataError
+from probtwin.nn.video_core import FactorizedCore3d
+from probtwin.twins.image import ImageTwin
+
+__all__ = ["VideoTwin"]
+
+_VIDEO_SETTINGS = ("clip_frames", "burn_in", "input_frames", "hidden_frames", "recurrent")
+
+
+class VideoTwin(ImageTwin):
+    """A probabilistic twin of a population's per-frame responses to movies.
+
+    Parameters
+    ----------
+    recordings : Recording or list of Recording
+        Videos (trials, C, frames, H, W) with responses (trials, frames, neurons); behaviour
+        (trials, frames, d) and gaze (trials, frames, 2) per frame (or per trial).
+    likelihood, noise, latent_rank
+        As :class:`~probtwin.twins.image.ImageTwin`, per frame; ``noise`` ``"independent"``,
+        ``"flow"`` or ``"zero_inflated_flow"`` (a flow's latent state is drawn per frame).
+    hidden_channels, layers, input_kernel, hidden_kernel : int
+        The core's shape (:class:`~probtwin.nn.video_core.FactorizedCore3d`): channels, layers,
+        spatial kernels of the first and the other layers.
+    input_frames, hidden_frames : int
+        Causal temporal kernels of the first and the other layers (frames).
+    recurrent : bool
+        A convolutional GRU over the core's features.
+    clip_frames : int, optional
+        Frames of each training clip (default: 60, or the trials' frames when shorter).
+    burn_in : int, optional
+        Unscored first frames of a clip (default: the frames of history the core's
+        convolutions see, at most half the clip).
+    **settings
+        The other settings of :class:`~probtwin.twins.image.ImageTwin` (readout, priors,
+        shifter, modulator, posterior, seed, ...).
+
+    Examples
+    --------
+    >>> sim = pt.simulate.video(n_neurons=20, n_trials=40, seed=0)  # doctest: +SKIP
+    >>> twin = pt.VideoTwin(sim.recording).fit(max_epochs=5)         # doctest: +SKIP
+    """
+
+    #: ``fit``'s defaults: a step holds a few clips (each as costly as tens of images).
+    fit_defaults: dict = {"max_epochs": 200, "batch_size": 8, "patience": 10}
+
+    def __init__(
+        self,
+        recordings: Recording | list[Recording] | None,
+        likelihood: str | None = None,
+        noise: str = "independent",
+        *,
+        hidden_channels: int = 16,
+        layers: int = 3,
+        input_kernel: int = 9,
+        hidden_kernel: int = 5,
+        input_frames: int = 9,
+        hidden_frames: int = 3,
+        recurrent: bool = False,
+        clip_frames: int | None = None,
+        burn_in: int | None = None,
+        **settings: Any,
+    ) -> None:
+        if noise not in ("independent", "flow", "zero_inflated_flow"):
+            expected = "'independent', 'flow' or 'zero_inflated_flow' (per-frame noise of a video twin)"
+            raise DataError("noise", expected, repr(noise))
+        for name, value in (("input_frames", input_frames), ("hidden_frames", hidden_frames)):
+            if int(value) != value or value < 1:
+                raise DataError(name, "a positive number of frames", repr(value))
+        self._video = {
+            "input_frames": int(input_frames),
+            "hidden_frames": int(hidden_frames),
+            "recurrent": bool(recurrent),
+        }
+        super().__init__(
+            recordings,
+            likelihood,
+            noise,
+            hidden_channels=hidden_channels,
+            layers=layers,
+            input_kernel=input_kernel,
+            hidden_kernel=hidden_kernel,
+            **settings,
+        )
+        frames = min(s.stimulus_shape[1] for s in self.specs)
+        clip = min(60, frames) if clip_frames is None else clip_frames
+        if int(clip) != clip or not 2 <= clip <= frames:
+            raise DataError("clip_frames", f"an integer in [2, {frames}] (the trials' frames)", repr(clip_frames))
+        history = getattr(self.core, "history", 0)
+        burn = min(history, clip // 2) if burn_in is None else burn_in
+        if int(burn) != burn or not 0 <= burn < clip:
+            raise DataError("burn_in", f"an integer in [0, {clip}) (frames of a clip)", repr(burn_in))
+        self.config.update(self._video, clip_frames=int(clip), burn_in=int(burn))
+
+    def _check_specs(self) -> None:
+        for spec in self.specs:
+            if len(spec.stimulus_shape) != 4:
+                raise DataError(
+                    f"stimuli of {spec.name!r}",
+                    "videos (trials, channels, frames, height, width) with responses (trials, frames, neurons)",
+                    f"trials of shape {tuple(spec.stimulus_shape)}",
+                )
+            if spec.stimulus_shape[0] != self.specs[0].stimulus_shape[0]:
+                raise DataError(
+                    f"stimuli of {spec.name!r}",
+                    f"{self.specs[0].stimulus_shape[0]} channels like {self.specs[0].name!r} (one core)",
+                    f"{spec.stimulus_shape[0]}",
+                )
+
+    def _default_core(self, in_channels: int) -> nn.Module:
+        c = self.config
+        return FactorizedCore3d(
+            in_channels,
+            c["hidden_channels"],
+            c["layers"],
+            c["input_kernel"],
+            c["hidden_kernel"],
+            self._video["input_frames"],
+            self._video["hidden_frames"],
+            self._video["recurrent"],
+        )
+
+    # ------------------------------------------------------------------ data
+
+    def _batch(self, k: int, arrays: dict, index=None, n_total=None) -> dict:
+        batch = super()._batch(k, arrays, index, n_total)
+        batch["per_frame"] = True
+        return batch
+
+    def _check_stimulus_shape(self, k: int, shape: tuple[int, ...]) -> None:
+        """Movies of any length, with the session's channels, height and width."""
+        expected = self.specs[k].stimulus_shape
+        if len(shape) != 4 or shape[0] != expected[0] or list(shape[2:]) != list(expected[2:]):
+            c, _, h, w = expected
+            raise DataError(
+                "stimuli", f"videos of shape (n, {c}, frames, {h}, {w}) (the twin's input)", f"trials of shape {shape}"
+            )
+
+    _energy_lags = 6  # readout positions start at each neuron's best (latency, pixel) of contrast energy
+
+    def epoch_batches(self, epoch: int):
+        """Steps of clips: each trial of a minibatch contributes a random window of
+        ``clip_frames`` frames (the same seed and epoch, the same windows)."""
+        clip, burn = self.config["clip_frames"], self.config["burn_in"]
+        trains = [rec.split("train") for rec in self.recordings]
+        steps = joint_steps([t.n_trials for t in trains], self._batch_size, self._seed, epoch)
+        rng = np.random.default_rng([self._seed, epoch])
+        for step in steps:
+            batches = []
+            for k, (train, idx) in enumerate(zip(trains, step, strict=True)):
+                arrays = batch_arrays(train, idx)
+                frames = arrays["responses"].shape[1]
+                clipped = clip_arrays(arrays, clip, rng, burn)
+                batch = self._batch(k, clipped, idx, train.n_trials)
+                batch["burn_in"] = burn
+                batch["likelihood_scale"] = frames / (clip - burn)
+                batches.append(batch)
+            yield batches
+
+    def _elements_per_neuron(self, k: int) -> int:
+        return super()._elements_per_neuron(k) * self.specs[k].stimulus_shape[1]
+
+    # ------------------------------------------------------------------ the generative story
+
+    def _features(self, batch: dict) -> torch.Tensor:
+        """The core's feature maps of every frame, (trials * frames, C, H', W'), computed once per
+        batch (frames after trials, as :meth:`_frames_view` flattens behaviour and gaze)."""
+        key = id(next(self.core.parameters(), None))
+        if batch.get("features", (None,))[0] != key:
+            x = batch["stimuli"]  # (trials, C, frames, H, W)
+            if self.config["behavior_in_core"]:
+                b = self._per_frame(batch["behavior"], x.shape[2])
+                x = torch.cat([x, b.transpose(1, 2)[..., None, None].expand(-1, -1, -1, *x.shape[-2:])], dim=1)
+            frames = getattr(self.core, "frames", None)  # the factorized core gives frames as a batch
+            features = frames(x) if frames is not None else self.core(x).transpose(1, 2).flatten(0, 1)
+            batch["features"] = (key, features)
+        return batch["features"][1]
+
+    @staticmethod
+    def _per_frame(values: torch.Tensor | None, frames: int) -> torch.Tensor | None:
+        """Behaviour or gaze (trials, frames, d), a per-trial value (trials, d) repeated."""
+        if values is None or values.dim() == 3:
+            return values
+        return values[:, None].expand(-1, frames, -1)
+
+    def _location(self, batch: dict, position, weights, bias, state_weights=None) -> torch.Tensor:
+        """Locations (..., trials, frames, neurons) of the scored frames (after ``burn_in``)."""
+        trials, frames = batch["stimuli"].shape[0], batch["stimuli"].shape[2]
+        self._features(batch)
+        view = dict(batch)
+        for field in ("behavior", "gaze"):
+            values = self._per_frame(batch.get(field), frames)
+            view[field] = None if values is None else values.flatten(0, 1)
+        loc = super()._location(view, position, weights, bias, state_weights)  # (..., trials * frames, N)
+        return loc.unflatten(-2, (trials, frames))[..., batch.get("burn_in", 0) :, :]

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import torch
+
+import probtwin as pt
+from probtwin.bench.video import SensoriumVideoBaseline, fit_video_anchor, frames_as_images, run_video_comparison
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return pt.simulate.video(n_neurons=16, n_trials=40, n_frames=20, image_size=(12, 16), mean_rate=3.0, seed=3)
+
+
+def test_frames_as_images_keeps_each_frame_with_its_response(sim):
+    rec = sim.recording
+    frames = frames_as_images(rec)
+    assert frames.stimuli.shape == (40 * 20, 1, 12, 16) and frames.responses.shape == (800, 16)
+    t, f = 7, 13  # trial 7, frame 13 is image 7 * 20 + 13
+    np.testing.assert_array_equal(frames.stimuli[t * 20 + f, 0], rec.stimuli[t, 0, f])
+    np.testing.assert_array_equal(frames.responses[t * 20 + f], rec.responses[t, f])
+    np.testing.assert_array_equal(frames.gaze[t * 20 + f], rec.gaze[t, f])
+    assert frames.tiers[t * 20 + f] == rec.tiers[t]
+    # scored the same: the correlation over test frames is the per-frame correlation of the videos
+    truth = sim.truth["mean_response"]
+    video_r = pt.metrics.single_trial_correlation(
+        np.asarray(rec.split("test").responses), truth[rec.split("test").trial_index]
+    )
+    image_r = pt.metrics.single_trial_correlation(
+        np.asarray(frames.split("test").responses), truth.reshape(-1, 16)[np.repeat(rec.tiers == "test", 20)]
+    )
+    np.testing.assert_allclose(video_r, image_r)
+    with pytest.raises(pt.DataError, match="videos"):
+        frames_as_images(frames)
+
+
+def test_the_sensorium_2023_baseline_is_causal_and_learns(sim):
+    torch.manual_seed(0)
+    model = SensoriumVideoBaseline(1, 5, torch.ones(5), dict(hidden_channels=4, layers=2))
+    model.eval()
+    x = torch.randn(2, 1, 10, 12, 16)
+    changed = x.clone()
+    changed[:, :, 7:] = 0.0
+    a, b = model(x), model(changed)
+    assert a.shape == (2, 10, 5) and torch.all(a > 0)
+    torch.testing.assert_close(a[:, :7], b[:, :7])
+    fit = fit_video_anchor(
+        sim.recording, core=dict(hidden_channels=8, layers=2), clip_frames=16, burn_in=4, max_epochs=15, time_limit=None
+    )
+    assert fit["epochs"] >= 5 and fit["validation_correlation"] > 0.1 and fit["single_trial_correlation"] > 0.1
+
+
+def test_the_comparison_reports_every_side_beside_the_truth():
+    out = run_video_comparison(
+        n_neurons=8, n_trials=16, n_frames=16, seed=1, time_limit=2.0, sides=("video_twin", "image_twin_per_frame")
+    )
+    assert out["true_model"] > 0.3
+    for side in ("video_twin", "image_twin_per_frame"):
+        assert -1 <= out[side] <= out["true_model"] + 0.05 and out[f"{side}_epochs"] >= 1
+    assert 0 < out["video_twin_coverage_90"] <= 1
+    with pytest.raises(pt.DataError, match="sides"):
+        run_video_comparison(n_neurons=4, n_trials=8, n_frames=12, time_limit=1.0, sides=("ridge",))
