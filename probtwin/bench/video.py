@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from probtwin import metrics
+from probtwin import experiments, metrics
 from probtwin.bench.anchor import SensoriumBaseline, train_point_estimate
 from probtwin.data.batching import batch_arrays, clip_arrays
 from probtwin.data.recording import Recording
@@ -37,7 +37,13 @@ from probtwin.twins.image import ImageTwin
 from probtwin.twins.likelihoods import link
 from probtwin.twins.video import VideoTwin
 
-__all__ = ["SensoriumVideoBaseline", "fit_video_anchor", "frames_as_images", "run_video_comparison"]
+__all__ = [
+    "SensoriumVideoBaseline",
+    "fit_video_anchor",
+    "frames_as_images",
+    "run_video_comparison",
+    "truth_checks",
+]
 
 
 class SensoriumVideoBaseline(SensoriumBaseline):
@@ -187,6 +193,64 @@ def frames_as_images(rec: Recording) -> Recording:
     )
 
 
+def _circular_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(np.angle(np.exp(1j * (a - b))))
+
+
+def truth_checks(twin: VideoTwin, sim, num_samples: int = 50, frames: int = 30, seed: int = 0) -> dict:
+    """A fitted video twin's in-silico experiments against the simulator's answers to the same
+    movies.
+
+    - Direction tuning: drifting gratings, 12 directions x 3 spatial x 3 temporal frequencies
+      (the simulated range), 2 phases, ``frames`` frames, the steady response (after the
+      twin's burn-in). For direction-selective cells (true DSI of the curve above 0.3): the
+      median error of the posterior-mean preferred direction; for every neuron: the fraction of
+      curve points inside the 90% band, and the correlation of posterior-mean and true curves.
+    - Latency: gratings (8 orientations x 3 frequencies x 4 phases) flashed for one frame; the
+      frame of the peak of the posterior-mean flash response against the true one.
+
+    Returns
+    -------
+    dict
+        ``direction_error_deg`` (median), ``direction_selective_cells``, ``direction_coverage_90``,
+        ``direction_curve_r`` (median over neurons), ``latency_within_1_frame`` (fraction of
+        neurons), ``latency_error_frames`` (median absolute).
+    """
+    g = experiments.drifting_gratings(
+        np.linspace(0, 2 * np.pi, 12, endpoint=False), (0.08, 0.12, 0.16), (0.05, 0.1, 0.2), 2, frames, twin=twin
+    )
+    curve = experiments.tuning_curve(twin, g, num_samples=num_samples, seed=seed)
+    burn = twin.config["burn_in"]
+    true = sim.respond(g.images)[:, burn:].mean(1)  # (stimuli, neurons)
+    table = g.parameters
+    order = table.groupby(["direction", "spatial_frequency", "temporal_frequency"], sort=True).indices
+    truth = np.stack([true[rows].mean(0) for rows in order.values()]).reshape(*curve.shape[1:])  # like curve
+    truth_da = curve.isel(sample=0, drop=True).copy(data=truth)
+    dsi = experiments.direction_selectivity(truth_da).values
+    selective = dsi > 0.3
+    error = _circular_distance(
+        experiments.preferred_direction(curve.mean("sample")).values, experiments.preferred_direction(truth_da).values
+    )
+    lo, hi = curve.quantile(0.05, "sample").values, curve.quantile(0.95, "sample").values
+    mean = curve.mean("sample").values.reshape(-1, truth.shape[-1])
+    r = metrics.correlation(mean, truth.reshape(-1, truth.shape[-1]), axis=0)
+
+    flashed = experiments.gratings(np.linspace(0, np.pi, 8, endpoint=False), (0.08, 0.12, 0.16), 4, twin=twin)
+    course = experiments.flash_response(twin, flashed, frames=20, num_samples=num_samples, seed=seed)
+    true_course = sim.respond(experiments.flashes(flashed, 20).images).mean(0)
+    true_course = true_course - true_course[-1]
+    twin_latency = np.abs(course.mean("sample").values).argmax(0)
+    true_latency = np.abs(true_course).argmax(0)
+    return {
+        "direction_error_deg": float(np.degrees(np.median(error[selective]))) if selective.any() else float("nan"),
+        "direction_selective_cells": int(selective.sum()),
+        "direction_coverage_90": float(np.mean((truth >= lo) & (truth <= hi))),
+        "direction_curve_r": float(np.nanmedian(r)),
+        "latency_within_1_frame": float(np.mean(np.abs(twin_latency - true_latency) <= 1)),
+        "latency_error_frames": float(np.median(np.abs(twin_latency - true_latency))),
+    }
+
+
 def run_video_comparison(
     n_neurons: int = 200,
     n_trials: int = 300,
@@ -220,6 +284,7 @@ def run_video_comparison(
             out[side], out[f"{side}_epochs"] = scores["single_trial_correlation"], len(history)
             out["video_twin_coverage_90"] = scores["coverage_90"]
             out["video_twin_bits"] = scores["log_likelihood_bits"]
+            out.update({f"video_twin_{key}": value for key, value in truth_checks(twin, sim).items()})
         elif side == "sensorium_2023":
             anchor = fit_video_anchor(rec, time_limit=time_limit)
             out[side], out[f"{side}_epochs"] = anchor["single_trial_correlation"], anchor["epochs"]

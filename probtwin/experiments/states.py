@@ -18,7 +18,14 @@ from probtwin.errors import DataError
 from probtwin.experiments.stimuli import StimulusSet
 from probtwin.experiments.tuning import _check_stimuli, tuning_curve
 
-__all__ = ["STATISTICS", "compare_states", "orientation_selectivity", "preferred_orientation"]
+__all__ = [
+    "STATISTICS",
+    "compare_states",
+    "direction_selectivity",
+    "orientation_selectivity",
+    "preferred_direction",
+    "preferred_orientation",
+]
 
 STATISTICS = ("response", "log_gain", "preferred_orientation")
 
@@ -39,24 +46,39 @@ def preferred_orientation(curve: xr.DataArray) -> xr.DataArray:
     xarray.DataArray
         Radians in [0, pi), without the ``orientation`` dimension.
     """
-    return (xr.apply_ufunc(np.angle, _orientation_vector(curve)[0]) / 2) % np.pi
+    return (xr.apply_ufunc(np.angle, _circular_vector(curve, "orientation", 2)[0]) / 2) % np.pi
 
 
-def _orientation_vector(curve: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
-    """``sum_theta r(theta) exp(2 i theta)`` and ``sum_theta r(theta)`` of tuning curves, other
-    stimulus dimensions averaged first."""
-    if "orientation" not in curve.dims:
-        raise DataError("curve", "tuning curves with an 'orientation' dimension", f"dims {curve.dims}")
-    other = [d for d in curve.dims if d not in ("sample", "neuron", "orientation")]
+def _circular_vector(curve: xr.DataArray, dim: str, harmonic: int) -> tuple[xr.DataArray, xr.DataArray]:
+    """``sum_theta r(theta) exp(harmonic i theta)`` and ``sum_theta r(theta)`` of tuning curves
+    over the angle ``dim``, other stimulus dimensions averaged first."""
+    if dim not in curve.dims:
+        raise DataError("curve", f"tuning curves with a {dim!r} dimension", f"dims {curve.dims}")
+    other = [d for d in curve.dims if d not in ("sample", "neuron", dim)]
     r = curve.mean(other) if other else curve
-    return (r * np.exp(2j * r["orientation"])).sum("orientation"), r.sum("orientation")
+    return (r * np.exp(harmonic * 1j * r[dim])).sum(dim), r.sum(dim)
 
 
 def orientation_selectivity(curve: xr.DataArray) -> xr.DataArray:
     """Orientation selectivity of tuning curves, ``|sum_theta r(theta) exp(2 i theta)| / sum_theta
     r(theta)`` (one minus the circular variance): 0 for a flat curve, 1 for one orientation;
     other stimulus dimensions averaged first, as :func:`preferred_orientation`."""
-    vector, total = _orientation_vector(curve)
+    vector, total = _circular_vector(curve, "orientation", 2)
+    return xr.apply_ufunc(np.abs, vector) / total
+
+
+def preferred_direction(curve: xr.DataArray) -> xr.DataArray:
+    """Preferred direction of motion of direction tuning curves (e.g. to
+    :func:`~probtwin.experiments.drifting_gratings`): ``arg(sum_theta r(theta) exp(i theta))``,
+    radians in [0, 2 pi), other stimulus dimensions averaged first."""
+    return xr.apply_ufunc(np.angle, _circular_vector(curve, "direction", 1)[0]) % (2 * np.pi)
+
+
+def direction_selectivity(curve: xr.DataArray) -> xr.DataArray:
+    """Direction selectivity index, the vector form ``|sum_theta r(theta) exp(i theta)| /
+    sum_theta r(theta)``: 0 for equal responses to opposite directions, 1 for one direction
+    only (Mazurek et al. 2014); per posterior draw when the curves have a ``sample`` dimension."""
+    vector, total = _circular_vector(curve, "direction", 1)
     return xr.apply_ufunc(np.abs, vector) / total
 
 

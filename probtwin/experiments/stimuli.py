@@ -1,13 +1,16 @@
-"""Stimulus families for in-silico experiments: gratings, Gabors and sparse noise.
+"""Stimulus families for in-silico experiments: gratings, Gabors and sparse noise; for video
+twins, drifting gratings, moving bars and flashes.
 
-Each returns a :class:`StimulusSet`, the images and a table of the parameters of each image,
+Each returns a :class:`StimulusSet`, the images (or movies) and a table of the parameters of each,
 which the experiments read (the orientation of each grating, the position of each square).
 
 Conventions, shared with :mod:`probtwin.simulate`: pixel ``(x, y)`` has its centre at integer
 coordinates, x to the right and y down; an orientation ``theta`` (radians, in [0, pi)) is the
 direction of the carrier's wave vector ``(cos theta, sin theta)`` (the bars run perpendicular to
 it); spatial frequency is in cycles per pixel; the phase is that of the cosine carrier at the
-image centre (gratings) or at the Gabor's centre.
+image centre (gratings) or at the Gabor's centre. A direction of motion ``theta`` (radians, in
+[0, 2 pi)) moves the pattern along ``(cos theta, sin theta)``; temporal frequency is in cycles
+per frame, speed in pixels per frame.
 
 Pixel values: ``mean + contrast * std * pattern`` per channel, with ``pattern`` of unit
 root-mean-square for full-field gratings (a cosine of amplitude sqrt(2)). With a twin, ``mean``
@@ -27,7 +30,7 @@ import pandas as pd
 
 from probtwin.errors import DataError
 
-__all__ = ["StimulusSet", "gabors", "gratings", "sparse_noise"]
+__all__ = ["StimulusSet", "drifting_gratings", "flashes", "gabors", "gratings", "moving_bars", "sparse_noise"]
 
 
 @dataclass
@@ -37,6 +40,7 @@ class StimulusSet:
     Attributes
     ----------
     images : numpy.ndarray of float32, shape (n, channels, height, width)
+        Or movies, shape (n, channels, frames, height, width).
     parameters : pandas.DataFrame, n rows
         One column per stimulus parameter (e.g. ``orientation``, ``spatial_frequency``,
         ``phase``), in the units of the generator that made the set.
@@ -47,8 +51,9 @@ class StimulusSet:
 
     def __post_init__(self) -> None:
         self.images = np.asarray(self.images, dtype=np.float32)
-        if self.images.ndim != 4:
-            raise DataError("images", "an array (n, channels, height, width)", f"shape {self.images.shape}")
+        if self.images.ndim not in (4, 5):
+            expected = "an array (n, channels, height, width), or movies (n, channels, frames, height, width)"
+            raise DataError("images", expected, f"shape {self.images.shape}")
         if not isinstance(self.parameters, pd.DataFrame) or len(self.parameters) != len(self.images):
             raise DataError(
                 "parameters",
@@ -63,7 +68,8 @@ class StimulusSet:
         return len(self.images)
 
     def __repr__(self) -> str:
-        return f"StimulusSet({len(self)} images {self.images.shape[1:]}, parameters {list(self.parameters.columns)})"
+        kind = "movies" if self.images.ndim == 5 else "images"
+        return f"StimulusSet({len(self)} {kind} {self.images.shape[1:]}, parameters {list(self.parameters.columns)})"
 
     def is_grid(self) -> bool:
         """Whether the parameters form a full factorial grid (each combination once)."""
@@ -77,12 +83,15 @@ def is_grid(table: pd.DataFrame) -> bool:
 
 
 def _frame(twin: Any, size, channels, session) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
-    """Size, and per-channel mean and std of the pixels, from the arguments or the twin."""
+    """Size, and per-channel mean and std of the pixels, from the arguments or the twin (of
+    images, or of videos: their frames')."""
     if twin is not None:
         k = twin.session_index(session)
-        shape = twin.specs[k].stimulus_shape
+        shape = list(twin.specs[k].stimulus_shape)
+        if len(shape) == 4:
+            shape = [shape[0], *shape[2:]]  # channels, height, width of a video's frames
         if len(shape) != 3:
-            raise DataError("twin", "a twin of images (channels, height, width)", f"stimuli of shape {shape}")
+            raise DataError("twin", "a twin of images or videos", f"stimuli of shape {tuple(shape)}")
         channels = shape[0] if channels is None else channels
         size = tuple(shape[1:]) if size is None else size
         if channels != shape[0] or tuple(size) != tuple(shape[1:]):
@@ -300,3 +309,170 @@ def sparse_noise(
         columns=["y", "x", "polarity"],
     )
     return StimulusSet(_render(pattern, mean, std, _check_contrast(contrast)), table)
+
+
+def _movie_frames(twin: Any, frames: int | None, session: Any) -> int:
+    if frames is None:
+        shape = None if twin is None else twin.specs[twin.session_index(session)].stimulus_shape
+        if shape is None or len(shape) != 4:
+            raise DataError("frames", "a number of frames (or a twin of videos)", "None")
+        frames = shape[1]
+    if int(frames) != frames or frames < 1:
+        raise DataError("frames", "a positive number of frames", repr(frames))
+    return int(frames)
+
+
+def _render_movies(pattern: np.ndarray, mean: np.ndarray, std: np.ndarray, contrast: float) -> np.ndarray:
+    """Per-channel movies ``mean + contrast * std * pattern``, pattern (n, frames, H, W) ->
+    (n, channels, frames, height, width)."""
+    movies = mean[None, :, None, None, None] + contrast * std[None, :, None, None, None] * pattern[:, None]
+    return movies.astype(np.float32)
+
+
+def drifting_gratings(
+    directions: Any,
+    spatial_frequencies: Any = (0.1,),
+    temporal_frequencies: Any = (0.1,),
+    phases: int | Any = 4,
+    frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    *,
+    contrast: float = 1.0,
+    twin: Any = None,
+    session: Any = None,
+) -> StimulusSet:
+    """Full-field gratings drifting along each direction, every combination of the parameters.
+
+    Frame ``t`` shows ``sqrt(2) cos(2 pi (f (q - c) . u(theta) - w t) + phi)``: the bars move
+    along ``u(theta)`` at ``w / f`` pixels per frame.
+
+    Parameters
+    ----------
+    directions : array_like
+        Radians in [0, 2 pi) (``numpy.linspace(0, 2 * numpy.pi, 12, endpoint=False)``).
+    spatial_frequencies : array_like
+        Cycles per pixel.
+    temporal_frequencies : array_like
+        Cycles per frame.
+    phases : int or array_like
+        Starting phases (a count, evenly spaced, or radians).
+    frames : int, optional
+        Movie length; default: the twin's trials'.
+    size, channels, contrast, twin, session : as :func:`gratings` (the twin a video twin)
+
+    Returns
+    -------
+    StimulusSet
+        Movies (n, channels, frames, H, W); parameters ``direction``, ``spatial_frequency``,
+        ``temporal_frequency``, ``phase``.
+    """
+    size, mean, std = _frame(twin, size, channels, session)
+    frames = _movie_frames(twin, frames, session)
+    rows = itertools.product(
+        _values("directions", directions),
+        _values("spatial_frequencies", spatial_frequencies, 0.0),
+        _values("temporal_frequencies", temporal_frequencies),
+        _phases(phases),
+    )
+    table = pd.DataFrame(list(rows), columns=["direction", "spatial_frequency", "temporal_frequency", "phase"])
+    centre = np.tile([(size[1] - 1) / 2, (size[0] - 1) / 2], (len(table), 1))
+    t = np.arange(frames)
+    phase = table["phase"].to_numpy()[:, None] - 2 * np.pi * table["temporal_frequency"].to_numpy()[:, None] * t
+    n = len(table)
+    pattern = _carrier(
+        size,
+        np.repeat(centre, frames, 0),
+        np.repeat(table["direction"].to_numpy(), frames),
+        np.repeat(table["spatial_frequency"].to_numpy(), frames),
+        phase.ravel(),
+    ).reshape(n, frames, *size)
+    return StimulusSet(_render_movies(np.sqrt(2.0) * pattern, mean, std, _check_contrast(contrast)), table)
+
+
+def moving_bars(
+    directions: Any,
+    widths: Any = (3.0,),
+    speeds: Any = (1.0,),
+    polarities: Any = (1, -1),
+    frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    *,
+    contrast: float = 3.0,
+    twin: Any = None,
+    session: Any = None,
+) -> StimulusSet:
+    """A bright or dark bar sweeping across the screen along each direction.
+
+    The bar runs perpendicular to ``u(theta)``; its centre starts where it just touches the
+    screen's far side behind ``u(theta)`` and moves ``speed`` pixels a frame.
+
+    Parameters
+    ----------
+    directions : array_like
+        Radians in [0, 2 pi).
+    widths : array_like
+        Bar widths in pixels.
+    speeds : array_like
+        Pixels per frame.
+    polarities : array_like
+        +1 bright, -1 dark.
+    frames, size, channels, twin, session : as :func:`drifting_gratings`
+    contrast : float
+        The bar's deviation from the mean, in pixel standard deviations.
+
+    Returns
+    -------
+    StimulusSet
+        Parameters ``direction``, ``width``, ``speed``, ``polarity``.
+    """
+    size, mean, std = _frame(twin, size, channels, session)
+    frames = _movie_frames(twin, frames, session)
+    polarity = _values("polarities", polarities)
+    if not np.all(np.isin(polarity, (-1, 1))):
+        raise DataError("polarities", "+1 (bright) and/or -1 (dark)", repr(polarities))
+    rows = itertools.product(
+        _values("directions", directions), _values("widths", widths, 0.0), _values("speeds", speeds, 0.0), polarity
+    )
+    table = pd.DataFrame(list(rows), columns=["direction", "width", "speed", "polarity"])
+    height, width = size
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    theta = table["direction"].to_numpy()[:, None, None, None]
+    along = (x - (width - 1) / 2) * np.cos(theta) + (y - (height - 1) / 2) * np.sin(theta)  # (n, 1, H, W)
+    reach = (np.abs(np.cos(theta)) * (width - 1) + np.abs(np.sin(theta)) * (height - 1)) / 2  # half the extent
+    half = table["width"].to_numpy()[:, None, None, None] / 2
+    centre = -reach - half + table["speed"].to_numpy()[:, None, None, None] * np.arange(frames)[None, :, None, None]
+    pattern = (np.abs(along - centre) <= half) * table["polarity"].to_numpy()[:, None, None, None]
+    table["polarity"] = table["polarity"].astype(int)
+    return StimulusSet(_render_movies(pattern.astype(np.float64), mean, std, _check_contrast(contrast)), table)
+
+
+def flashes(stimuli: StimulusSet, frames: int | None = None, *, twin: Any = None, session: Any = None) -> StimulusSet:
+    """Each image of a set shown for one frame, then the mean screen: the impulse response that
+    a neuron's latency and temporal kernel are read from.
+
+    Parameters
+    ----------
+    stimuli : StimulusSet
+        Images, e.g. ``gratings(..., twin=video_twin)`` (the frames' size and pixel statistics).
+    frames : int, optional
+        Movie length; default: the twin's trials'.
+    twin, session : optional
+        A video twin, for the default ``frames``.
+
+    Returns
+    -------
+    StimulusSet
+        Movies (n, channels, frames, H, W), the first frame the image, the others its set's
+        background (the mean over the set); the same parameters.
+    """
+    if not isinstance(stimuli, StimulusSet) or stimuli.images.ndim != 4:
+        raise DataError("stimuli", "a StimulusSet of images", repr(stimuli))
+    frames = _movie_frames(twin, frames, session)
+    background = stimuli.images.mean(axis=(0, 2, 3), keepdims=True)  # per channel
+    movies = np.broadcast_to(
+        background[:, :, None], (len(stimuli), stimuli.images.shape[1], frames, *stimuli.images.shape[2:])
+    ).copy()
+    movies[:, :, 0] = stimuli.images
+    return StimulusSet(movies, stimuli.parameters.copy())

@@ -28,6 +28,7 @@ def predicted_responses(
     num_samples: int = 100,
     seed: int = 0,
     session: Any = None,
+    frames: str | slice = "steady",
 ) -> xr.DataArray:
     """Posterior draws of the mean response to each stimulus.
 
@@ -43,18 +44,34 @@ def predicted_responses(
         what they are asked).
     seed : int
     session : optional
+    frames : "steady", "all" or slice
+        Movies (a video twin): the response averaged over the frames after the twin's
+        ``burn_in`` (``"steady"``: past the onset transient, as the mean response to a drifting
+        grating), over the frames of a ``slice``, or kept per frame (``"all"``: a ``frame``
+        dimension before ``neuron``).
 
     Returns
     -------
-    xarray.DataArray, dims (sample, stimulus, neuron)
+    xarray.DataArray, dims (sample, stimulus, [frame,] neuron)
         The stimulus parameters are coordinates along ``stimulus``, neuron ids along ``neuron``.
     """
     stimuli = _check_stimuli(stimuli)
     k = twin.session_index(session)
     prediction = twin.predict(stimuli.images, num_samples=num_samples, seed=seed, session=k, behavior=behavior)
+    values, dims = prediction.samples, ("sample", "stimulus", "neuron")
+    if values.ndim == 4:  # per frame
+        if isinstance(frames, str) and frames not in ("steady", "all"):
+            raise DataError("frames", "'steady', 'all' or a slice of frames", repr(frames))
+        if frames == "all":
+            dims = ("sample", "stimulus", "frame", "neuron")
+        else:
+            keep = slice(getattr(twin, "config", {}).get("burn_in", 0), None) if frames == "steady" else frames
+            if not isinstance(keep, slice) or values[:, :, keep].shape[2] == 0:
+                raise DataError("frames", f"a slice holding some of the {values.shape[2]} frames", repr(frames))
+            values = values[:, :, keep].mean(2)
     coords = {"sample": np.arange(num_samples), "neuron": np.asarray(twin.specs[k].neuron_ids)}
     coords.update({name: ("stimulus", stimuli.parameters[name].to_numpy()) for name in stimuli.parameters.columns})
-    return xr.DataArray(prediction.samples, dims=("sample", "stimulus", "neuron"), coords=coords, name="response")
+    return xr.DataArray(values, dims=dims, coords=coords, name="response")
 
 
 def _average(da: xr.DataArray, parameters: pd.DataFrame, average: Any) -> xr.DataArray:

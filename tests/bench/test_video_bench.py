@@ -57,5 +57,18 @@ def test_the_comparison_reports_every_side_beside_the_truth():
     for side in ("video_twin", "image_twin_per_frame"):
         assert -1 <= out[side] <= out["true_model"] + 0.05 and out[f"{side}_epochs"] >= 1
     assert 0 < out["video_twin_coverage_90"] <= 1
+    assert 0 <= out["video_twin_direction_coverage_90"] <= 1 and -1 <= out["video_twin_direction_curve_r"] <= 1
+    assert 0 <= out["video_twin_latency_within_1_frame"] <= 1 and out["video_twin_latency_error_frames"] >= 0
+    assert out["video_twin_direction_selective_cells"] <= 8
     with pytest.raises(pt.DataError, match="sides"):
         run_video_comparison(n_neurons=4, n_trials=8, n_frames=12, time_limit=1.0, sides=("ridge",))
+
+
+def test_circular_distance_wraps():
+    from probtwin.bench.video import _circular_distance
+
+    np.testing.assert_allclose(
+        _circular_distance(np.array([0.1, 6.2, np.pi]), np.array([6.2, 0.1, 0.0])),
+        [0.1 + 2 * np.pi - 6.2, 0.1 + 2 * np.pi - 6.2, np.pi],
+        atol=1e-12,
+    )
