@@ -24,8 +24,10 @@ multi-mouse data set need not fit in memory.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,8 +54,26 @@ SENSORIUM_TIERS = {
     "final_test_bonus": "test",
 }
 
-_STIMULUS_ID_FILES = ("frame_image_id.npy", "video_ids.npy", "stimulus_ids.npy")
+_STIMULUS_ID_FILES = (
+    "frame_image_id.npy",
+    "image_id.npy",
+    "colorframeprojector_image_id.npy",
+    "video_ids.npy",
+    "stimulus_ids.npy",
+)
+_CHECKED_TRIALS = 5  # trials of each tier read to tell withheld (all-zero) responses
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _system_entry(name: str) -> bool:
+    """Entries an archiver adds beside the data: macOS resource forks (``__MACOSX/``, ``._*``)."""
+    parts = name.split("/")
+    return "__MACOSX" in parts or any(p.startswith("._") for p in parts)
+
+
+def _one_root(roots: list[str], path: Path) -> None:
+    if len(roots) > 1:
+        raise DataError("path", "one Sensorium data set (one folder with data/ and meta/)", f"{roots} in {path}")
 
 
 class _Tree:
@@ -63,19 +83,24 @@ class _Tree:
         self.path = path
         if path.is_dir():
             self.archive = None
-            candidates = [path] + sorted(p for p in path.iterdir() if p.is_dir())
-            roots = [p for p in candidates if (p / "data").is_dir() and (p / "meta").is_dir()]
+            if (path / "data").is_dir() and (path / "meta").is_dir():
+                roots = [path]
+            else:
+                subfolders = sorted(p for p in path.iterdir() if p.is_dir() and not _system_entry(p.name + "/"))
+                roots = [p for p in subfolders if (p / "data").is_dir() and (p / "meta").is_dir()]
             if not roots:
                 raise DataError("path", "a Sensorium folder with data/ and meta/", f"neither in {path}")
+            _one_root([p.name for p in roots], path)
             self.root = roots[0]
             self.names = None
         elif path.suffix == ".zip" and path.is_file():
             self.archive = path
             with zipfile.ZipFile(path) as zf:
-                names = [n for n in zf.namelist() if not n.endswith("/")]
+                names = [n for n in zf.namelist() if not n.endswith("/") and not _system_entry(n)]
             prefixes = sorted({m.group(1) for n in names if (m := re.match(r"(.*?)data/", n))})
             if not prefixes:
                 raise DataError("path", "a Sensorium .zip with data/ and meta/", f"no data/ in {path}")
+            _one_root([p or "(the top level)" for p in prefixes], path)
             self.root = prefixes[0]
             self.names = set(names)
         else:
@@ -129,6 +154,12 @@ class _Tree:
                 zf.close()
         return shapes
 
+    def read_bytes(self, name: str) -> bytes:
+        if self.archive is None:
+            return Path(name).read_bytes()
+        with zipfile.ZipFile(self.archive) as zf:
+            return zf.read(name)
+
     def stack(self, files: list[str], field: str, transform=None) -> TrialStack:
         return TrialStack(files, field, transform=transform, archive=self.archive)
 
@@ -146,14 +177,20 @@ def load_sensorium(
     ----------
     path : str or Path
         The data set's folder (holding ``data/`` and ``meta/``, or one sub-folder that does) or
-        its ``.zip``.
+        its ``.zip``; ``__MACOSX/`` and ``._*`` entries are ignored, and several data sets in one
+        folder or archive are a DataError naming them. Stimulus ids come from
+        ``meta/trials/`` ``frame_image_id``, ``image_id``, ``colorframeprojector_image_id``,
+        ``video_ids`` or ``stimulus_ids`` (the first present), else, for videos, from the
+        videos' contents (equal files, equal ids).
     frames : int, optional
         Videos only: keep the first ``frames`` frames of every trial. Needed when trials differ
         in length (Sensorium 2023); without it such a data set raises a DataError that lists the
         lengths found.
     tiers : sequence of str, optional
         Source tier labels to keep (e.g. ``("train", "oracle")`` to leave out test trials whose
-        responses a release withholds). Default: all trials.
+        responses a release withholds; ``"none"`` for the trials of no tier, kept as train).
+        Default: all trials except those labelled ``"none"``. A tier whose responses are all
+        zero (withheld; judged on its first five trials) raises a warning naming it.
     name : str, optional
         Session name; default, the folder or archive name.
 
@@ -211,15 +248,20 @@ def load_sensorium(
     source_tiers = source_tiers.astype(str)
     if source_tiers.shape != (n_trials,):
         raise DataError("meta/trials/tiers.npy", f"shape ({n_trials},)", f"shape {source_tiers.shape}")
-    unknown = sorted(set(np.unique(source_tiers)) - set(SENSORIUM_TIERS))
+    unknown = sorted(set(np.unique(source_tiers)) - set(SENSORIUM_TIERS) - {"none"})
     if unknown:
-        raise DataError("meta/trials/tiers.npy", f"labels among {sorted(SENSORIUM_TIERS)}", str(unknown))
+        raise DataError("meta/trials/tiers.npy", f"labels among {sorted(SENSORIUM_TIERS)} or 'none'", str(unknown))
     stimulus_ids = None
     for file in _STIMULUS_ID_FILES:
         stimulus_ids = tree.meta("trials", file)
         if stimulus_ids is not None:
             break
+    if stimulus_ids is None and video is not None:  # the same movie, the same id: by content
+        digests = [hashlib.sha1(tree.read_bytes(f)).hexdigest() for f in video]
+        stimulus_ids = np.unique(digests, return_inverse=True)[1].reshape(-1)
+    _warn_withheld(tree, responses, source_tiers)
 
+    tier_of = {**SENSORIUM_TIERS, "none": "train"}  # 'none' trials only when asked for, as train
     rec = Recording(
         stimuli,
         fields["responses"],
@@ -228,7 +270,7 @@ def load_sensorium(
         neuron_coords=tree.meta("neurons", "cell_motor_coordinates.npy"),
         neuron_area=tree.meta("neurons", "area.npy"),
         neuron_ids=tree.meta("neurons", "unit_ids.npy"),
-        tiers=np.array([SENSORIUM_TIERS[t] for t in source_tiers]),
+        tiers=np.array([tier_of[t] for t in source_tiers]),
         stimulus_ids=stimulus_ids,
         trial_info={"sensorium_tier": source_tiers},
         name=name or path.name.removesuffix(".zip"),
@@ -237,5 +279,21 @@ def load_sensorium(
         absent = sorted(set(tiers) - set(np.unique(source_tiers)))
         if absent:
             raise DataError("tiers", f"labels among {sorted(np.unique(source_tiers))}", str(absent))
-        rec = rec.subset(np.isin(source_tiers, list(tiers)))
+        return rec.subset(np.isin(source_tiers, list(tiers)))
+    if np.any(source_tiers == "none"):  # trials of no tier (Sensorium 2023) only when asked for
+        return rec.subset(source_tiers != "none")
     return rec
+
+
+def _warn_withheld(tree: _Tree, responses: list[str], source_tiers: np.ndarray) -> None:
+    """Warn, naming the tier, where a tier's responses are all zero (a release's withheld test
+    responses), judged on its first few trials."""
+    for tier in np.unique(source_tiers):
+        first = np.flatnonzero(source_tiers == tier)[:_CHECKED_TRIALS]
+        arrays = [np.load(io.BytesIO(tree.read_bytes(responses[i])), allow_pickle=False) for i in first]
+        if all(not np.any(a) for a in arrays):
+            warnings.warn(
+                f"probtwin: the responses of tier {tier!r} are all zero (its first {len(first)} trials): a "
+                "release's withheld responses; leave the tier out (tiers=...) or do not score on it",
+                stacklevel=3,
+            )

@@ -143,3 +143,48 @@ def test_video_trials_of_unequal_length(tmp_path, rng):
     shutil.rmtree(folder / "data" / "videos")
     with pytest.raises(pt.DataError, match="neither"):
         pt.load_sensorium(folder)
+
+
+def test_sensorium_2023_layout_as_published(tmp_path, rng):
+    """Tiers 'none' dropped unless asked for, ids from the videos' contents when no id file,
+    ``__MACOSX``/``._*`` entries ignored, withheld (all-zero) responses warned about by tier."""
+    folder = tmp_path / "dynamic29515-10-12-Video-full"
+    write_video(folder, rng, lengths=(7,) * 4)
+    np.save(folder / "meta" / "trials" / "tiers.npy", np.array(["train", "none", "oracle", "live_test_main"]))
+    shutil.copy(folder / "data" / "videos" / "0.npy", folder / "data" / "videos" / "2.npy")  # a repeat
+    np.save(folder / "data" / "responses" / "3.npy", np.zeros((4, 7)))  # withheld
+    with pytest.warns(UserWarning, match="'live_test_main'"):
+        rec = pt.load_sensorium(folder)
+    assert rec.n_trials == 3 and rec.trial_info["sensorium_tier"].tolist() == ["train", "oracle", "live_test_main"]
+    assert rec.stimulus_ids[0] == rec.stimulus_ids[1] != rec.stimulus_ids[2]  # trials 0 and 2 show one movie
+    with pytest.warns(UserWarning):
+        assert pt.load_sensorium(folder, tiers=["train", "none"]).tiers.tolist() == ["train", "train"]
+    np.save(folder / "meta" / "trials" / "colorframeprojector_image_id.npy", np.array([5, 6, 7, 8]))
+    with pytest.warns(UserWarning):
+        assert pt.load_sensorium(folder).stimulus_ids.tolist() == [5, 7, 8]
+
+    archive = tmp_path / "dynamic.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in sorted(folder.rglob("*.npy")):
+            name = "dynamic29515/" + str(file.relative_to(folder))
+            zf.write(file, name)
+            zf.writestr("__MACOSX/" + name.replace(file.name, "._" + file.name), b"resource fork")
+        zf.writestr("dynamic29515/data/videos/._0.npy", b"resource fork")
+    with pytest.warns(UserWarning):
+        assert pt.load_sensorium(archive).n_trials == 3
+
+    two = tmp_path / "two"
+    for sub in ("dynamicA", "dynamicB"):
+        shutil.copytree(folder, two / sub)
+    with pytest.raises(pt.DataError, match="dynamicA"):
+        pt.load_sensorium(two)
+    (two / "__MACOSX").mkdir()
+    shutil.rmtree(two / "dynamicB")
+    with pytest.warns(UserWarning):
+        assert pt.load_sensorium(two).n_trials == 3
+    with zipfile.ZipFile(tmp_path / "both.zip", "w") as zf:
+        for sub in ("dynamicA", "dynamicB"):
+            for file in sorted(folder.rglob("*.npy")):
+                zf.write(file, f"{sub}/{file.relative_to(folder)}")
+    with pytest.raises(pt.DataError, match="dynamicB"):
+        pt.load_sensorium(tmp_path / "both.zip")
