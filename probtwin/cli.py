@@ -144,6 +144,17 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what.startswith("motor-"):
         _bench_motor(args)
         return 0
+    if args.what == "video-speed":
+        from probtwin.bench.video import speed
+
+        for row in speed(batch_size=8 if args.batch_size == 64 else args.batch_size, n_neurons=args.neurons or 200):
+            print(
+                f"clip {row['clip_frames']:4d} frames: SVI step {row['twin_step_s'] * 1e3:7.1f} ms, plain "
+                f"{row['plain_step_s'] * 1e3:7.1f} ms (ratio {row['ratio']:.2f}); saved activations "
+                f"{row['twin_saved_mib']:7.1f} MiB (plain {row['plain_saved_mib']:.1f}); predict "
+                f"{row['twin_predict_fps']:.0f} frames/s (50 draws)"
+            )
+        return 0
     if args.what == "video":
         from probtwin.bench.video import run_video_comparison
 
@@ -312,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "posterior",
             "posterior-real",
             "video",
+            "video-speed",
         ],
     )
     bench.add_argument("--seeds", type=int, default=5, help="simulations, seeds 0..N-1 (experiments, posterior)")

@@ -42,6 +42,7 @@ __all__ = [
     "fit_video_anchor",
     "frames_as_images",
     "run_video_comparison",
+    "speed",
     "truth_checks",
 ]
 
@@ -298,3 +299,83 @@ def run_video_comparison(
             raise DataError("sides", "'video_twin', 'sensorium_2023' or 'image_twin_per_frame'", repr(side))
         out[f"{side}_seconds"] = time.perf_counter() - start
     return out
+
+
+def _saved_bytes(fn) -> tuple[torch.Tensor, int]:
+    """``fn()``'s result and the bytes of the tensors autograd saves for its backward pass (the
+    activation memory of a training step)."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, total
+
+
+def speed(
+    clip_lengths: tuple[int, ...] = (15, 30, 60, 120),
+    batch_size: int = 8,
+    n_neurons: int = 200,
+    steps: int = 5,
+    num_samples: int = 50,
+    seed: int = 0,
+) -> list[dict]:
+    """A training step's time and activation memory against clip length, for the video twin
+    (SVI) and the Sensorium 2023 baseline with the same core (a plain PyTorch step, Poisson
+    loss), and the twin's prediction speed in frames per second.
+
+    Returns
+    -------
+    list of dict
+        Per clip length: ``clip_frames``, ``twin_step_s``, ``plain_step_s`` (medians),
+        ``ratio``, ``twin_saved_mib``, ``plain_saved_mib``, ``twin_predict_fps`` (frames a
+        second of ``predict`` with ``num_samples`` draws over movies of that length).
+    """
+    from probtwin.bench.speed import _step_times
+
+    sim = video(n_neurons=n_neurons, n_trials=2 * batch_size, n_frames=max(clip_lengths), seed=seed)
+    rec = sim.recording
+    stats = _standardizer(rec)
+    in_channels = rec.stimuli.shape[1] + rec.behavior.shape[-1]
+    rows = []
+    for clip in clip_lengths:
+        burn = min(12, clip // 2)
+        twin = VideoTwin(rec, clip_frames=clip, burn_in=burn, seed=seed)
+        twin._batch_size, twin._seed = batch_size, seed
+        (batch,) = next(iter(twin.epoch_batches(0)))
+        _, twin_saved = _saved_bytes(lambda b=batch, t=twin: t.loss_terms([b]).loss)
+        twin_times = _step_times(lambda b, t=twin: t.loss_terms([b]).loss, twin, batch, steps + 1)[1:]
+        with seeded(seed):
+            mean = torch.as_tensor(np.asarray(rec.responses, dtype=np.float32).mean((0, 1)))
+            plain = SensoriumVideoBaseline(in_channels, rec.n_neurons, mean, dict(hidden_channels=16, layers=3))
+        plain.core.recurrent = None  # the twin's core exactly: no GRU
+        arrays = clip_arrays(batch_arrays(rec, np.arange(batch_size)), clip, np.random.default_rng(seed), burn)
+        x, gaze = _inputs(arrays, stats)
+        y = torch.as_tensor(arrays["responses"])
+
+        def loss(_b, model=plain, x=x, gaze=gaze, y=y, burn=burn):
+            rate = model(x, gaze)[:, burn:]
+            return (rate - y * torch.log(rate)).sum() + model.core.laplace_penalty()
+
+        _, plain_saved = _saved_bytes(lambda: loss(None))
+        plain_times = _step_times(loss, plain, {"responses": y}, steps + 1)[1:]
+        movies = np.asarray(rec.stimuli[:batch_size])[:, :, :clip]
+        start = time.perf_counter()
+        twin.predict(movies, num_samples=num_samples)
+        fps = batch_size * clip / (time.perf_counter() - start)
+        rows.append(
+            {
+                "clip_frames": clip,
+                "twin_step_s": float(np.median(twin_times)),
+                "plain_step_s": float(np.median(plain_times)),
+                "ratio": float(np.median(twin_times) / np.median(plain_times)),
+                "twin_saved_mib": twin_saved / 2**20,
+                "plain_saved_mib": plain_saved / 2**20,
+                "twin_predict_fps": fps,
+            }
+        )
+    return rows

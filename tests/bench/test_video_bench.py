@@ -72,3 +72,13 @@ def test_circular_distance_wraps():
         [0.1 + 2 * np.pi - 6.2, 0.1 + 2 * np.pi - 6.2, np.pi],
         atol=1e-12,
     )
+
+
+def test_speed_rows_and_linear_activation_memory():
+    from probtwin.bench.video import speed
+
+    rows = speed(clip_lengths=(8, 16, 32), batch_size=2, n_neurons=10, steps=1, num_samples=2)
+    assert [r["clip_frames"] for r in rows] == [8, 16, 32]
+    saved = np.array([r["twin_saved_mib"] for r in rows])
+    np.testing.assert_allclose(saved[1:] / saved[:-1], 2.0, rtol=0.15)  # activation memory linear in the clip
+    assert all(r["twin_step_s"] > 0 and r["plain_step_s"] > 0 and r["twin_predict_fps"] > 0 for r in rows)

@@ -153,3 +153,17 @@ def test_bad_input_is_a_data_error(sim):
     with pytest.raises(pt.DataError, match="stimuli"):
         twin.predict(np.zeros((2, 1, 24, 16, 21)))  # another width
     assert twin.predict(np.zeros((2, 1, 30, 16, 20)), num_samples=2).samples.shape == (2, 2, 30, 24)  # any length
+
+
+def test_a_whole_twin_posterior_carries_into_video_predictions():
+    sim = pt.simulate.video(n_neurons=6, n_trials=16, n_frames=16, image_size=(12, 16), seed=1)
+    twin = pt.VideoTwin(sim.recording, posterior="ensemble", members=2, clip_frames=12, **SMALL)
+    twin.fit(max_epochs=1, progress=False)
+    assert len(twin.members) == 2
+    test = sim.recording.split("test")
+    draws = twin.predict(test, num_samples=4).samples  # two draws from each member
+    assert draws.shape == (4, test.n_trials, 16, 6)
+    # the members' cores differ: the draws of one member agree more with each other than across
+    within = np.abs(draws[0] - draws[1]).mean()
+    across = np.abs(draws[0] - draws[2]).mean()
+    assert across > within
