@@ -25,9 +25,22 @@ from scipy.special import ndtr
 from probtwin.errors import DataError
 from probtwin.simulate.images import shift_images
 
-__all__ = ["V1Population", "firing_rate", "gabor_bank"]
+__all__ = ["V1Population", "firing_rate", "gabor_bank", "receptive_field_geometry"]
 
 PUPIL_LEVELS = 16
+
+
+def receptive_field_geometry(
+    positions: np.ndarray, orientation: np.ndarray, sigma: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's distance along ``u(theta_i) = (cos, sin)`` from each centre, and the
+    Gaussian envelope there, both (neurons, height, width) (pixels at integer coordinates)."""
+    height, width = size
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    dx = x[None] - positions[:, 0, None, None]
+    dy = y[None] - positions[:, 1, None, None]
+    along = dx * np.cos(orientation)[:, None, None] + dy * np.sin(orientation)[:, None, None]
+    return along, np.exp(-(dx**2 + dy**2) / (2 * sigma[:, None, None] ** 2))
 
 
 def gabor_bank(
@@ -53,12 +66,7 @@ def gabor_bank(
     -------
     even, odd : numpy.ndarray of float32, shape (neurons, height * width)
     """
-    height, width = size
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    dx = x[None] - positions[:, 0, None, None]
-    dy = y[None] - positions[:, 1, None, None]
-    along = dx * np.cos(orientation)[:, None, None] + dy * np.sin(orientation)[:, None, None]
-    envelope = np.exp(-(dx**2 + dy**2) / (2 * sigma[:, None, None] ** 2))
+    along, envelope = receptive_field_geometry(positions, orientation, sigma, size)
     arg = 2 * np.pi * frequency[:, None, None] * along + phase[:, None, None]
     banks = []
     for carrier in (np.cos(arg), np.sin(arg)):

@@ -40,7 +40,7 @@ from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 from probtwin.simulate.images import pink_noise_images, shift_images
 from probtwin.simulate.noise import LIKELIHOODS, observe
-from probtwin.simulate.population import firing_rate
+from probtwin.simulate.population import firing_rate, receptive_field_geometry
 from probtwin.simulate.v1 import Simulation
 
 __all__ = ["VideoPopulation", "temporal_kernel", "video"]
@@ -116,12 +116,9 @@ class VideoPopulation:
         -------
         even, odd : numpy.ndarray of float32, shape (neurons, lags, height * width)
         """
-        height, width = self.image_size
-        y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-        dx = x[None] - self.rf_position[:, 0, None, None]
-        dy = y[None] - self.rf_position[:, 1, None, None]
-        along = dx * np.cos(self.direction)[:, None, None] + dy * np.sin(self.direction)[:, None, None]
-        envelope = np.exp(-(dx**2 + dy**2) / (2 * self.envelope_sigma[:, None, None] ** 2))
+        along, envelope = receptive_field_geometry(
+            self.rf_position, self.direction, self.envelope_sigma, self.image_size
+        )
         space = (self.spatial_frequency[:, None, None] * along).reshape(self.n_neurons, 1, -1)  # cycles
         tau = np.arange(LAGS)[None, :, None]
         w = self.temporal_frequency[:, None, None]
