@@ -96,7 +96,10 @@ class PosteriorQueries:
     def _chunk_args(self, k: int, inputs: tuple, draws: int, extra=None):
         """Chunks of trials sized so that the working set under ``draws`` posterior draws stays
         under ``_MAX_ELEMENTS`` floats: (slice, batch, the engine's ``(args, *extra(slice, batch))``)."""
-        per_trial = draws * self.specs[k].n_neurons * (self._elements_per_neuron(k) + self.noise[k].elements)
+        shape = getattr(inputs[0], "shape", ())
+        frames = shape[2] if len(shape) == 5 else 1  # a video's trial holds a population response per frame
+        per_neuron = self._elements_per_neuron(k) + self.noise[k].elements
+        per_trial = draws * frames * self.specs[k].n_neurons * per_neuron
         for sl, batch in self._chunks(k, *inputs, max(1, _MAX_ELEMENTS // max(1, per_trial))):
             yield sl, batch, ((batch,), *(extra(sl, batch) if extra is not None else ()))
 

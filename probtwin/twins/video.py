@@ -188,9 +188,6 @@ class VideoTwin(ImageTwin):
                 batches.append(batch)
             yield batches
 
-    def _elements_per_neuron(self, k: int) -> int:
-        return super()._elements_per_neuron(k) * self.specs[k].stimulus_shape[1]
-
     # ------------------------------------------------------------------ the generative story
 
     def _features(self, batch: dict) -> torch.Tensor:
