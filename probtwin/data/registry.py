@@ -49,16 +49,17 @@ class SessionSpec:
         )
 
 
-def check_image_specs(specs: list[SessionSpec]) -> None:
-    """Sessions of images (trials, channels, height, width), all with the first one's channels
-    (they share one core)."""
+def check_image_specs(specs: list[SessionSpec], videos: bool = False) -> None:
+    """Sessions of images (trials, channels, height, width), or of videos (trials, channels,
+    frames, height, width), all with the first one's channels (they share one core)."""
+    dims, expected = (
+        (4, "videos (trials, channels, frames, height, width) with responses (trials, frames, neurons)")
+        if videos
+        else (3, "images (trials, channels, height, width)")
+    )
     for spec in specs:
-        if len(spec.stimulus_shape) != 3:
-            raise DataError(
-                f"stimuli of {spec.name!r}",
-                "images (trials, channels, height, width)",
-                f"trials of shape {tuple(spec.stimulus_shape)}",
-            )
+        if len(spec.stimulus_shape) != dims:
+            raise DataError(f"stimuli of {spec.name!r}", expected, f"trials of shape {tuple(spec.stimulus_shape)}")
         if spec.stimulus_shape[0] != specs[0].stimulus_shape[0]:
             raise DataError(
                 f"stimuli of {spec.name!r}",

@@ -30,6 +30,7 @@ from torch import nn
 
 from probtwin.data.batching import batch_arrays, clip_arrays, joint_steps
 from probtwin.data.recording import Recording
+from probtwin.data.registry import check_image_specs
 from probtwin.errors import DataError
 from probtwin.nn.video_core import FactorizedCore3d
 from probtwin.twins.image import ImageTwin
@@ -124,19 +125,7 @@ class VideoTwin(ImageTwin):
         self.config.update(self._video, clip_frames=int(clip), burn_in=int(burn))
 
     def _check_specs(self) -> None:
-        for spec in self.specs:
-            if len(spec.stimulus_shape) != 4:
-                raise DataError(
-                    f"stimuli of {spec.name!r}",
-                    "videos (trials, channels, frames, height, width) with responses (trials, frames, neurons)",
-                    f"trials of shape {tuple(spec.stimulus_shape)}",
-                )
-            if spec.stimulus_shape[0] != self.specs[0].stimulus_shape[0]:
-                raise DataError(
-                    f"stimuli of {spec.name!r}",
-                    f"{self.specs[0].stimulus_shape[0]} channels like {self.specs[0].name!r} (one core)",
-                    f"{spec.stimulus_shape[0]}",
-                )
+        check_image_specs(self.specs, videos=True)
 
     def _default_core(self, in_channels: int) -> nn.Module:
         c = self.config
