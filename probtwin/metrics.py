@@ -18,7 +18,9 @@ mouse primary visual cortex activity", and the neuralpredictors package:
 
 Arrays hold trials first and neurons last: (trials, neurons). Per-frame responses
 (trials, frames, neurons) are flattened to (trials * frames, neurons) by the functions that
-correlate over trials.
+correlate over trials; frames whose responses are NaN for every neuron (the padding of trials of
+unequal length, :mod:`probtwin.data.padding`) are left out, and so are, in the repeat-based
+scores, frames that some repeat of a stimulus lacks.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ def _pair(y_true, y_pred, field_true="responses", field_pred="predictions"):
     if y_true.ndim == 3:
         y_true = y_true.reshape(-1, y_true.shape[-1])
         y_pred = y_pred.reshape(-1, y_pred.shape[-1])
+        recorded = ~np.isnan(y_true).all(-1)  # padding frames of trials of unequal length: left out
+        if not recorded.all():
+            y_true, y_pred = y_true[recorded], y_pred[recorded]
     if y_true.ndim != 2:
         raise DataError(field_true, "shape (trials, neurons) or (trials, frames, neurons)", f"shape {y_true.shape}")
     return y_true, y_pred
@@ -119,7 +124,8 @@ def correlation_to_average(responses: np.ndarray, predictions: np.ndarray, stimu
     _pair(y, p)
     my, _, _ = _stimulus_means(y, stimulus_ids)
     mp, _, _ = _stimulus_means(p, stimulus_ids)
-    return correlation(my.reshape(-1, y.shape[-1]), mp.reshape(-1, y.shape[-1]), axis=0)
+    my, mp = _pair(my, mp)
+    return correlation(my, mp, axis=0)
 
 
 def _noise_variance(y: np.ndarray, stimulus_ids: np.ndarray) -> np.ndarray:
@@ -131,7 +137,10 @@ def _noise_variance(y: np.ndarray, stimulus_ids: np.ndarray) -> np.ndarray:
     np.add.at(sq, inverse, (y - means[inverse]) ** 2)
     var = sq[repeated] / (counts[repeated] - 1).reshape(-1, *([1] * (y.ndim - 1)))
     var = var.reshape(-1, *y.shape[1:])
-    return var.mean(axis=0).reshape(-1, y.shape[-1]).mean(axis=0)
+    if y.ndim == 3:  # per frame: the frames every repeat has
+        var = var.reshape(-1, y.shape[-1])
+        var = var[~np.isnan(var).all(-1)]
+    return var.mean(axis=0)
 
 
 def fev(responses: np.ndarray, stimulus_ids: np.ndarray) -> np.ndarray:
@@ -144,7 +153,7 @@ def fev(responses: np.ndarray, stimulus_ids: np.ndarray) -> np.ndarray:
     """
     y = np.asarray(responses, dtype=np.float64)
     noise = _noise_variance(y, stimulus_ids)
-    total = y.reshape(-1, y.shape[-1]).var(axis=0, ddof=1)
+    total = _pair(y, y)[0].var(axis=0, ddof=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (total - noise) / total
 
@@ -174,10 +183,10 @@ def feve(
     """
     y = np.asarray(responses, dtype=np.float64)
     p = np.asarray(predictions, dtype=np.float64)
-    _pair(y, p)
+    rows_y, rows_p = _pair(y, p)
     noise = _noise_variance(y, stimulus_ids)
-    total = y.reshape(-1, y.shape[-1]).var(axis=0, ddof=1)
-    mse = ((y - p) ** 2).reshape(-1, y.shape[-1]).mean(axis=0)
+    total = rows_y.var(axis=0, ddof=1)
+    mse = ((rows_y - rows_p) ** 2).mean(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         per = 1.0 - (mse - noise) / (total - noise)
         ok = (total - noise) / total >= threshold
@@ -199,7 +208,7 @@ def oracle_correlation(responses: np.ndarray, stimulus_ids: np.ndarray) -> np.nd
         raise DataError("stimulus_ids", "stimuli shown at least twice (repeats)", "no repeated stimulus")
     c = counts[inverse][keep].reshape(-1, *([1] * (y.ndim - 1)))
     loo = (means[inverse][keep] * c - y[keep]) / (c - 1)
-    return correlation(y[keep].reshape(-1, y.shape[-1]), loo.reshape(-1, y.shape[-1]), axis=0)
+    return correlation(*_pair(y[keep], loo), axis=0)
 
 
 def split_half_reliability(
@@ -334,6 +343,7 @@ def interval_coverage(samples: np.ndarray, observed: np.ndarray, level: float = 
     if not 0 < level < 1:
         raise DataError("level", "a number in (0, 1)", str(level))
     u = pit(samples, observed, seed=seed)
+    u = u[~np.isnan(np.asarray(observed))]  # NaN: padding frames of trials of unequal length
     lo = (1 - level) / 2
     return float(np.mean((u >= lo) & (u <= 1 - lo)))
 

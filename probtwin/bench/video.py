@@ -135,6 +135,9 @@ def fit_video_anchor(
     """
     if rec.stimulus_kind != "videos":
         raise DataError("stimuli", "videos (trials, channels, frames, height, width)", f"{rec.stimulus_kind}")
+    if rec.padded:
+        expected = "trials of equal length (the baseline's published loss has no frame mask)"
+        raise DataError("responses", expected, "NaN-padded trials")
     core = dict(hidden_channels=16, layers=3) if core is None else core
     stats = _standardizer(rec)
     train, valid, test = (rec.split(t) for t in ("train", "validation", "test"))

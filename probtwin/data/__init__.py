@@ -3,6 +3,7 @@
 from probtwin.data.arrays import TrialArray, TrialStack
 from probtwin.data.batching import TrialBatches, batch_arrays
 from probtwin.data.nwb import load_nwb
+from probtwin.data.padding import frame_counts, frame_mask, hold_padding
 from probtwin.data.recording import Recording
 from probtwin.data.sensorium import load_sensorium
 from probtwin.data.splits import split_by_repeat, split_by_stimulus, split_consecutive
@@ -13,6 +14,9 @@ __all__ = [
     "TrialBatches",
     "TrialStack",
     "batch_arrays",
+    "frame_counts",
+    "frame_mask",
+    "hold_padding",
     "load_nwb",
     "load_sensorium",
     "split_by_repeat",

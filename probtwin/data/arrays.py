@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
+from probtwin.data.padding import frame_counts
 from probtwin.errors import DataError
 
 __all__ = ["TrialArray", "TrialStack", "as_trial_index"]
@@ -67,12 +68,20 @@ class TrialStack:
         Applied to each trial's array after reading (e.g. a transpose to probtwin's axis order).
     archive : str or Path, optional
         A ``.zip`` file that holds ``paths`` as members.
+    frame_axis : int, optional
+        The frame axis of a trial's array (after ``transform``), for per-frame fields of trials
+        that differ in length: trailing frames that are NaN throughout are padding
+        (:mod:`probtwin.data.padding`), not an error.
+    frames : int, optional
+        With ``frame_axis``: every trial is padded with NaN frames to this length (its files
+        may be shorter, never longer).
 
     Notes
     -----
-    The shape of every trial is taken from the first file; a trial whose shape differs, or that
-    holds NaN or inf, raises :class:`~probtwin.DataError` naming the field and the trial when it
-    is read. Nothing is padded, cropped or filled.
+    The shape of every trial is taken from the first file (after padding); a trial whose shape
+    differs, or that holds inf or NaN other than trailing padding, raises
+    :class:`~probtwin.DataError` naming the field and the trial when it is read. Nothing is
+    cropped or filled.
     """
 
     def __init__(
@@ -81,9 +90,14 @@ class TrialStack:
         field: str,
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
         archive: str | Path | None = None,
+        frame_axis: int | None = None,
+        frames: int | None = None,
     ) -> None:
         if len(paths) == 0:
             raise DataError(field, "at least one trial file", "none")
+        if frames is not None and frame_axis is None:
+            raise DataError("frames", "a frame_axis to pad along", "frame_axis=None")
+        self.frame_axis, self.frames = frame_axis, frames
         self.paths = list(paths)
         self.field = field
         self.transform = transform
@@ -116,6 +130,8 @@ class TrialStack:
             arr = np.load(io.BytesIO(raw), allow_pickle=False)
         if self.transform is not None:
             arr = self.transform(arr)
+        if self.frames is not None:
+            arr = self._pad(arr, i, name)
         if check:
             if arr.shape != self._trial_shape:
                 raise DataError(
@@ -123,9 +139,23 @@ class TrialStack:
                     f"shape {self._trial_shape} like the first trial",
                     f"shape {arr.shape} in {name}",
                 )
-            if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            if self.frame_axis is not None:
+                frame_counts(arr[None], f"{self.field}[{i}] ({name})", self.frame_axis + 1)
+            elif np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
                 raise DataError(f"{self.field}[{i}]", "finite values", f"NaN or inf in {name}")
         return arr
+
+    def _pad(self, arr: np.ndarray, i: int, name: str) -> np.ndarray:
+        """A trial padded with NaN frames to ``frames`` (floats: NaN marks padding)."""
+        length = arr.shape[self.frame_axis]
+        if length > self.frames:
+            raise DataError(f"{self.field}[{i}]", f"at most {self.frames} frames", f"{length} in {name}")
+        arr = arr.astype(np.result_type(arr.dtype, np.float32), copy=False)
+        if length == self.frames:
+            return arr
+        width = [(0, 0)] * arr.ndim
+        width[self.frame_axis] = (0, self.frames - length)
+        return np.pad(arr, width, constant_values=np.nan)
 
     @property
     def shape(self) -> tuple[int, ...]:

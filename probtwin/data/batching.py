@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from probtwin.data.padding import frame_counts, hold_padding
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 
@@ -153,7 +154,11 @@ def clip_arrays(arrays: dict[str, np.ndarray], clip: int, rng: np.random.Generat
     Returns
     -------
     dict
-        The same fields over the windows; ``responses`` (trials, clip - burn_in, neurons).
+        The same fields over the windows; ``responses`` (trials, clip - burn_in, neurons). Trials
+        of unequal length (NaN-padded, :mod:`probtwin.data.padding`): each window lies in its
+        trial where the trial is long enough, else starts at its first frame; the frames past
+        a trial's end hold its last frame, and ``"lengths"`` (trials,) says how many of each
+        window's scored frames are the trial's.
     """
     frames = arrays["responses"].shape[1]
     if not 0 <= burn_in < clip <= frames:
@@ -161,7 +166,16 @@ def clip_arrays(arrays: dict[str, np.ndarray], clip: int, rng: np.random.Generat
             "clip", f"0 <= burn_in < clip <= {frames} (the trials' frames)", f"burn_in {burn_in}, clip {clip}"
         )
     n = len(arrays["responses"])
-    window = rng.integers(0, frames - clip + 1, n)[:, None] + np.arange(clip)  # (trials, clip)
+    counts = frame_counts(arrays["responses"])
+    if counts.min() <= burn_in:
+        raise DataError(
+            "burn_in", f"fewer unscored frames than the shortest trial's {counts.min()}", f"burn_in {burn_in}"
+        )
+    if np.all(counts == frames):
+        start = rng.integers(0, frames - clip + 1, n)
+    else:
+        start = rng.integers(0, np.maximum(counts - clip, 0) + 1)
+    window = start[:, None] + np.arange(clip)  # (trials, clip)
     rows = np.arange(n)[:, None]
     out = {"responses": arrays["responses"][rows, window[:, burn_in:]]}
     if arrays.get("stimuli") is not None:
@@ -170,4 +184,7 @@ def clip_arrays(arrays: dict[str, np.ndarray], clip: int, rng: np.random.Generat
         values = arrays.get(field)
         if values is not None:
             out[field] = values[rows, window] if values.ndim == 3 else values
+    if np.any(counts < frames):
+        out, lengths = hold_padding(out)
+        out["lengths"] = np.full(n, clip - burn_in) if lengths is None else lengths
     return out

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from probtwin.data.arrays import TrialArray, as_trial_index
+from probtwin.data.arrays import TrialArray, TrialStack, as_trial_index
+from probtwin.data.padding import check_padded, frame_counts
 from probtwin.data.splits import split_by_stimulus
 from probtwin.data.validation import TIERS, check_array, check_finite, check_labels, describe
 from probtwin.errors import DataError
@@ -16,6 +17,13 @@ from probtwin.errors import DataError
 __all__ = ["Recording"]
 
 _TRIAL_FIELDS = ("stimuli", "responses", "behavior", "gaze")
+
+
+def _lazy(x: Any) -> bool:
+    """Whether an array-like is a stack of files read on demand (checked as it is read)."""
+    while isinstance(x, TrialArray):
+        x = x.source
+    return isinstance(x, TrialStack)
 
 
 class Recording:
@@ -30,7 +38,11 @@ class Recording:
         series without inputs.
     responses : array-like
         Shape (trials, neurons), or (trials, frames, neurons) for per-frame responses.
-        Negative values are legal (dF/F); twins with count likelihoods refuse them.
+        Negative values are legal (dF/F); twins with count likelihoods refuse them. Per-frame
+        trials of unequal length are padded with NaN to the longest: a trial ends at the first
+        frame from which its responses are NaN for every neuron (:mod:`probtwin.data.padding`);
+        the stimuli, behaviour and gaze must be finite before it and may hold anything
+        (NaN too) after it. Other NaN is an error.
     behavior : array-like, optional
         Per trial, shape (trials, features), or per frame, shape (trials, frames, features)
         (e.g. pupil dilation, its change, running speed; or hand velocity).
@@ -97,7 +109,11 @@ class Recording:
         n_frames = responses.shape[1] if per_frame else None
         if per_frame and n_frames == 0:
             raise DataError("responses", "at least one frame", f"{describe(responses)}")
-        check_finite(responses, "responses")
+        counts = None  # per-frame trials' lengths; a lazily read stack's are found when asked for
+        if per_frame and not _lazy(responses):
+            counts = frame_counts(responses, "responses")
+        elif not per_frame:
+            check_finite(responses, "responses")
 
         if stimuli is None:
             if not per_frame:
@@ -121,19 +137,22 @@ class Recording:
                     )
             if min(stimuli.shape[1:]) == 0:
                 raise DataError("stimuli", "no empty axis", describe(stimuli))
-            check_finite(stimuli, "stimuli")
+            if counts is not None and stimuli.ndim in (3, 5):
+                check_padded(stimuli, "stimuli", counts, 1 if stimuli.ndim == 3 else 2)
+            else:
+                check_finite(stimuli, "stimuli")
 
-        behavior = self._per_trial_or_frame(behavior, "behavior", n_trials, n_frames)
-        gaze = self._per_trial_or_frame(gaze, "gaze", n_trials, n_frames)
+        behavior = self._per_trial_or_frame(behavior, "behavior", n_trials, n_frames, counts)
+        gaze = self._per_trial_or_frame(gaze, "gaze", n_trials, n_frames, counts)
         if gaze is not None and gaze.shape[-1] != 2:
             raise DataError("gaze", "2 coordinates (x, y) in the last axis", describe(gaze))
 
         if neuron_ids is None:
             neuron_ids = np.arange(n_neurons)
         neuron_ids = check_labels(neuron_ids, "neuron_ids", n_neurons, "neurons")
-        unique, counts = np.unique(neuron_ids, return_counts=True)
+        unique, repeats = np.unique(neuron_ids, return_counts=True)
         if len(unique) != n_neurons:
-            raise DataError("neuron_ids", "unique ids", f"duplicates {unique[counts > 1][:5].tolist()}")
+            raise DataError("neuron_ids", "unique ids", f"duplicates {unique[repeats > 1][:5].tolist()}")
         if neuron_coords is not None:
             neuron_coords = np.asarray(check_array(neuron_coords, "neuron_coords", (2,), allow_stack=False))
             if neuron_coords.shape[0] != n_neurons or neuron_coords.shape[1] not in (2, 3):
@@ -176,13 +195,16 @@ class Recording:
         self.name = name
         self.trial_index = np.arange(n_trials)
         self._index: np.ndarray | None = None
+        self._counts = {"all": counts}  # shared with views: a lazy stack's lengths are read once
 
     @staticmethod
     def _check_trials(x: Any, field: str, n_trials: int) -> None:
         if x.shape[0] != n_trials:
             raise DataError(field, f"{n_trials} trials (as responses)", f"{x.shape[0]}, {describe(x)}")
 
-    def _per_trial_or_frame(self, x: Any, field: str, n_trials: int, n_frames: int | None) -> Any:
+    def _per_trial_or_frame(
+        self, x: Any, field: str, n_trials: int, n_frames: int | None, counts: np.ndarray | None
+    ) -> Any:
         if x is None:
             return None
         x = check_array(x, field, (2, 3) if n_frames is not None else (2,))
@@ -191,7 +213,10 @@ class Recording:
             raise DataError(field, f"{n_frames} frames like responses", describe(x))
         if x.shape[-1] == 0:
             raise DataError(field, "at least one feature", describe(x))
-        check_finite(x, field)
+        if counts is not None and x.ndim == 3:
+            check_padded(x, field, counts)
+        else:
+            check_finite(x, field)
         return x
 
     # ------------------------------------------------------------------ views
@@ -230,8 +255,27 @@ class Recording:
 
     @property
     def n_frames(self) -> int | None:
-        """Frames per trial for per-frame responses, else ``None``."""
+        """Frames per trial for per-frame responses (the longest, where trials are padded to
+        it), else ``None``."""
         return self._responses.shape[1] if self._responses.ndim == 3 else None
+
+    @property
+    def frame_counts(self) -> np.ndarray | None:
+        """Recorded frames of each trial, shape (trials,), for per-frame responses (the frames
+        before its NaN padding; all ``n_frames`` when the trials are of equal length); ``None``
+        for per-trial responses. Lazily read responses are read once to find them."""
+        if self._responses.ndim != 3:
+            return None
+        if self._counts["all"] is None:
+            self._counts["all"] = frame_counts(self._responses, "responses")
+        counts = self._counts["all"]
+        return counts if self._index is None else counts[self._index]
+
+    @property
+    def padded(self) -> bool:
+        """Whether some trial is shorter than ``n_frames`` (padded with NaN)."""
+        counts = self.frame_counts
+        return counts is not None and bool(np.any(counts < self.n_frames))
 
     @property
     def stimulus_kind(self) -> str | None:
@@ -304,6 +348,8 @@ class Recording:
     def __repr__(self) -> str:
         counts = ", ".join(f"{t} {int(np.sum(self.tiers == t))}" for t in TIERS)
         frames = f" x {self.n_frames} frames" if self.n_frames is not None else ""
+        if self._counts["all"] is not None and self.padded:
+            frames = f" x {self.frame_counts.min()}-{self.n_frames} frames (NaN-padded)"
         lines = [
             f"Recording({self.name!r}: {self.n_trials} trials{frames} x {self.n_neurons} neurons",
             f"  stimuli    {self.stimulus_kind or 'none'} {self.stimulus_shape or ''}".rstrip(),

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from probtwin.data.batching import batch_arrays, joint_steps
+from probtwin.data.padding import frame_mask, hold_padding
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 
@@ -68,21 +69,33 @@ def check_image_specs(specs: list[SessionSpec], videos: bool = False) -> None:
             )
 
 
-def moments(x: Any, axes: tuple[int, ...], chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation over trials and ``axes``, read in chunks of trials."""
+def moments(
+    x: Any, axes: tuple[int, ...], chunk: int = 256, lengths: np.ndarray | None = None, frame_axis: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation over trials and ``axes``, read in chunks of trials; NaN and,
+    given each trial's ``lengths``, the frames after them (along ``frame_axis``: the padding of
+    trials of unequal length) left out."""
     total, total_sq, count = 0.0, 0.0, 0
     for start in range(0, len(x), chunk):
         block = np.asarray(x[start : start + chunk], dtype=np.float64)
+        recorded = ~np.isnan(block)
+        if lengths is not None:
+            shape = [1] * block.ndim
+            shape[0], shape[frame_axis] = len(block), block.shape[frame_axis]
+            recorded &= frame_mask(lengths[start : start + chunk], block.shape[frame_axis]).reshape(shape)
+        block = np.where(recorded, block, 0.0)
         total = total + block.sum(axis=(0, *axes))
         total_sq = total_sq + (block**2).sum(axis=(0, *axes))
-        count += block.size // np.size(total)
+        count = count + recorded.sum(axis=(0, *axes))
+    count = np.maximum(count, 1)
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     return mean, np.where(std > 1e-8, std, 1.0)
 
 
 def response_stats(responses: Any, chunk: int = 1024) -> dict[str, np.ndarray]:
-    """Per-neuron statistics of responses (trials, [frames,] neurons) that the noise models start from."""
+    """Per-neuron statistics of responses (trials, [frames,] neurons) that the noise models start
+    from; padding frames (NaN, trials of unequal length) left out."""
     mean, std = moments(responses, tuple(range(1, responses.ndim - 1)))
     n = mean.shape[0]
     out = {"mean": mean, "std": std, "min": np.full(n, np.inf), "max": np.full(n, -np.inf)}
@@ -91,6 +104,7 @@ def response_stats(responses: Any, chunk: int = 1024) -> dict[str, np.ndarray]:
     integer = True
     for block in responses.chunks(chunk):
         y = np.asarray(block, dtype=np.float64).reshape(-1, n)
+        y = y[~np.isnan(y).all(1)]
         positive = y > 0
         out["min"] = np.minimum(out["min"], y.min(0))
         out["max"] = np.maximum(out["max"], y.max(0))
@@ -131,14 +145,15 @@ class SessionRegistry:
     def _standardize_inputs(self, k: int, train: Recording, stats: dict[str, np.ndarray]) -> None:
         """Record session ``k``'s train-tier statistics (``stats``: :func:`response_stats`)."""
         getattr(self, f"response_mean_{k}").copy_(torch.as_tensor(stats["mean"], dtype=torch.float32))
+        counts = train.frame_counts if train.padded else None  # a trial's frames only
         if train.stimuli is not None and train.stimulus_kind in ("images", "videos"):
-            m, s = moments(train.stimuli, tuple(range(2, train.stimuli.ndim)))
+            m, s = moments(train.stimuli, tuple(range(2, train.stimuli.ndim)), lengths=counts, frame_axis=2)
             getattr(self, f"stim_mean_{k}").copy_(torch.as_tensor(m, dtype=torch.float32))
             getattr(self, f"stim_std_{k}").copy_(torch.as_tensor(s, dtype=torch.float32))
         for field in ("behavior", "gaze"):
             values = getattr(train, field)
             if values is not None:
-                m, s = moments(values, tuple(range(1, values.ndim - 1)))
+                m, s = moments(values, tuple(range(1, values.ndim - 1)), lengths=counts if values.ndim == 3 else None)
                 getattr(self, f"{field}_mean_{k}").copy_(torch.as_tensor(m, dtype=torch.float32))
                 getattr(self, f"{field}_std_{k}").copy_(torch.as_tensor(s, dtype=torch.float32))
 
@@ -167,8 +182,13 @@ class SessionRegistry:
     def _batch(
         self, k: int, arrays: dict[str, np.ndarray], index: np.ndarray | None = None, n_total: int | None = None
     ) -> dict:
-        """Standardised tensors of one session's trials."""
+        """Standardised tensors of one session's trials. Trials of unequal length (NaN-padded,
+        :mod:`probtwin.data.padding`) hold their last frame after their end, and
+        ``frame_mask`` (trials, frames) marks the frames of responses to score."""
         spec = self.specs[k]
+        lengths = arrays.get("lengths")
+        if lengths is None:
+            arrays, lengths = hold_padding(arrays)
         stimuli = arrays.get("stimuli")
         if stimuli is not None:
             self._check_stimulus_shape(k, tuple(stimuli.shape[1:]))
@@ -181,6 +201,11 @@ class SessionRegistry:
             "n_total": n_total,
             "responses": self._tensor(arrays.get("responses")),
         }
+        if lengths is not None:
+            batch["lengths"] = torch.as_tensor(lengths, device=self.device)
+            if arrays.get("responses") is not None:
+                mask = frame_mask(lengths, arrays["responses"].shape[1])
+                batch["frame_mask"] = torch.as_tensor(mask, device=self.device)
         if stimuli is not None:
             shape = (1, -1) + (1,) * (stimuli.ndim - 2)
             mean = getattr(self, f"stim_mean_{k}").reshape(shape)

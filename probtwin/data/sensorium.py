@@ -160,8 +160,8 @@ class _Tree:
         with zipfile.ZipFile(self.archive) as zf:
             return zf.read(name)
 
-    def stack(self, files: list[str], field: str, transform=None) -> TrialStack:
-        return TrialStack(files, field, transform=transform, archive=self.archive)
+    def stack(self, files: list[str], field: str, transform=None, **padding) -> TrialStack:
+        return TrialStack(files, field, transform=transform, archive=self.archive, **padding)
 
 
 def load_sensorium(
@@ -183,9 +183,11 @@ def load_sensorium(
         ``video_ids`` or ``stimulus_ids`` (the first present), else, for videos, from the
         videos' contents (equal files, equal ids).
     frames : int, optional
-        Videos only: keep the first ``frames`` frames of every trial. Needed when trials differ
-        in length (Sensorium 2023); without it such a data set raises a DataError that lists the
-        lengths found.
+        Videos only: keep at most the first ``frames`` frames of every trial. Trials of unequal
+        length (Sensorium 2023) are padded with NaN to the longest (or to ``frames``); files
+        already padded with NaN frames keep them. A trial ends where its responses' padding
+        begins; its videos, behaviour and pupil centre are cut there with them
+        (:mod:`probtwin.data.padding`).
     tiers : sequence of str, optional
         Source tier labels to keep (e.g. ``("train", "oracle")`` to leave out test trials whose
         responses a release withholds; ``"none"`` for the trials of no tier, kept as train).
@@ -219,13 +221,12 @@ def load_sensorium(
 
     if video is not None:
         lengths = np.array([s[-1] for s in tree.header_shapes(video)])
-        if frames is None and len(np.unique(lengths)) > 1:
-            found = ", ".join(f"{n} frames x {c} trials" for n, c in zip(*np.unique(lengths, return_counts=True)))
-            raise DataError("frames", "trials of equal length, or frames= to keep the first frames of each", found)
-        if frames is not None and (frames < 1 or lengths.min() < frames):
-            raise DataError("frames", f"1 <= frames <= the shortest trial ({lengths.min()})", str(frames))
+        if frames is not None and (int(frames) != frames or frames < 1):
+            raise DataError("frames", "a positive number of frames", repr(frames))
         keep = slice(None) if frames is None else slice(0, frames)
-        stimuli = tree.stack(video, "videos", lambda a: np.moveaxis(a[..., keep], -1, 0)[None])
+        longest = int(lengths.max() if frames is None else min(frames, lengths.max()))
+        pad = {"frames": longest} if np.any(lengths[:, None] < longest) else {}
+        stimuli = tree.stack(video, "videos", lambda a: np.moveaxis(a[..., keep], -1, 0)[None], frame_axis=1, **pad)
         per_frame = lambda a: np.ascontiguousarray(a[..., keep].T)  # noqa: E731  (features, frames) -> (frames, features)
     else:
         if frames is not None:
@@ -233,11 +234,12 @@ def load_sensorium(
         stimuli = tree.stack(images, "images")
         per_frame = None
 
-    fields = {"responses": tree.stack(responses, "responses", per_frame)}
+    padding = {} if video is None else {"frame_axis": 0, "frames": longest}
+    fields = {"responses": tree.stack(responses, "responses", per_frame, **padding)}
     for field, key in (("behavior", "behavior"), ("pupil_center", "gaze")):
         files = tree.trial_files(field)
         if files is not None:
-            fields[key] = tree.stack(files, field, per_frame)
+            fields[key] = tree.stack(files, field, per_frame, **padding)
     for key, stack in {"stimuli": stimuli, **fields}.items():
         if len(stack) != n_trials:
             raise DataError(f"data/{key}", f"{n_trials} trial files like the stimuli", f"{len(stack)}")

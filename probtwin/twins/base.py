@@ -56,6 +56,13 @@ class Twin(WholeTwinPosterior, SessionRegistry, Persistent, nn.Module):
             for k, rec in enumerate(self.recordings):
                 if not isinstance(rec, Recording):
                     raise DataError(f"recordings[{k}]", "a probtwin.Recording", type(rec).__name__)
+                if not self._frame_padding and rec.padded:
+                    counts = rec.frame_counts
+                    raise DataError(
+                        f"responses of {rec.name!r}",
+                        f"trials of equal length ({type(self).__name__} does not read NaN-padded trials)",
+                        f"trials of {counts.min()} to {counts.max()} frames",
+                    )
             names = [r.name for r in self.recordings]
             if len(set(names)) != len(names):
                 raise DataError("recordings", "sessions with distinct names", f"{names}")
@@ -99,6 +106,9 @@ class Twin(WholeTwinPosterior, SessionRegistry, Persistent, nn.Module):
         """The ELBO's terms on one session's batch; the guide and the model share what they
         compute from it (the core's features) within this one evaluation only."""
         return elbo_terms(self.model, self.guide, {k: v for k, v in batch.items() if k != "features"})
+
+    #: Whether the twin reads trials of unequal length (NaN-padded, :mod:`probtwin.data.padding`).
+    _frame_padding = False
 
     #: ``fit``'s defaults where an argument is None (a twin's data set its scale: the motor twin's
     #: sessions hold tens of trials, the image twins' thousands).

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from probtwin import metrics
+from probtwin.data.padding import hold_padding
 from probtwin.data.recording import Recording
 from probtwin.infer import query as q
 from probtwin.infer import seeded
@@ -70,6 +71,8 @@ class Evaluation:
         noise = self.noise[k]
         n_trials, n_neurons = y.shape[0], y.shape[-1]
         frames = y.ndim == 3  # per-frame responses: the noise model scores each frame's population
+        recorded = ~np.isnan(y).all(-1) if frames else None  # (trials, frames): padding frames False
+        held = hold_padding({"responses": y})[0]["responses"] if frames else y  # every value in the support
         out = {
             "responses": y,
             "mean": np.empty(y.shape, np.float32),
@@ -98,18 +101,21 @@ class Evaluation:
         def chunk(sl: slice, batch: dict) -> tuple:
             # the location at the posterior mean: the latent count bound's guide and the halves' latent state
             center = self._point_location(k, batch, point) if noise.rank else None
-            extras[sl.start] = tuple(flat(x) for x in (self._tensor(y[sl]), center, batch.get("behavior")))
-            return extras[sl.start]
+            extras[sl.start] = tuple(flat(x) for x in (self._tensor(held[sl]), center, batch.get("behavior")))
+            mask = None if recorded is None else torch.as_tensor(recorded[sl], device=self.device)
+            return (*extras[sl.start], mask)
 
         def log_predictive(trace, extra) -> torch.Tensor:
             """Per member (run under its parameters): its log predictive density and standard
-            error, (1, 2, chunk); per-frame responses: summed over each trial's frames."""
+            error, (1, 2, chunk); per-frame responses: summed over each trial's recorded frames."""
+            *given, mask = extra
             loc = fn(trace, ()).loc
-            lp, se = noise.log_predictive(flat(loc), *extra)
+            lp, se = noise.log_predictive(flat(loc), *given)
             se = torch.zeros_like(lp) if se is None else se
             if frames:
                 per_frame = loc.shape[-3:-1]
-                lp, se = lp.reshape(per_frame).sum(-1), se.reshape(per_frame).pow(2).sum(-1).sqrt()
+                lp, se = lp.reshape(per_frame) * mask, se.reshape(per_frame) * mask
+                lp, se = lp.sum(-1), se.pow(2).sum(-1).sqrt()
             return torch.stack([lp, se])[None]
 
         log_predictive.site, log_predictive.needs_value = site, False
@@ -118,6 +124,11 @@ class Evaluation:
             for sl, _batch, res in self._run(k, stimuli, behavior, gaze, num_samples, readers, extra=chunk):
                 yt, center, b = extras.pop(sl.start)
                 self._score_chunk(out, sl, res, (yt, center, b), noise, halves)
+        if recorded is not None and not recorded.all():  # no prediction where a trial has no frame
+            for key in ("mean", "conditional"):
+                if key in out:
+                    out[key][~recorded] = np.nan
+            out["samples"][:, ~recorded] = np.nan
         return out
 
     @staticmethod
@@ -163,7 +174,7 @@ class Evaluation:
         with torch.no_grad():
             out = self._scores(part, num_samples, seed, session, conditional=True)
         y = out["responses"]
-        n_values = y.size  # per neuron and trial (and frame)
+        n_values = int(np.sum(~np.isnan(y)))  # per neuron and trial (and recorded frame)
         scores = {
             "single_trial_correlation": float(np.nanmean(metrics.single_trial_correlation(y, out["mean"]))),
             "log_likelihood_bits": float(out["log_predictive"].sum() / n_values / np.log(2)),

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from probtwin import metrics
+from probtwin.data.padding import frame_mask
 from probtwin.data.recording import Recording
 from probtwin.infer import query as q
 from probtwin.infer import seeded
@@ -207,7 +208,8 @@ class PosteriorQueries:
         ids = np.asarray(self.specs[k].neuron_ids)
         site = f"responses_{k}"
         if given is None:
-            return Prediction(self._gather(k, (stimuli, behavior, gaze), num_samples, seed, q.mean(site)), ids)
+            means = self._gather(k, (stimuli, behavior, gaze), num_samples, seed, q.mean(site))
+            return Prediction(_blank_padding(x, means), ids)
         index, observed = self._given(k, given, len(stimuli))
         mask = torch.zeros(len(ids), dtype=torch.bool, device=self.device)
         mask[torch.as_tensor(index, device=self.device)] = True
@@ -248,4 +250,13 @@ class PosteriorQueries:
         in :meth:`predict`.
         """
         k, stimuli, behavior, gaze = self._inputs(x, session, behavior, gaze)
-        return self._gather(k, (stimuli, behavior, gaze), num_samples, seed, q.draw(f"responses_{k}"))
+        draws = self._gather(k, (stimuli, behavior, gaze), num_samples, seed, q.draw(f"responses_{k}"))
+        return _blank_padding(x, draws)
+
+
+def _blank_padding(x: Any, values: np.ndarray) -> np.ndarray:
+    """NaN where a trial of a NaN-padded recording ``x`` has no frame: ``values`` (draws,
+    trials, frames, neurons), in place."""
+    if isinstance(x, Recording) and x.padded:
+        values[:, ~frame_mask(x.frame_counts, x.n_frames)] = np.nan
+    return values

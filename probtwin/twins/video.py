@@ -18,6 +18,11 @@ on clips: a random window of ``clip_frames`` frames of each trial in a minibatch
 ``burn_in`` frames fed to the core but unscored (they lack the history the causal core needs),
 the likelihood scaled by ``frames / (clip_frames - burn_in)`` so that a clip stands for its
 trial. Predictions run over whole trials, in chunks of trials.
+
+Trials of unequal length (NaN-padded, :mod:`probtwin.data.padding`) are read as they are: a
+clip lies inside its trial where the trial is long enough, only a trial's own frames are scored
+(a frame mask in the likelihood), each clip's likelihood scaled by its trial's frames over its
+scored frames, and predictions are NaN where the trial has no frame.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import torch
 from torch import nn
 
 from probtwin.data.batching import batch_arrays, clip_arrays, joint_steps
+from probtwin.data.padding import frame_counts
 from probtwin.data.recording import Recording
 from probtwin.data.registry import check_image_specs
 from probtwin.errors import DataError
@@ -72,6 +78,8 @@ class VideoTwin(ImageTwin):
     >>> sim = pt.simulate.video(n_neurons=20, n_trials=40, seed=0)  # doctest: +SKIP
     >>> twin = pt.VideoTwin(sim.recording).fit(max_epochs=5)         # doctest: +SKIP
     """
+
+    _frame_padding = True  # reads NaN-padded trials of unequal length
 
     #: ``fit``'s defaults: a step holds a few clips (each as costly as tens of images).
     fit_defaults: dict = {"max_epochs": 200, "batch_size": 8, "patience": 10}
@@ -169,11 +177,16 @@ class VideoTwin(ImageTwin):
             batches = []
             for k, (train, idx) in enumerate(zip(trains, step, strict=True)):
                 arrays = batch_arrays(train, idx)
-                frames = arrays["responses"].shape[1]
+                frames = frame_counts(arrays["responses"])  # each trial's (NaN padding left out)
                 clipped = clip_arrays(arrays, clip, rng, burn)
+                scored = clipped.get("lengths", np.full(len(idx), clip - burn))
                 batch = self._batch(k, clipped, idx, train.n_trials)
                 batch["burn_in"] = burn
-                batch["likelihood_scale"] = frames / (clip - burn)
+                if "lengths" in clipped:  # a trial's clip stands for its own length
+                    scale = frames / np.maximum(scored, 1)
+                    batch["likelihood_scale"] = torch.as_tensor(scale, dtype=torch.float32, device=self.device)
+                else:
+                    batch["likelihood_scale"] = frames[0] / (clip - burn)
                 batches.append(batch)
             yield batches
 

@@ -31,6 +31,10 @@ def test_frames_as_images_keeps_each_frame_with_its_response(sim):
     np.testing.assert_allclose(video_r, image_r)
     with pytest.raises(pt.DataError, match="videos"):
         frames_as_images(frames)
+    y = np.asarray(rec.responses).copy()
+    y[0, 15:] = np.nan  # a trial shorter than the others
+    with pytest.raises(pt.DataError, match="equal length"):
+        fit_video_anchor(pt.Recording(np.asarray(rec.stimuli), y))
 
 
 def test_the_sensorium_2023_baseline_is_causal_and_learns(sim):

@@ -7,6 +7,7 @@ import pytest
 
 import probtwin as pt
 from probtwin.data.arrays import TrialStack
+from probtwin.data.padding import hold_padding
 
 
 def write_static(root: Path, rng, n=12, neurons=5, tiers=None):
@@ -131,15 +132,45 @@ def test_video_folder(tmp_path, rng):
 
 
 def test_video_trials_of_unequal_length(tmp_path, rng):
+    """Trials of unequal length are padded with NaN to the longest; files padded with NaN keep
+    their padding; responses, behaviour and pupil are cut together; ``frames=`` crops."""
     folder = tmp_path / "dyn"
     data = write_video(folder, rng, lengths=(7, 9, 7, 8))
-    with pytest.raises(pt.DataError, match="7 frames x 2 trials"):
-        pt.load_sensorium(folder)
-    rec = pt.load_sensorium(folder, frames=6)
-    assert rec.responses.shape == (4, 6, 4)
-    np.testing.assert_array_equal(rec.responses[1], data["responses"][1][:, :6].T)
-    with pytest.raises(pt.DataError, match="shortest trial"):
-        pt.load_sensorium(folder, frames=8)
+    rec = pt.load_sensorium(folder)
+    assert rec.stimuli.shape == (4, 1, 9, 5, 6) and rec.responses.shape == (4, 9, 4)
+    assert rec.frame_counts.tolist() == [7, 9, 7, 8] and rec.padded
+    np.testing.assert_array_equal(rec.responses[1], data["responses"][1].T)
+    np.testing.assert_array_equal(rec.responses[0][:7], data["responses"][0].T)
+    assert np.isnan(rec.responses[0][7:]).all() and np.isnan(rec.behavior[3][8:]).all()
+    assert np.isnan(rec.stimuli[2][:, 7:]).all()
+    assert rec.split("train").frame_counts.tolist() == [7, 9]
+    cropped = pt.load_sensorium(folder, frames=6)
+    assert cropped.responses.shape == (4, 6, 4) and not cropped.padded
+    np.testing.assert_array_equal(cropped.responses[1], data["responses"][1][:, :6].T)
+    assert pt.load_sensorium(folder, frames=8).frame_counts.tolist() == [7, 8, 7, 8]
+    with pytest.raises(pt.DataError, match="frames"):
+        pt.load_sensorium(folder, frames=0)
+
+    # a release that pads its files with NaN (responses past a trial's end), behaviour finite there
+    responses = data["responses"][1].copy()
+    responses[:, 5:] = np.nan
+    np.save(folder / "data" / "responses" / "1.npy", responses)
+    rec = pt.load_sensorium(folder)
+    assert rec.frame_counts.tolist() == [7, 5, 7, 8]
+    np.testing.assert_array_equal(rec.behavior[1], data["behavior"][1].T)  # kept; the trial ends at 5
+
+    # NaN inside a trial, or behaviour missing in a recorded frame: a DataError naming the trial
+    responses[:, 2] = np.nan
+    np.save(folder / "data" / "responses" / "1.npy", responses)
+    with pytest.raises(pt.DataError, match=r"responses\[1\].*inside trial 0, frame 2"):
+        np.asarray(pt.load_sensorium(folder).responses)
+    np.save(folder / "data" / "responses" / "1.npy", data["responses"][1])
+    behavior = data["behavior"][0].copy()
+    behavior[:, 3] = np.nan
+    np.save(folder / "data" / "behavior" / "0.npy", behavior)
+    rec = pt.load_sensorium(folder)
+    with pytest.raises(pt.DataError, match="behavior.*frame 3"):  # found when a batch is read
+        hold_padding({"responses": np.asarray(rec.responses[[0]]), "behavior": np.asarray(rec.behavior[[0]])})
     shutil.rmtree(folder / "data" / "videos")
     with pytest.raises(pt.DataError, match="neither"):
         pt.load_sensorium(folder)

@@ -85,14 +85,19 @@ class NoiseModel(nn.Module, ABC):
         return mean
 
     def distribution(
-        self, loc: torch.Tensor, state: torch.Tensor | None = None, frames: bool = False
+        self,
+        loc: torch.Tensor,
+        state: torch.Tensor | None = None,
+        frames: bool = False,
+        frame_mask: torch.Tensor | None = None,
     ) -> PopulationResponse:
         """The distribution of each trial's population response (event: neurons) at the
         locations (..., trials, neurons), given the trial's latent state where the model
         samples one (:meth:`local_state`); ``frames``: of each trial's responses per frame
         (event: frames, neurons; locations (..., trials, frames, neurons)), the frames
-        independent given their locations."""
-        return PopulationResponse(self, loc, state, frames)
+        independent given their locations, only those in ``frame_mask`` (trials, frames)
+        scored (trials of unequal length)."""
+        return PopulationResponse(self, loc, state, frames, frame_mask)
 
     def local_state(self, name: str, batch: dict, loc: torch.Tensor) -> torch.Tensor | None:
         """Model statements of a per-trial latent the likelihood is given (inside the trials
@@ -103,12 +108,14 @@ class NoiseModel(nn.Module, ABC):
         """Pyro statements of the responses of a batch: ``loc`` (trials, neurons), or
         (draws, trials, neurons) under a query's plate of posterior draws; per-frame responses
         (``batch["per_frame"]``) with a frames axis before the neurons, their log density
-        multiplied by ``batch["likelihood_scale"]`` (a clip's frames standing for its trial's)."""
+        multiplied by ``batch["likelihood_scale"]`` (a clip's frames standing for its trial's;
+        a number, or one per trial), only the frames in ``batch["frame_mask"]`` scored."""
         frames = bool(batch.get("per_frame"))
         plate = pyro.plate(f"trials_{batch['session']}", batch["n_total"], subsample=batch["index"], dim=-1)
         with plate, poutine.scale(scale=batch.get("likelihood_scale", 1.0)):
             state = self.local_state(name, batch, loc)
-            pyro.sample(name, self.distribution(loc, state, frames), obs=batch["responses"])
+            response = self.distribution(loc, state, frames, batch.get("frame_mask"))
+            pyro.sample(name, response, obs=batch["responses"])
 
     def guide(self, name: str, batch: dict, center) -> None:
         """Guide statements of the local latent variables; ``center()`` is the location at the
@@ -179,6 +186,9 @@ class PopulationResponse(dist.TorchDistribution):
     frames : bool
         Per-frame responses: the event is (frames, neurons), each frame's population response
         scored by the noise model, the frames independent given their locations.
+    frame_mask : torch.Tensor of bool, shape (trials, frames), optional
+        Per-frame responses of trials of unequal length: the frames that are the trials' (the
+        others, padding, add nothing to the log density).
 
     Attributes
     ----------
@@ -190,18 +200,26 @@ class PopulationResponse(dist.TorchDistribution):
     support = constraints.real_vector
 
     def __init__(
-        self, noise: NoiseModel, loc: torch.Tensor, state: torch.Tensor | None = None, frames: bool = False
+        self,
+        noise: NoiseModel,
+        loc: torch.Tensor,
+        state: torch.Tensor | None = None,
+        frames: bool = False,
+        frame_mask: torch.Tensor | None = None,
     ) -> None:
         if frames and state is not None:
             raise ValueError("a per-trial latent state is not defined for per-frame responses")
-        self.noise, self.loc, self.state, self.frames = noise, loc, state, frames
+        if frame_mask is not None and not frames:
+            raise ValueError("a frame mask needs per-frame responses")
+        self.noise, self.loc, self.state, self.frames, self.frame_mask = noise, loc, state, frames, frame_mask
         event = 2 if frames else 1
         super().__init__(loc.shape[:-event], loc.shape[-event:], validate_args=False)
 
     def expand(self, batch_shape, _instance=None) -> PopulationResponse:
         shape = torch.Size(batch_shape)
         state = None if self.state is None else self.state.expand(*shape, self.state.shape[-1])
-        return PopulationResponse(self.noise, self.loc.expand(*shape, *self.event_shape), state, self.frames)
+        loc = self.loc.expand(*shape, *self.event_shape)
+        return PopulationResponse(self.noise, loc, state, self.frames, self.frame_mask)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -209,6 +227,8 @@ class PopulationResponse(dist.TorchDistribution):
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         lp = self.noise.log_prob(self.loc, value, self.state)
+        if self.frame_mask is not None:
+            lp = torch.where(self.frame_mask, lp, torch.zeros_like(lp))
         return lp.sum(-1) if self.frames else lp
 
     def sample(self, sample_shape=()) -> torch.Tensor:
