@@ -1,4 +1,5 @@
-"""In-silico receptive fields: sparse-noise maps and gradients, per posterior draw."""
+"""In-silico receptive fields: sparse-noise maps and gradients (spatiotemporal for a video
+twin), per posterior draw."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 import xarray as xr
 
 from probtwin.errors import DataError
-from probtwin.experiments._pairs import pair_chunks, paired_activation
+from probtwin.experiments._pairs import core_history, pair_chunks, paired_activation
 from probtwin.experiments.stimuli import sparse_noise
 from probtwin.experiments.tuning import predicted_responses
 
@@ -42,6 +43,7 @@ def receptive_fields(
     block: int = 2,
     contrast: float = 3.0,
     at: np.ndarray | None = None,
+    lags: int | None = None,
 ) -> xr.DataArray:
     """Receptive-field maps of every neuron under posterior draws.
 
@@ -53,7 +55,9 @@ def receptive_fields(
         square at each position (:func:`~probtwin.experiments.sparse_noise`), the linear
         receptive field a sparse-noise experiment measures, response units.
         ``"gradient"``: ``d mu_i / d x`` at the image ``at`` (default: the mean training image,
-        a blank screen), per channel and pixel, response per pixel unit.
+        a blank screen), per channel and pixel, response per pixel unit. For a video twin the
+        spatiotemporal receptive field: ``d mu_i(t) / d x(t - lag)`` of the response at the
+        last frame of a movie ``at`` of ``lags`` frames, per lag (only ``"gradient"``).
     num_samples : int
         Posterior draws.
     seed : int
@@ -64,18 +68,26 @@ def receptive_fields(
         Neuron indices (default: all).
     block, contrast : int, float
         Sparse-noise square side (pixels) and contrast (pixel standard deviations).
-    at : numpy.ndarray, shape (C, H, W), optional
+    at : numpy.ndarray, shape (C, H, W), or (C, lags, H, W) for a video twin, optional
         Where the gradient is taken.
+    lags : int, optional
+        Video twins: frames of the movie, the response frame included (default: the core's
+        history + 1, every frame the response can depend on).
 
     Returns
     -------
     xarray.DataArray
         ``"sparse_noise"``: dims (sample, neuron, y, x), coordinates the squares' centres in
-        pixels; ``"gradient"``: dims (sample, neuron, channel, y, x). Neuron ids as coordinates.
+        pixels; ``"gradient"``: dims (sample, neuron, channel, y, x), for a video twin
+        (sample, neuron, channel, lag, y, x), ``lag`` the frames before the response. Neuron ids
+        as coordinates.
     """
     if method not in METHODS:
         raise DataError("method", f"one of {METHODS}", repr(method))
     k = twin.session_index(session)
+    video = len(twin.specs[k].stimulus_shape) == 4
+    if video and method != "gradient":
+        raise DataError("method", "'gradient' for a video twin (its spatiotemporal receptive field)", repr(method))
     index = _neurons(twin, k, neurons)
     ids = np.asarray(twin.specs[k].neuron_ids)[index]
     if method == "sparse_noise":
@@ -88,23 +100,33 @@ def receptive_fields(
         values = diff.reshape(num_samples, len(ys), len(xs), len(index)).transpose(0, 3, 1, 2)
         coords = {"sample": np.arange(num_samples), "neuron": ids, "y": ys, "x": xs}
         return xr.DataArray(values, dims=("sample", "neuron", "y", "x"), coords=coords, name="receptive_field")
-    shape = twin.specs[k].stimulus_shape
+    shape = tuple(twin.specs[k].stimulus_shape)
+    if video:
+        lags = core_history(twin) + 1 if lags is None else lags
+        if int(lags) != lags or lags < 1:
+            raise DataError("lags", "a positive number of frames", repr(lags))
+        shape = (shape[0], int(lags), *shape[2:])
+    elif lags is not None:
+        raise DataError("lags", "None for an image twin", repr(lags))
     if at is None:
-        at = np.broadcast_to(getattr(twin, f"stim_mean_{k}").cpu().numpy()[:, None, None], shape)
+        mean = getattr(twin, f"stim_mean_{k}").cpu().numpy()
+        at = np.broadcast_to(mean.reshape(-1, *[1] * (len(shape) - 1)), shape)
     at = np.asarray(at, dtype=np.float32)
     if list(at.shape) != list(shape):
-        raise DataError("at", f"one image of shape {tuple(shape)}", f"shape {at.shape}")
+        raise DataError("at", f"one {'movie' if video else 'image'} of shape {shape}", f"shape {at.shape}")
     draws = twin._posterior_draws(k, num_samples, seed)
     draw_of = torch.as_tensor(np.repeat(np.arange(num_samples), len(index)))
     neuron_of = torch.as_tensor(np.tile(index, num_samples))
     out = np.empty((len(draw_of), *shape), dtype=np.float32)
     base = torch.as_tensor(np.array(at), device=twin.device)
-    for sl in pair_chunks(twin, k, num_samples, len(draw_of), len(index)):
+    last = slice(-1, None) if video else None  # a movie's response at its last frame
+    frames = shape[1] if video else 1
+    for sl in pair_chunks(twin, k, num_samples, len(draw_of), len(index), frames):
         images = base.expand(sl.stop - sl.start, *shape).clone().requires_grad_(True)
-        activation = paired_activation(twin, k, images, draws, draw_of[sl], neuron_of[sl], behavior)
+        activation = paired_activation(twin, k, images, draws, draw_of[sl], neuron_of[sl], behavior, last)
         (grad,) = torch.autograd.grad(activation.sum(), images)
         out[sl] = grad.detach().cpu().numpy()
-    height, width = shape[1:]
+    height, width = shape[-2:]
     coords = {
         "sample": np.arange(num_samples),
         "neuron": ids,
@@ -113,4 +135,9 @@ def receptive_fields(
         "x": np.arange(width, dtype=float),
     }
     values = out.reshape(num_samples, len(index), *shape)
-    return xr.DataArray(values, dims=("sample", "neuron", "channel", "y", "x"), coords=coords, name="receptive_field")
+    dims = ("sample", "neuron", "channel", "y", "x")
+    if video:  # frames before the response: lag 0 is the response's own frame
+        values = np.flip(values, axis=3)
+        coords["lag"] = np.arange(shape[1])
+        dims = ("sample", "neuron", "channel", "lag", "y", "x")
+    return xr.DataArray(values, dims=dims, coords=coords, name="receptive_field")

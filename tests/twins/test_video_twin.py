@@ -167,3 +167,112 @@ def test_a_whole_twin_posterior_carries_into_video_predictions():
     within = np.abs(draws[0] - draws[1]).mean()
     across = np.abs(draws[0] - draws[2]).mean()
     assert across > within
+
+
+def _cut(rec, lengths, fill=np.nan, inputs_fill=np.nan):
+    """``rec`` with each trial ended at ``lengths``: responses NaN after, inputs ``inputs_fill``."""
+    after = ~pt.data.frame_mask(lengths, rec.n_frames)
+
+    def cut(values, axis, value):
+        values = np.array(values, dtype=np.float32)
+        shape = [1] * values.ndim
+        shape[0], shape[axis] = len(lengths), rec.n_frames
+        return np.where(after.reshape(shape), value, values)
+
+    return pt.Recording(
+        cut(rec.stimuli, 2, inputs_fill),
+        cut(rec.responses, 1, fill),
+        behavior=cut(rec.behavior, 1, inputs_fill),
+        gaze=cut(rec.gaze, 1, inputs_fill),
+        tiers=rec.tiers,
+        stimulus_ids=rec.stimulus_ids,
+        name=rec.name,
+    )
+
+
+def test_trials_of_unequal_length(sim):
+    """NaN-padded trials: clips score a trial's own frames only, whatever the padding holds; a
+    padded trial's log density is that of the trial cut to its length; no prediction past a
+    trial's end."""
+    lengths = np.random.default_rng(0).integers(10, 25, sim.recording.n_trials)
+    padded = _cut(sim.recording, lengths)
+    assert padded.padded and padded.frame_counts.tolist() == lengths.tolist()
+    other = _cut(sim.recording, lengths, inputs_fill=7.0)  # movies padded with a grey screen
+    twin, grey = (pt.VideoTwin(r, clip_frames=16, **SMALL) for r in (padded, other))
+    for t in (twin, grey):
+        t._batch_size, t._seed = 8, 0
+    for a, b in zip(twin.epoch_batches(0), grey.epoch_batches(0)):
+        (a,), (b,) = a, b
+        for key in ("stimuli", "responses", "behavior", "gaze", "frame_mask", "likelihood_scale"):
+            torch.testing.assert_close(a[key], b[key])
+    batch = next(iter(twin.epoch_batches(1)))[0]
+    trials = lengths[twin.recordings[0].split("train").trial_index][batch["index"].numpy()]
+    scored = batch["frame_mask"].sum(1).numpy()
+    np.testing.assert_array_equal(scored, np.minimum(trials, 16) - twin.config["burn_in"])
+    np.testing.assert_allclose(batch["likelihood_scale"].numpy(), trials / scored, rtol=1e-6)
+
+    twin.fit(max_epochs=3, lr=0.01, progress=False)
+    i = int(np.flatnonzero(lengths < 20)[0])
+    cut = pt.Recording(
+        *(np.asarray(x[[i]])[:, :, : lengths[i]] for x in (sim.recording.stimuli,)),
+        np.asarray(sim.recording.responses[[i]])[:, : lengths[i]],
+        behavior=np.asarray(sim.recording.behavior[[i]])[:, : lengths[i]],
+        gaze=np.asarray(sim.recording.gaze[[i]])[:, : lengths[i]],
+        name=padded.name,
+    )
+    np.testing.assert_allclose(
+        twin.log_predictive(padded.subset([i]), num_samples=8), twin.log_predictive(cut, num_samples=8), rtol=1e-5
+    )
+    prediction = twin.predict(padded, num_samples=3)
+    recorded = pt.data.frame_mask(lengths, padded.n_frames)
+    assert np.isnan(prediction.samples[:, ~recorded]).all() and np.isfinite(prediction.samples[:, recorded]).all()
+    scores = twin.evaluate(padded, num_samples=8)
+    assert np.isfinite(scores["single_trial_correlation"]) and np.isfinite(scores["log_likelihood_bits"])
+    assert np.isnan(twin.sample(padded.split("test"), num_samples=2)[:, ~recorded[padded.tiers == "test"]]).all()
+
+
+def test_spatiotemporal_receptive_fields_recover_the_simple_cells_filters(fitted, sim):
+    """The gradient of the last frame's response at a blank movie, per lag and pixel, is a
+    simple cell's space-time filter (its drive is linear in the movie); a complex cell has none
+    at a blank screen. Nothing earlier than the core's history reaches the response."""
+    twin, _ = fitted
+    history = twin.core.history
+    assert history + 1 < 12
+    rf = pt.experiments.receptive_fields(twin, "gradient", num_samples=4, lags=12)  # the simulator's 12 lags
+    assert rf.dims == ("sample", "neuron", "channel", "lag", "y", "x")
+    assert rf.shape == (4, 24, 1, 12, 16, 20)
+    assert np.all(rf.values[:, :, :, history + 1 :] == 0)  # causal and of finite memory
+    mean = rf.mean("sample").isel(channel=0).values  # (neurons, lags, y, x)
+    even, _ = sim.population.filters()  # (neurons, 12 lags, pixels)
+    similarity = np.array([np.corrcoef(m.ravel(), e.ravel())[0, 1] for m, e in zip(mean, even)])
+    simple = ~sim.truth["complex_cell"]
+    assert np.median(similarity[simple]) > 0.4  # measured 0.58
+    assert np.median(similarity[simple]) > 3 * np.median(np.abs(similarity[~simple]))
+    with pytest.raises(pt.DataError, match="gradient"):
+        pt.experiments.receptive_fields(twin, "sparse_noise")
+    with pytest.raises(pt.DataError, match="lags"):
+        pt.experiments.receptive_fields(twin, "gradient", lags=0)
+
+
+def test_the_most_exciting_movie_keeps_its_norm_and_beats_the_recorded_movies(fitted, sim):
+    twin, _ = fitted
+    p = twin.readout_positions()  # neurons whose every posterior position lies well inside the screen
+    inside = np.all((p["lower"] > 2) & (p["upper"] < np.array([20, 16]) - 3), axis=1)
+    neurons = np.flatnonzero(inside)[:2].tolist()
+    assert len(neurons) == 2
+    ds = pt.experiments.mei(twin, neurons, num_samples=2, steps=150, eval_samples=10, frames=10)
+    history = twin.core.history
+    assert ds["movie"].dims == ("sample", "neuron", "channel", "frame", "y", "x")
+    assert ds["movie"].shape == (2, 2, 1, 10, 16, 20) and ds.attrs["scored_from_frame"] == history
+    mean = float(twin.stim_mean_0)
+    norms = np.sqrt(((ds["movie"].values - mean) ** 2).sum(axis=(2, 3, 4, 5)))
+    np.testing.assert_allclose(norms, ds.attrs["norm"], rtol=1e-4)
+    # the recorded movies, cut to the same length and scaled to the same norm, drive less
+    movies = np.asarray(sim.recording.stimuli)[:, :, :10]
+    movies = mean + (movies - mean) * ds.attrs["norm"] / np.sqrt(((movies - mean) ** 2).sum(axis=(1, 2, 3, 4)))[
+        :, None, None, None, None
+    ]
+    recorded = twin.predict(movies, num_samples=10).mean[:, history:, neurons].mean(1)  # (movies, neurons)
+    assert np.all(ds["activation_mean"].values > recorded.max(0))
+    with pytest.raises(pt.DataError, match="frames"):
+        pt.experiments.mei(twin, neurons, frames=history)
