@@ -58,6 +58,13 @@ def _no_inf(block: np.ndarray, field: str, start: int) -> None:
         raise DataError(field, "finite values (NaN only as trailing padding)", f"inf at index {where}")
 
 
+def _refuse(bad: np.ndarray, field: str, start: int, expected: str, what: str) -> None:
+    """Raise, naming the first (trial, frame) of ``bad`` (chunk, frames), where there is one."""
+    if bad.any():
+        t, f = np.argwhere(bad)[0]
+        raise DataError(field, expected, f"{what} trial {t + start}, frame {f}")
+
+
 def frame_counts(x: Any, field: str = "responses", axis: int = 1) -> np.ndarray:
     """Each trial's length: the frames before its trailing padding (frames NaN in every value).
 
@@ -89,24 +96,13 @@ def frame_counts(x: Any, field: str = "responses", axis: int = 1) -> np.ndarray:
         _no_inf(block, field, start)
         nan = np.moveaxis(np.isnan(block), axis, 1).reshape(len(block), n_frames, -1)
         full, some = nan.all(-1), nan.any(-1)  # (chunk, frames)
-        partial = some & ~full
-        if partial.any():
-            t, f = np.argwhere(partial)[0]
-            raise DataError(
-                field,
-                "NaN only as whole padding frames after a trial's end",
-                f"NaN in some values of trial {t + start}, frame {f}",
-            )
+        _refuse(
+            some & ~full, field, start, "NaN only as whole padding frames after a trial's end", "NaN in some values of"
+        )
         recorded = ~full
         lengths = np.where(recorded.any(1), n_frames - np.argmax(recorded[:, ::-1], axis=1), 0)
         inside = full & (np.arange(n_frames) < lengths[:, None])
-        if inside.any():
-            t, f = np.argwhere(inside)[0]
-            raise DataError(
-                field,
-                "NaN only as trailing padding (frames after a trial's end)",
-                f"a NaN frame inside trial {t + start}, frame {f}",
-            )
+        _refuse(inside, field, start, "NaN only as trailing padding (frames after a trial's end)", "a NaN frame inside")
         if (lengths == 0).any():
             t = int(np.flatnonzero(lengths == 0)[0])
             raise DataError(field, "at least one recorded frame a trial", f"trial {t + start} is all NaN")
@@ -124,13 +120,7 @@ def check_padded(x: Any, field: str, lengths: np.ndarray, axis: int = 1) -> None
         _no_inf(block, field, start)
         nan = np.moveaxis(np.isnan(block), axis, 1).reshape(len(block), n_frames, -1).any(-1)
         inside = nan & (np.arange(n_frames) < lengths[start : start + len(block), None])
-        if inside.any():
-            t, f = np.argwhere(inside)[0]
-            raise DataError(
-                field,
-                "finite values in every frame a trial's responses are recorded",
-                f"NaN in trial {t + start}, frame {f} (the trial has {lengths[t + start]} frames)",
-            )
+        _refuse(inside, field, start, "finite values in every frame a trial's responses are recorded", "NaN in")
 
 
 def frame_mask(lengths: np.ndarray, frames: int) -> np.ndarray:
