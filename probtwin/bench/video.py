@@ -32,7 +32,7 @@ from probtwin.errors import DataError
 from probtwin.infer import seeded
 from probtwin.nn import Shifter, readout_response
 from probtwin.nn.video_core import FactorizedCore3d
-from probtwin.simulate.video import video
+from probtwin.simulate.video import temporal_kernel, video
 from probtwin.twins.image import ImageTwin
 from probtwin.twins.likelihoods import link
 from probtwin.twins.video import VideoTwin
@@ -212,13 +212,20 @@ def truth_checks(twin: VideoTwin, sim, num_samples: int = 50, frames: int = 30, 
       curve points inside the 90% band, and the correlation of posterior-mean and true curves.
     - Latency: gratings (8 orientations x 3 frequencies x 4 phases) flashed for one frame; the
       frame of the peak of the posterior-mean flash response against the true one.
+    - Temporal-kernel latency (:func:`~probtwin.experiments.kernel_latency` at 4 train movies,
+      10 draws) against the simulator's kernel latency ``l_i``: the correlation over neurons,
+      the median absolute error, the fraction of neurons whose rounded latency is within one
+      frame of the kernel's peak frame, the coverage of the 90% intervals, and, for scale, the
+      same fraction for a constant guess (the middle of the simulated range).
 
     Returns
     -------
     dict
         ``direction_error_deg`` (median), ``direction_selective_cells``, ``direction_coverage_90``,
         ``direction_curve_r`` (median over neurons), ``latency_within_1_frame`` (fraction of
-        neurons), ``latency_error_frames`` (median absolute).
+        neurons), ``latency_error_frames`` (median absolute), ``kernel_latency_r``,
+        ``kernel_latency_error_frames``, ``kernel_latency_within_1_frame``,
+        ``kernel_latency_coverage_90``, ``constant_latency_within_1_frame``.
     """
     g = experiments.drifting_gratings(
         np.linspace(0, 2 * np.pi, 12, endpoint=False), (0.08, 0.12, 0.16), (0.05, 0.1, 0.2), 2, frames, twin=twin
@@ -245,7 +252,20 @@ def truth_checks(twin: VideoTwin, sim, num_samples: int = 50, frames: int = 30, 
     true_course = true_course - true_course[-1]
     twin_latency = np.abs(course.mean("sample").values).argmax(0)
     true_latency = np.abs(true_course).argmax(0)
+
+    movies = np.asarray(sim.recording.split("train").stimuli[:4])
+    kernel = experiments.kernel_latency(twin, movies, num_samples=10, seed=seed)
+    truth_l = sim.truth["latency"]
+    peak_frame = temporal_kernel(truth_l).argmax(1)
+    estimate = kernel.mean("sample").values
+    k_lo, k_hi = kernel.quantile(0.05, "sample").values, kernel.quantile(0.95, "sample").values
+    constant = np.round((truth_l.min() + truth_l.max()) / 2)
     return {
+        "kernel_latency_r": float(np.corrcoef(estimate, truth_l)[0, 1]),
+        "kernel_latency_error_frames": float(np.median(np.abs(estimate - truth_l))),
+        "kernel_latency_within_1_frame": float(np.mean(np.abs(np.round(estimate) - peak_frame) <= 1)),
+        "kernel_latency_coverage_90": float(np.mean((truth_l >= k_lo) & (truth_l <= k_hi))),
+        "constant_latency_within_1_frame": float(np.mean(np.abs(constant - peak_frame) <= 1)),
         "direction_error_deg": float(np.degrees(np.median(error[selective]))) if selective.any() else float("nan"),
         "direction_selective_cells": int(selective.sum()),
         "direction_coverage_90": float(np.mean((truth >= lo) & (truth <= hi))),

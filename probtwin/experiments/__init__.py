@@ -28,7 +28,7 @@ from probtwin.experiments.stimuli import (
     moving_bars,
     sparse_noise,
 )
-from probtwin.experiments.temporal import flash_response, response_latency
+from probtwin.experiments.temporal import flash_response, kernel_latency, response_latency
 from probtwin.experiments.tuning import predicted_responses, tuning_curve
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "flashes",
     "gabors",
     "gratings",
+    "kernel_latency",
     "lesion",
     "mei",
     "moving_bars",

@@ -1,4 +1,5 @@
-"""In-silico temporal experiments on a video twin: the response to a flash and its latency."""
+"""In-silico temporal experiments on a video twin: the response to a flash, its latency, and the
+latency of each neuron's temporal kernel read off its spatiotemporal receptive field."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import numpy as np
 import xarray as xr
 
 from probtwin.errors import DataError
+from probtwin.experiments._pairs import core_history
+from probtwin.experiments.receptive_fields import receptive_fields
 from probtwin.experiments.stimuli import StimulusSet, flashes
 from probtwin.experiments.tuning import _check_stimuli, predicted_responses
 
-__all__ = ["flash_response", "response_latency"]
+__all__ = ["flash_response", "kernel_latency", "response_latency"]
 
 
 def flash_response(
@@ -69,3 +72,74 @@ def response_latency(
     """
     course = flash_response(twin, stimuli, frames, num_samples, seed, session, behavior)
     return abs(course).argmax("frame").astype(float)
+
+
+def kernel_latency(
+    twin: Any,
+    movies: np.ndarray | None = None,
+    lags: int | None = None,
+    num_samples: int = 20,
+    seed: int = 0,
+    session: Any = None,
+    neurons: Any = None,
+) -> xr.DataArray:
+    """Posterior draws of each neuron's temporal-kernel latency: the lag at which its
+    spatiotemporal receptive field is strongest.
+
+    For draw ``s`` and neuron ``i`` the energy of the receptive field at lag ``tau`` is
+
+        E_si(tau) = mean_m sum_{c,y,x} (d mu_i(T; theta_s) / d x_m(T - tau, c, y, x))^2,
+
+    the gradient of the response at the last frame ``T`` of movie ``m`` (its last ``lags``
+    frames; :func:`~probtwin.experiments.receptive_fields`), averaged over the movies; the latency
+    is its peak, located between frames by a parabola through the peak and its neighbours. At
+    natural movies a complex (energy) cell has a gradient too, which it lacks at a blank screen.
+
+    Parameters
+    ----------
+    twin : VideoTwin
+    movies : numpy.ndarray, shape (n, C, frames, H, W), optional
+        Where the gradients are taken (frames >= ``lags``). Default: the first 8 train movies of
+        the twin's recording, or the blank screen when it holds none (a loaded twin).
+    lags : int, optional
+        Default: the core's history + 1.
+    num_samples, seed, session, neurons
+        As :func:`~probtwin.experiments.receptive_fields`.
+
+    Returns
+    -------
+    xarray.DataArray, dims (sample, neuron), frames
+    """
+    k = twin.session_index(session)
+    span = core_history(twin) + 1 if lags is None else lags
+    if int(span) != span or span < 1:
+        raise DataError("lags", "a positive number of frames", repr(lags))
+    if movies is None and k < len(twin.recordings):
+        train = twin.recordings[k].split("train")
+        movies = train.stimuli[: min(8, train.n_trials)]
+    at: list = [None]  # the blank screen
+    if movies is not None:
+        movies = np.asarray(movies, dtype=np.float32)
+        if movies.ndim != 5 or movies.shape[2] < span:
+            raise DataError("movies", f"movies (n, C, frames >= {span}, H, W)", f"shape {movies.shape}")
+        at = list(movies[:, :, movies.shape[2] - span :])
+    energy = 0.0
+    for movie in at:
+        rf = receptive_fields(twin, "gradient", num_samples, seed, session, neurons=neurons, at=movie, lags=span)
+        energy = energy + (rf**2).sum(("channel", "y", "x")).transpose("sample", "neuron", "lag")
+    coords = {dim: energy.coords[dim] for dim in ("sample", "neuron")}
+    return xr.DataArray(_peak(energy.values)[..., 0], dims=("sample", "neuron"), coords=coords, name="latency")
+
+
+def _peak(values: np.ndarray) -> np.ndarray:
+    """Where each profile (..., lags) peaks, between frames: the vertex of the parabola through
+    the largest value and its neighbours (the frame itself at either end), shape (..., 1)."""
+    top = values.argmax(-1)
+    if values.shape[-1] < 3:
+        return top[..., None].astype(float)
+    centre = top.clip(1, values.shape[-1] - 2)
+    a, b, c = (np.take_along_axis(values, (centre + d)[..., None], -1)[..., 0] for d in (-1, 0, 1))
+    curvature = a - 2 * b + c
+    inside = (top == centre) & (curvature < 0)
+    offset = np.where(inside, 0.5 * (a - c) / np.where(inside, curvature, -1.0), 0.0)
+    return (top + offset)[..., None]

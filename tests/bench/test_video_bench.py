@@ -64,6 +64,9 @@ def test_the_comparison_reports_every_side_beside_the_truth():
     assert 0 <= out["video_twin_direction_coverage_90"] <= 1 and -1 <= out["video_twin_direction_curve_r"] <= 1
     assert 0 <= out["video_twin_latency_within_1_frame"] <= 1 and out["video_twin_latency_error_frames"] >= 0
     assert out["video_twin_direction_selective_cells"] <= 8
+    assert -1 <= out["video_twin_kernel_latency_r"] <= 1 and out["video_twin_kernel_latency_error_frames"] >= 0
+    assert 0 <= out["video_twin_kernel_latency_coverage_90"] <= 1
+    assert out["video_twin_constant_latency_within_1_frame"] == 1.0  # simulated latencies span 1.5-4 frames
     with pytest.raises(pt.DataError, match="sides"):
         run_video_comparison(n_neurons=4, n_trials=8, n_frames=12, time_limit=1.0, sides=("ridge",))
 

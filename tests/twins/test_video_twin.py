@@ -269,10 +269,56 @@ def test_the_most_exciting_movie_keeps_its_norm_and_beats_the_recorded_movies(fi
     np.testing.assert_allclose(norms, ds.attrs["norm"], rtol=1e-4)
     # the recorded movies, cut to the same length and scaled to the same norm, drive less
     movies = np.asarray(sim.recording.stimuli)[:, :, :10]
-    movies = mean + (movies - mean) * ds.attrs["norm"] / np.sqrt(((movies - mean) ** 2).sum(axis=(1, 2, 3, 4)))[
-        :, None, None, None, None
-    ]
+    movies = (
+        mean
+        + (movies - mean)
+        * ds.attrs["norm"]
+        / np.sqrt(((movies - mean) ** 2).sum(axis=(1, 2, 3, 4)))[:, None, None, None, None]
+    )
     recorded = twin.predict(movies, num_samples=10).mean[:, history:, neurons].mean(1)  # (movies, neurons)
     assert np.all(ds["activation_mean"].values > recorded.max(0))
     with pytest.raises(pt.DataError, match="frames"):
         pt.experiments.mei(twin, neurons, frames=history)
+
+
+def test_the_peak_between_frames_is_the_parabolas_vertex():
+    from probtwin.experiments.temporal import _peak
+
+    lags = np.arange(8.0)
+    profiles = np.stack([-((lags - 2.3) ** 2), -((lags - 5.5) ** 2), -lags, lags])
+    np.testing.assert_allclose(_peak(profiles)[:, 0], [2.3, 5.5, 0.0, 7.0])
+
+
+class _KnownKernel(torch.nn.Module):
+    """A causal core with one feature, ``sum_tau k(tau) x(t - tau)``: its receptive field has
+    energy ``k(tau)^2`` at lag ``tau`` for every neuron and draw (up to a per-neuron factor)."""
+
+    out_channels = 1
+
+    def __init__(self, kernel):
+        super().__init__()
+        self.register_buffer("kernel", torch.as_tensor(kernel, dtype=torch.float32))
+        self.history = len(kernel) - 1
+
+    def forward(self, x):  # (n, 1, frames, H, W) -> the same
+        padded = torch.nn.functional.pad(x, (0, 0, 0, 0, self.history, 0))
+        lags = torch.stack([padded[:, :, self.history - t : padded.shape[2] - t] for t in range(len(self.kernel))])
+        return torch.tanh((self.kernel.reshape(-1, 1, 1, 1, 1, 1) * lags).sum(0))
+
+
+def test_kernel_latency_is_the_peak_of_a_known_kernel(sim):
+    """A twin whose core filters time with a known kernel: every neuron's latency is the vertex of
+    the parabola through the kernel's energy at its peak, in every posterior draw, at any movie."""
+    kernel = [0.0, 0.1, 0.5, 1.0, 0.8, 0.0]
+    energy = np.square(kernel)
+    vertex = 3 + 0.5 * (energy[2] - energy[4]) / (energy[2] - 2 * energy[3] + energy[4])
+    twin = pt.VideoTwin(sim.recording, core=_KnownKernel(kernel), behavior_in_core=False, position_init="uniform")
+    latency = pt.experiments.kernel_latency(twin, num_samples=3)  # at the first train movies
+    assert latency.dims == ("sample", "neuron") and latency.shape == (3, 24)
+    np.testing.assert_allclose(latency.values, vertex, atol=1e-3)
+    twin.recordings = []  # a loaded twin: the blank screen
+    np.testing.assert_allclose(
+        pt.experiments.kernel_latency(twin, num_samples=2, neurons=[0, 3]).values, vertex, atol=1e-3
+    )
+    with pytest.raises(pt.DataError, match="movies"):
+        pt.experiments.kernel_latency(twin, np.zeros((2, 1, 3, 16, 20)))
