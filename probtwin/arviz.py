@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from probtwin.data.recording import Recording
+from probtwin.errors import DataError
 from probtwin.infer import query as q
 from probtwin.infer import seeded
 
@@ -107,8 +108,9 @@ class ArvizExport:
         arviz.InferenceData
             ``posterior``: the per-neuron sites (``position``, ``weights``, ``bias``, ...), dims
             (chain, draw, neuron, ...), neuron ids as coordinates; ``posterior_predictive`` and
-            ``observed_data``: ``responses`` (trial, neuron); ``log_likelihood``: ``responses``,
-            each neuron's pointwise log density per draw (chain, draw, trial, neuron), its
+            ``observed_data``: ``responses`` (trial, neuron), per-frame (trial, frame, neuron);
+            ``log_likelihood``: ``responses``, each neuron's pointwise log density per draw
+            (chain, draw, trial, [frame,] neuron), its
             latent state integrated out, so that ``arviz.loo`` scores trial x neuron
             observations. The core and other point estimates are left out (with a whole-twin
             posterior, each draw's members differ in them: the draws are the mixture's).
@@ -118,6 +120,9 @@ class ArvizExport:
         part = rec.split(tier) if tier is not None else rec
         k, stimuli, behavior, gaze = self._inputs(part, session)
         y = self._check_responses(k, part)
+        if part.padded:
+            expected = "trials of equal length (pointwise scores of NaN-padded frames are undefined)"
+            raise DataError("rec", expected, f"trials of {part.frame_counts.min()} to {part.n_frames} frames")
         site = f"responses_{k}"
         predictive = np.empty((num_samples, *y.shape), np.float32)
         pointwise = np.empty((num_samples, *y.shape), np.float32)
@@ -141,6 +146,9 @@ class ArvizExport:
         coords = {"neuron": ids, "trial": np.asarray(part.trial_index)}
         posterior, dims = posterior_arrays(draws, self.site_dims)
         dims["responses"] = ["trial", "neuron"]
+        if y.ndim == 3:  # per-frame responses
+            coords["frame"] = np.arange(y.shape[1])
+            dims["responses"] = ["trial", "frame", "neuron"]
         return az.from_dict(
             posterior=posterior,
             posterior_predictive={"responses": predictive[None]},

@@ -79,6 +79,8 @@ class PosteriorQueries:
         Returns
         -------
         intact, intervened : Prediction
+            Samples (num_samples, trials, neurons), or (num_samples, trials, frames, neurons)
+            for movies.
         """
         k, stimuli, behavior, gaze = self._inputs(x, session, behavior, gaze)
         values = {
@@ -86,13 +88,14 @@ class PosteriorQueries:
         }
         # two runs' results a chunk: chunks half as large
         chunks = ((sl, *args) for sl, _, args in self._chunk_args(k, (stimuli, behavior, gaze), 2 * num_samples))
-        out = np.empty((2, num_samples, len(stimuli), self.specs[k].n_neurons), dtype=np.float32)
+        frames = (stimuli.shape[2],) if len(self.specs[k].stimulus_shape) == 4 else ()  # a movie's: per frame
+        out = np.empty((2, num_samples, len(stimuli), *frames, self.specs[k].n_neurons), dtype=np.float32)
         self.train(False)
         with seeded(seed, self.device):
             for sl, intact, forced in q.interventions(self.query(), chunks, f"responses_{k}", num_samples, values):
                 out[0, :, sl], out[1, :, sl] = intact.cpu().numpy(), forced.cpu().numpy()
         ids = np.asarray(self.specs[k].neuron_ids)
-        return Prediction(out[0], ids), Prediction(out[1], ids)
+        return Prediction(_blank_padding(x, out[0]), ids), Prediction(_blank_padding(x, out[1]), ids)
 
     def _chunk_args(self, k: int, inputs: tuple, draws: int, extra=None):
         """Chunks of trials sized so that the working set under ``draws`` posterior draws stays

@@ -229,6 +229,10 @@ def test_trials_of_unequal_length(sim):
     scores = twin.evaluate(padded, num_samples=8)
     assert np.isfinite(scores["single_trial_correlation"]) and np.isfinite(scores["log_likelihood_bits"])
     assert np.isnan(twin.sample(padded.split("test"), num_samples=2)[:, ~recorded[padded.tiers == "test"]]).all()
+    intact, _ = twin.intervene(padded.split("test"), {"bias_0": np.zeros(24)}, num_samples=2)
+    assert np.isnan(intact.samples[:, ~recorded[padded.tiers == "test"]]).all()
+    with pytest.raises(pt.DataError, match="equal length"):
+        twin.to_arviz(padded, "test", num_samples=2)
 
 
 def test_spatiotemporal_receptive_fields_recover_the_simple_cells_filters(fitted, sim):
@@ -322,3 +326,18 @@ def test_kernel_latency_is_the_peak_of_a_known_kernel(sim):
     )
     with pytest.raises(pt.DataError, match="movies"):
         pt.experiments.kernel_latency(twin, np.zeros((2, 1, 3, 16, 20)))
+
+
+def test_interventions_and_arviz_per_frame(fitted, sim):
+    """``intervene`` and ``to_arviz`` of a video twin keep the frames: with the feature weights set
+    to zero the movies no longer matter (equal states give equal responses in every frame)."""
+    twin, _ = fitted
+    movies = np.asarray(sim.recording.stimuli[:3])
+    zero = np.zeros((24, twin.config["hidden_channels"]))
+    intact, forced = twin.intervene(movies, {"weights_0": zero}, num_samples=3)
+    assert intact.samples.shape == forced.samples.shape == (3, 3, 24, 24)
+    np.testing.assert_allclose(forced.samples[:, 0], forced.samples[:, 2], rtol=1e-5)
+    assert not np.allclose(intact.samples[:, 0], intact.samples[:, 2])
+    idata = twin.to_arviz(sim.recording, "test", num_samples=2)
+    assert idata.log_likelihood["responses"].dims == ("chain", "draw", "trial", "frame", "neuron")
+    assert np.isfinite(idata.log_likelihood["responses"].values).all()
