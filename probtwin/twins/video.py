@@ -179,11 +179,10 @@ class VideoTwin(ImageTwin):
                 arrays = batch_arrays(train, idx)
                 frames = frame_counts(arrays["responses"])  # each trial's (NaN padding left out)
                 clipped = clip_arrays(arrays, clip, rng, burn)
-                scored = clipped.get("lengths", np.full(len(idx), clip - burn))
                 batch = self._batch(k, clipped, idx, train.n_trials)
                 batch["burn_in"] = burn
-                if "lengths" in clipped:  # a trial's clip stands for its own length
-                    scale = frames / np.maximum(scored, 1)
+                if "lengths" in clipped:  # each trial's clip stands for its own length
+                    scale = frames / np.maximum(clipped["lengths"], 1)
                     batch["likelihood_scale"] = torch.as_tensor(scale, dtype=torch.float32, device=self.device)
                 else:
                     batch["likelihood_scale"] = frames[0] / (clip - burn)
