@@ -99,8 +99,9 @@ def kernel_latency(
     ----------
     twin : VideoTwin
     movies : numpy.ndarray, shape (n, C, frames, H, W), optional
-        Where the gradients are taken (frames >= ``lags``). Default: the first 8 train movies of
-        the twin's recording, or the blank screen when it holds none (a loaded twin).
+        Where the gradients are taken (their last ``lags`` frames). Default: the first 8 train
+        movies of the twin's recording (the ``lags`` frames before each one's end), or the blank
+        screen when it holds none (a loaded twin) or none is long enough.
     lags : int, optional
         Default: the core's history + 1.
     num_samples, seed, session, neurons
@@ -114,15 +115,18 @@ def kernel_latency(
     span = core_history(twin) + 1 if lags is None else lags
     if int(span) != span or span < 1:
         raise DataError("lags", "a positive number of frames", repr(lags))
-    if movies is None and k < len(twin.recordings):
-        train = twin.recordings[k].split("train")
-        movies = train.stimuli[: min(8, train.n_trials)]
     at: list = [None]  # the blank screen
     if movies is not None:
         movies = np.asarray(movies, dtype=np.float32)
-        if movies.ndim != 5 or movies.shape[2] < span:
-            raise DataError("movies", f"movies (n, C, frames >= {span}, H, W)", f"shape {movies.shape}")
+        if movies.ndim != 5 or movies.shape[2] < span or not np.isfinite(movies).all():
+            found = f"shape {movies.shape}" + ("" if np.isfinite(movies).all() else ", with NaN or inf")
+            raise DataError("movies", f"finite movies (n, C, frames >= {span}, H, W)", found)
         at = list(movies[:, :, movies.shape[2] - span :])
+    elif k < len(twin.recordings):  # the last recorded frames of the first train movies
+        train = twin.recordings[k].split("train")
+        n = min(8, train.n_trials)
+        ends = train.frame_counts[:n]
+        at = [m[:, end - span : end] for m, end in zip(np.asarray(train.stimuli[:n]), ends) if end >= span] or at
     energy = 0.0
     for movie in at:
         rf = receptive_fields(twin, "gradient", num_samples, seed, session, neurons=neurons, at=movie, lags=span)

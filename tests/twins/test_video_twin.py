@@ -320,12 +320,17 @@ def test_kernel_latency_is_the_peak_of_a_known_kernel(sim):
     latency = pt.experiments.kernel_latency(twin, num_samples=3)  # at the first train movies
     assert latency.dims == ("sample", "neuron") and latency.shape == (3, 24)
     np.testing.assert_allclose(latency.values, vertex, atol=1e-3)
+    padded = _cut(sim.recording, np.random.default_rng(1).integers(5, 25, sim.recording.n_trials))
+    on_padded = pt.VideoTwin(padded, core=_KnownKernel(kernel), behavior_in_core=False, position_init="uniform")
+    np.testing.assert_allclose(pt.experiments.kernel_latency(on_padded, num_samples=2).values, vertex, atol=1e-3)
     twin.recordings = []  # a loaded twin: the blank screen
     np.testing.assert_allclose(
         pt.experiments.kernel_latency(twin, num_samples=2, neurons=[0, 3]).values, vertex, atol=1e-3
     )
     with pytest.raises(pt.DataError, match="movies"):
         pt.experiments.kernel_latency(twin, np.zeros((2, 1, 3, 16, 20)))
+    with pytest.raises(pt.DataError, match="NaN"):
+        pt.experiments.kernel_latency(twin, np.asarray(padded.stimuli[:2]))
 
 
 def test_interventions_and_arviz_per_frame(fitted, sim):
