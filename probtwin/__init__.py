@@ -3,12 +3,13 @@
 from probtwin import calibration, datasets, experiments, hypothesis, infer, metrics, simulate
 from probtwin.data import Recording, load_nwb, load_sensorium
 from probtwin.errors import DataError
-from probtwin.twins import ImageTwin, MotorGraphTwin, Prediction, VideoTwin, load
+from probtwin.twins import GazeTwin, ImageTwin, MotorGraphTwin, Prediction, VideoTwin, load
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DataError",
+    "GazeTwin",
     "ImageTwin",
     "MotorGraphTwin",
     "Prediction",

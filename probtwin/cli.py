@@ -163,6 +163,18 @@ def _bench(args: argparse.Namespace) -> int:
         out = run_video_comparison(args.neurons or 200, args.images or 300, args.frames, seed, limit)
         print(json.dumps(out, indent=1))
         return 0
+    if args.what in ("free-viewing", "free-viewing-priors"):
+        from probtwin.bench.free_viewing import prior_comparison, run_free_viewing_comparison
+
+        seed = 5 if args.first_seed == 0 else args.first_seed
+        if args.what == "free-viewing":
+            limit = 900.0 if args.time_limit is None else args.time_limit
+            out = run_free_viewing_comparison(args.neurons or 300, args.images or 200, 80, seed, limit)
+        else:
+            limit = 600.0 if args.time_limit is None else args.time_limit
+            out = prior_comparison(args.neurons or 15, args.images or 200, seed, limit)
+        print(json.dumps(out, indent=1))
+        return 0
     if args.what == "report":
         from probtwin.bench.report import run_report
 
@@ -324,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "posterior-real",
             "video",
             "video-speed",
+            "free-viewing",
+            "free-viewing-priors",
         ],
     )
     bench.add_argument("--seeds", type=int, default=5, help="simulations, seeds 0..N-1 (experiments, posterior)")

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import torch
 from torch.nn import functional as F
 
-__all__ = ["contrast_energy", "energy_rf_centres"]
+__all__ = ["contrast_energy", "energy_rf_centres", "gaze_energy_centres"]
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -79,6 +79,61 @@ def energy_rf_centres(
     corr = torch.stack([_correlation(acc) for acc in sums.values()]).flatten(0, 1)  # (lags * HW, neurons)
     best = corr.argmax(dim=0) % (height * width)
     return torch.stack([best % width, best // width], dim=1).float()
+
+
+def _accumulate(acc: dict, e: torch.Tensor, y: torch.Tensor) -> None:
+    """Add (samples, places) energies ``e`` and (samples, neurons) responses ``y`` to running sums."""
+    e, y = e.double(), y.double()
+    acc["n"] = acc.get("n", 0) + len(e)
+    for key, value in (("e", e.sum(0)), ("e2", (e**2).sum(0)), ("y", y.sum(0)), ("y2", (y**2).sum(0)), ("ey", e.T @ y)):
+        acc[key] = acc.get(key, 0) + value
+
+
+def gaze_energy_centres(
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], reach: int, sigma: float = 2.0
+) -> dict[str, torch.Tensor]:
+    """Where each neuron's per-frame responses follow the local contrast energy best: at an
+    eye-centred offset from gaze, or at a fixed place in the scene the same offset from its
+    centre.
+
+    Parameters
+    ----------
+    batches : iterable of (scenes, gaze, responses)
+        Scenes (n, C, H, W), gaze (n, frames, 2) in scene pixels (x, y), responses
+        (n, frames, neurons).
+    reach : int
+        Offsets tried: every integer (dx, dy) with ``|dx|, |dy| <= reach`` pixels.
+    sigma : float
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        ``offset`` (neurons, 2) pixels and ``offset_correlation`` (neurons,): the best
+        eye-centred offset; ``place`` (neurons, 2) and ``place_correlation``: the best fixed
+        place, as an offset from the scene's centre.
+    """
+    eye: dict = {}
+    scene: dict = {}
+    steps = torch.arange(-reach, reach + 1, dtype=torch.float32)
+    offsets = torch.stack(torch.meshgrid(steps, steps, indexing="xy"), -1).reshape(-1, 2)  # (O, 2) x, y
+    for scenes, gaze, responses in batches:
+        energy = contrast_energy(scenes, sigma)[:, None]  # (n, 1, H, W)
+        n, _, height, width = energy.shape
+        size = torch.tensor([width - 1, height - 1], dtype=gaze.dtype, device=gaze.device)
+        where = gaze[:, :, None, :] + offsets.to(gaze)  # (n, frames, O, 2)
+        read = F.grid_sample(energy, 2 * where / size - 1, align_corners=True)[:, 0]  # (n, frames, O)
+        fixed = (size / 2 + offsets.to(gaze)).expand(n, 1, -1, -1)  # (n, 1, O, 2)
+        still = F.grid_sample(energy, 2 * fixed / size - 1, align_corners=True)[:, 0]  # (n, 1, O)
+        y = responses.flatten(0, 1)
+        _accumulate(eye, read.flatten(0, 1), y)
+        _accumulate(scene, still.expand_as(read).flatten(0, 1), y)
+    best_eye, best_scene = _correlation(eye).max(dim=0), _correlation(scene).max(dim=0)
+    return {
+        "offset": offsets[best_eye.indices],
+        "offset_correlation": best_eye.values.float(),
+        "place": offsets[best_scene.indices],
+        "place_correlation": best_scene.values.float(),
+    }
 
 
 def _correlation(acc: dict) -> torch.Tensor:

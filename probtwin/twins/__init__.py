@@ -2,6 +2,7 @@
 
 from probtwin.twins.base import SessionSpec, Twin, load
 from probtwin.twins.flows import MonotoneFlow
+from probtwin.twins.gaze import GazeTwin
 from probtwin.twins.image import ImageTwin
 from probtwin.twins.likelihoods import LIKELIHOODS, Likelihood
 from probtwin.twins.motor import MotorGraphTwin
@@ -13,6 +14,7 @@ __all__ = [
     "LIKELIHOODS",
     "NOISE_MODELS",
     "FlowNoise",
+    "GazeTwin",
     "ImageTwin",
     "IndependentNoise",
     "LatentCountNoise",

@@ -190,11 +190,15 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
                 raise DataError("core", "a torch module with an int attribute out_channels", type(core).__name__)
             self.core = core
             self.config["hidden_channels"] = hidden_channels = out
-        self.readouts = nn.ModuleList(
-            BayesianReadout(spec, hidden_channels, self.config, self._bias_init(k)) for k, spec in enumerate(self.specs)
-        )
+        self.readouts = self._readouts(hidden_channels)
         if self.config["position_init"] == "energy" and self.recordings:
             self._init_positions()
+
+    def _readouts(self, channels: int) -> nn.ModuleList:
+        """Each session's readout: its per-neuron variational parameters and priors."""
+        return nn.ModuleList(
+            BayesianReadout(spec, channels, self.config, self._bias_init(k)) for k, spec in enumerate(self.specs)
+        )
 
     @torch.no_grad()
     def _init_positions(self) -> None:

@@ -1,0 +1,611 @@
+"""GazeTwin: a gaze-conditioned twin of higher visual areas under free viewing, with area-level
+receptive-field priors.
+
+For session s, trial t (a scene S_t larger than the visual field, gaze g_tf in scene pixels per
+frame f) and neuron i of area a(i):
+
+    core            F = F_theta(S_t)                               once per scene (see below)
+    area laws       mu_a ~ Normal(0, 8^2 I), alpha_a ~ Normal(log 2, 1), beta_a ~ Normal(0, 0.2^2)
+    offset          o_i ~ Normal(mu_a, Sigma_a)                     eye-centred, pixels from the fovea
+    pooling size    log r_i ~ Normal(alpha_a + beta_a (|o_i| - e_a), s_a^2)   size-eccentricity law
+    reference frame lambda_i ~ Normal(1/2, 1/2^2)                   1: eye-centred, 0: scene-centred
+    remapping       rho_i ~ Normal(0, tau_rho^2)
+    place           p_itf = c + o_i + lambda_i (g_tf - c) + rho_i R(u_tf) v_tf
+                    c the scene's centre; u_tf the signed frames from the nearest saccade onset,
+                    v_tf its vector (:func:`probtwin.data.saccades.saccade_covariates`);
+                    R(u) = exp(-(u - m)^2 / (2 w^2)), m and w learned
+    feature weights w_i ~ Normal(0, tau^2 I), bias beta_i ~ Normal(0, 10^2)
+    gain field      a_i ~ Normal(0, tau_a^2 I)                      log gain a_i . (g_tf - c) / (size / 4)
+    peri-saccadic   s_i ~ Normal(0, tau_s^2 I)                      log gain s_i . B(tau_tf), B Gaussian
+                                                                    bumps of the frames since the
+                                                                    last onset
+    mean            lambda_itf = f(w_i . P_{r_i}(F)[p_itf] + beta_i) exp(log gains)
+    response        y_tf ~ noise(lambda_tf)                          per frame
+
+``e_a`` is a fixed reference eccentricity per area (the mean eccentricity of the area's starting
+offsets), so that the law's level alpha_a and slope beta_a are nearly uncorrelated in the
+posterior. ``P_r(F)`` is the feature map pooled by a Gaussian of sd r (:mod:`probtwin.nn.gaze`): the core
+is translation-equivariant, so reading the scene's features at ``p_itf`` is reading the retinal
+image's features at the eye-centred offset, with the core run once per scene rather than once per
+frame. Sigma_a (diagonal) and s_a are point estimates per area (empirical Bayes), as are the core,
+tau, tau_a, tau_s, tau_rho, m and w; every per-neuron and per-area site above has a mean-field
+Normal posterior. With ``area_prior=False`` the offsets and sizes have fixed broad priors
+(Normal(0, 8^2 I) and Normal(log 2, 1)) and no area sites: each neuron on its own.
+
+Areas come from ``Recording.neuron_area`` (one area when it is not given).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.distributions import constraints
+from pyro.nn import PyroModule, PyroParam
+from torch import nn
+
+from probtwin.data.batching import batch_arrays
+from probtwin.data.recording import Recording
+from probtwin.data.registry import SessionSpec
+from probtwin.data.saccades import saccade_covariates
+from probtwin.errors import DataError
+from probtwin.hypothesis import expected_fdr_discoveries, test
+from probtwin.nn import Modulator
+from probtwin.nn.energy import gaze_energy_centres
+from probtwin.nn.gaze import bumps, pooling_pyramid, read_pooled
+from probtwin.twins.image import ImageTwin
+from probtwin.twins.likelihoods import link
+
+__all__ = ["GazeTwin"]
+
+_POSITIVE = constraints.softplus_positive
+_NO_SACCADE = 1e3  # frames: the lag of a frame with no saccade in its trial (every bump is 0 there)
+
+
+def _areas(rec: Recording) -> np.ndarray:
+    """Each neuron's area label; one area "all" without labels; a DataError where some are missing."""
+    if rec.neuron_area is None:
+        return np.full(rec.n_neurons, "all")
+    labels = np.asarray(rec.neuron_area).astype(str)
+    missing = np.flatnonzero(np.isin(np.char.strip(np.char.lower(labels)), ["", "nan", "none"]))
+    if len(missing):
+        raise DataError(
+            f"neuron_area of {rec.name!r}",
+            "an area label for every neuron (or none at all: one area)",
+            f"no label for {len(missing)} of {rec.n_neurons} neurons, e.g. neurons {missing[:5].tolist()}",
+        )
+    return labels
+
+
+class GazeReadout(PyroModule):
+    """One session's per-neuron and per-area variational parameters and prior scales.
+
+    Parameters
+    ----------
+    spec : SessionSpec
+    areas : list of str
+        The area label of each neuron.
+    channels : int
+    config : dict
+        The gaze twin's settings.
+    bias_init : torch.Tensor, shape (neurons,)
+    """
+
+    def __init__(self, spec: SessionSpec, areas: list[str], channels: int, config: dict, bias_init: torch.Tensor):
+        super().__init__()
+        n = spec.n_neurons
+        self.area_names = sorted(set(areas))
+        self.register_buffer("area_index", torch.as_tensor([self.area_names.index(a) for a in areas]))
+        n_areas = len(self.area_names)
+        basis = config["saccade_basis"]
+        small = config["init_scale"] * 0.1
+        self.sites = {  # name: (shape, initial mean, initial posterior sd, event dims)
+            "offset": ((n, 2), 0.0, 0.5, 1),
+            "log_size": ((n,), math.log(config["init_size"]), 0.05, 0),
+            "coupling": ((n,), 0.75, 0.05, 0),
+            "weights": ((n, channels), None, small, 1),
+            "bias": ((n,), None, small, 0),
+            "gain_field": ((n, 2), 0.0, small, 1),
+            "saccadic": ((n, basis), 0.0, small, 1),
+            "remap": ((n,), 0.0, small, 0),
+        }
+        if config["area_prior"]:
+            self.sites.update(
+                {
+                    "area_offset": ((n_areas, 2), 0.0, 0.1, 1),
+                    "area_alpha": ((n_areas,), math.log(config["init_size"]), 0.05, 0),
+                    "area_beta": ((n_areas,), 0.0, 0.01, 0),
+                }
+            )
+            self.offset_sd = PyroParam(torch.full((n_areas, 2), 3.0), constraint=constraints.positive)
+            self.size_sd = PyroParam(torch.full((n_areas,), 0.3), constraint=constraints.positive)
+        # pixel-valued means are stored in half-scenes (as the image twin's grid units), so that an
+        # optimiser step moves them as far in the scene as it moves a grid position
+        self.pixels = float(min(spec.stimulus_shape[-2:])) / 2
+        self.units = {"offset": self.pixels, "area_offset": self.pixels}
+        self.register_buffer("ecc_centre", torch.zeros(n_areas))  # e_a: the size law's reference eccentricity
+        for name, (shape, mean, sd, _) in self.sites.items():
+            if name == "weights":
+                loc = torch.randn(shape) * 0.01
+            elif name == "bias":
+                loc = bias_init.clone()
+            else:
+                loc = torch.full(shape, float(mean) / self.units.get(name, 1.0))
+            setattr(self, f"{name}_loc", nn.Parameter(loc))
+            setattr(self, f"{name}_scale", PyroParam(torch.full(shape, float(sd)), constraint=_POSITIVE))
+        self.tau = PyroParam(torch.tensor(float(config["weight_prior_scale"])), constraint=constraints.positive)
+        for name in ("tau_gain", "tau_saccadic", "tau_remap"):
+            setattr(self, name, PyroParam(torch.tensor(0.3), constraint=constraints.positive))
+        self.remap_lag = nn.Parameter(torch.tensor(-1.0))  # m: frames from onset
+        self.remap_width = PyroParam(torch.tensor(1.5), constraint=constraints.positive)  # w
+        self.modulator = Modulator(spec.n_behavior, n) if spec.n_behavior > 0 else None
+
+    def posterior(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The mean-field posterior: ``{site: (loc, scale)}``."""
+        return {
+            name: (getattr(self, f"{name}_loc") * self.units.get(name, 1.0), getattr(self, f"{name}_scale"))
+            for name in self.sites
+        }
+
+    @torch.no_grad()
+    def start_at(self, offset: torch.Tensor, coupling: torch.Tensor) -> None:
+        """Set the posterior means of the offsets (neurons, 2) pixels and couplings (neurons,),
+        and the area sites to their areas' means and spreads (the size law's reference
+        eccentricity to the area's mean eccentricity)."""
+        self.offset_loc.copy_(offset / self.pixels)
+        self.coupling_loc.copy_(coupling)
+        if "area_offset" in self.sites:
+            for a in range(len(self.area_names)):
+                mine = offset[self.area_index == a]
+                self.area_offset_loc[a] = mine.mean(0) / self.pixels
+                if len(mine) > 1:
+                    self.offset_sd_unconstrained[a] = mine.std(0).clamp_min(0.5).log()
+                self.ecc_centre[a] = mine.norm(dim=-1).mean()
+
+
+class GazeTwin(ImageTwin):
+    """A probabilistic twin of a population's responses under free viewing.
+
+    Parameters
+    ----------
+    recordings : Recording or list of Recording
+        Scenes (trials, C, H, W), gaze per frame (trials, frames, 2) in scene pixels (x, y),
+        inside the scene, and responses per frame (trials, frames, neurons); areas from
+        ``neuron_area``.
+    likelihood, noise, latent_rank
+        As :class:`~probtwin.twins.image.ImageTwin`, per frame (``noise`` "independent" or a
+        flow with a latent state per frame).
+    hidden_channels, layers, input_kernel, hidden_kernel : int
+        The core's shape (:class:`~probtwin.nn.ConvCore`).
+    area_prior : bool
+        Hierarchical area-level priors on offsets and sizes (else each neuron on its own).
+    pooling_levels, min_pooling : int, float
+        The pooling pyramid: sizes ``min_pooling * 2**l`` pixels, l < ``pooling_levels``.
+    init_size : float
+        Initial pooling size (pixels): wide, so that every neuron starts with a gradient.
+    saccade_threshold : float
+        Pixels per frame that count as a saccade (:func:`probtwin.data.saccades.saccade_covariates`).
+    saccade_basis, basis_spacing : int, float
+        Bumps of the peri-saccadic gain: centres 0, spacing, ... frames after onset, width
+        ``basis_spacing * 0.75``.
+    **settings
+        The other settings of :class:`~probtwin.twins.image.ImageTwin` (weight prior, output
+        nonlinearity, laplace weight, posterior, seed, ...).
+
+    Examples
+    --------
+    >>> sim = pt.simulate.free_viewing(n_neurons=30, n_scenes=40, seed=0)  # doctest: +SKIP
+    >>> twin = pt.GazeTwin(sim.recording).fit(max_epochs=5)                # doctest: +SKIP
+    """
+
+    fit_defaults: dict = {"max_epochs": 200, "batch_size": 16, "patience": 10}
+
+    def __init__(
+        self,
+        recordings: Recording | list[Recording] | None,
+        likelihood: str | None = None,
+        noise: str = "independent",
+        *,
+        hidden_channels: int = 16,
+        layers: int = 3,
+        input_kernel: int = 9,
+        hidden_kernel: int = 5,
+        area_prior: bool = True,
+        pooling_levels: int = 6,
+        min_pooling: float = 0.5,
+        init_size: float = 4.0,
+        saccade_threshold: float = 2.0,
+        saccade_basis: int = 4,
+        basis_spacing: float = 2.0,
+        neuron_area: list[list[str]] | None = None,
+        **settings: Any,
+    ) -> None:
+        if noise not in ("independent", "flow", "zero_inflated_flow"):
+            raise DataError("noise", "'independent', 'flow' or 'zero_inflated_flow' (per frame)", repr(noise))
+        for name in ("shifter", "state_readout"):
+            if settings.get(name):
+                raise DataError(name, "not set (gaze places each receptive field itself)", repr(settings[name]))
+        settings.update(shifter=False, behavior_in_core=False)
+        recs = [recordings] if isinstance(recordings, Recording) else list(recordings or [])
+        if neuron_area is None:
+            neuron_area = [_areas(r).tolist() for r in recs if isinstance(r, Recording)]
+        if not 1 <= pooling_levels <= 12 or min_pooling <= 0:
+            raise DataError(
+                "pooling_levels, min_pooling", "1 to 12 levels from a positive size", f"{pooling_levels}, {min_pooling}"
+            )
+        self._gaze = {
+            "area_prior": bool(area_prior),
+            "pooling_levels": int(pooling_levels),
+            "min_pooling": float(min_pooling),
+            "init_size": float(init_size),
+            "saccade_threshold": float(saccade_threshold),
+            "saccade_basis": int(saccade_basis),
+            "basis_spacing": float(basis_spacing),
+            "neuron_area": neuron_area,
+        }
+        super().__init__(
+            recordings,
+            likelihood,
+            noise,
+            hidden_channels=hidden_channels,
+            layers=layers,
+            input_kernel=input_kernel,
+            hidden_kernel=hidden_kernel,
+            **settings,
+        )
+
+    # ------------------------------------------------------------------ building
+
+    def _check_specs(self) -> None:
+        for spec in self.specs:
+            if len(spec.stimulus_shape) != 3:
+                expected = "scenes (trials, channels, height, width) with responses (trials, frames, neurons)"
+                raise DataError(f"stimuli of {spec.name!r}", expected, f"trials of shape {tuple(spec.stimulus_shape)}")
+            if not spec.has_gaze:
+                raise DataError(f"gaze of {spec.name!r}", "the gaze trace over each scene (trials, frames, 2)", "None")
+        for rec in self.recordings:
+            if rec.n_frames is None:
+                raise DataError(
+                    f"responses of {rec.name!r}",
+                    "responses per frame (trials, frames, neurons)",
+                    f"shape {rec.responses.shape}",
+                )
+            if rec.gaze.ndim != 3:
+                raise DataError(
+                    f"gaze of {rec.name!r}", "gaze per frame (trials, frames, 2)", f"shape {rec.gaze.shape}"
+                )
+        for k, rec in enumerate(self.recordings):
+            self._check_gaze(k, np.asarray(rec.gaze), None)
+
+    def _readouts(self, channels: int) -> nn.ModuleList:
+        self.config.update(self._gaze)
+        areas = self.config["neuron_area"]
+        if len(areas) != len(self.specs) or any(len(a) != s.n_neurons for a, s in zip(areas, self.specs, strict=False)):
+            raise DataError("neuron_area", "one area label per neuron of every session", f"{[len(a) for a in areas]}")
+        return nn.ModuleList(
+            GazeReadout(spec, areas[k], channels, self.config, self._bias_init(k)) for k, spec in enumerate(self.specs)
+        )
+
+    @torch.no_grad()
+    def _init_positions(self) -> None:
+        """Start each neuron where its training responses follow local contrast energy best:
+        at the best eye-centred offset (coupling 0.9) or, where a fixed place in the scene does
+        better, there (coupling 0.1)."""
+        reach = int(max(self.specs[0].stimulus_shape[-2:]) // 4)
+        for k, rec in enumerate(self.recordings):
+            train = rec.split("train")
+            size = max(1, 2**21 // int(np.prod(self.specs[k].stimulus_shape)))
+            chunks = np.array_split(np.arange(train.n_trials), -(-train.n_trials // size))
+
+            def batches(chunks=chunks, train=train, k=k):
+                for i in chunks:
+                    a = batch_arrays(train, i)
+                    b = self._batch(k, a)
+                    yield b["stimuli"], b["gaze_px"], b["responses"]
+
+            best = gaze_energy_centres(batches(), reach)
+            scene = best["place_correlation"] > best["offset_correlation"]
+            offset = torch.where(scene[:, None], best["place"], best["offset"])
+            self.readouts[k].start_at(offset, torch.where(scene, 0.1, 0.9))
+
+    def _variational_parameters(self) -> set[str]:
+        own = (name for name, _ in self.named_parameters() if name.startswith("readouts."))
+        return {name for name in own if name.split(".")[-1].endswith(("_loc", "_scale_unconstrained"))}
+
+    def _elements_per_neuron(self, k: int) -> int:
+        frames = max((r.n_frames or 1) for r in self.recordings) if self.recordings else 100
+        return self.config["hidden_channels"] * frames
+
+    # ------------------------------------------------------------------ data
+
+    def _batch(self, k: int, arrays: dict, index=None, n_total=None) -> dict:
+        gaze = arrays.get("gaze")
+        if gaze is not None:
+            self._check_gaze(k, np.asarray(gaze), arrays.get("responses"))
+        batch = super()._batch(k, arrays, index, n_total)
+        batch["per_frame"] = True
+        if gaze is not None:
+            covariates = saccade_covariates(gaze, self.config["saccade_threshold"])
+            for key in ("lag", "since_onset"):
+                values = np.where(np.isfinite(covariates[key]), covariates[key], _NO_SACCADE)
+                batch[key] = self._tensor(values)
+            batch["saccade_vector"] = self._tensor(covariates["vector"])
+            batch["gaze_px"] = self._tensor(gaze)
+        return batch
+
+    def _check_gaze(self, k: int, gaze: np.ndarray, responses: np.ndarray | None) -> None:
+        h, w = self.specs[k].stimulus_shape[-2:]
+        if gaze.ndim != 3 or gaze.shape[-1] != 2:
+            raise DataError("gaze", "gaze per frame (trials, frames, 2) in scene pixels", f"shape {gaze.shape}")
+        if responses is not None and responses.shape[1] != gaze.shape[1]:
+            raise DataError("gaze", f"{responses.shape[1]} frames like the responses", f"{gaze.shape[1]} frames")
+        outside = (gaze[..., 0] < 0) | (gaze[..., 0] > w - 1) | (gaze[..., 1] < 0) | (gaze[..., 1] > h - 1)
+        if outside.any():
+            t, f = np.argwhere(outside)[0]
+            raise DataError(
+                "gaze",
+                f"eye positions inside the scene: x in [0, {w - 1}], y in [0, {h - 1}] pixels",
+                f"{int(outside.sum())} frames outside, e.g. trial {t} frame {f} at {gaze[t, f].tolist()}",
+            )
+
+    def _inputs(self, x: Recording | np.ndarray, session: Any, behavior: Any = None, gaze: Any = None):
+        k, stimuli, behavior, gaze = super()._inputs(x, session, behavior, gaze)
+        if gaze is None:
+            raise DataError("gaze", "the gaze trace over each scene (trials, frames, 2), scene pixels", "None")
+        return k, stimuli, behavior, gaze
+
+    @staticmethod
+    def _condition(field: str, values: Any, n: int) -> np.ndarray | None:
+        """Behaviour or gaze for ``n`` scenes: per frame (n, frames, d), or one trace (frames, d)
+        for every scene."""
+        if values is None:
+            return None
+        values = np.asarray(values, dtype=np.float32)
+        values = values[None] if values.ndim == 2 else values
+        if values.ndim != 3 or len(values) not in (1, n):
+            raise DataError(field, f"shape ({n}, frames, d) or one trace (frames, d)", f"shape {values.shape}")
+        if not np.all(np.isfinite(values)):
+            raise DataError(field, "finite values", "NaN or infinite values")
+        return np.repeat(values, n, axis=0) if len(values) == 1 else values
+
+    def _check_stimulus_shape(self, k: int, shape: tuple[int, ...]) -> None:
+        expected = tuple(self.specs[k].stimulus_shape)
+        if tuple(shape) != expected:
+            raise DataError(
+                "stimuli", f"scenes of shape (n, {', '.join(map(str, expected))})", f"trials of shape {shape}"
+            )
+
+    # ------------------------------------------------------------------ the generative story
+
+    def _features(self, batch: dict) -> torch.Tensor:
+        """The pooling pyramid of the scene's features (trials, C, levels, H, W), once per batch."""
+        key = id(next(self.core.parameters(), None))
+        if batch.get("features", (None,))[0] != key:
+            c = self.config
+            features = self.core(batch["stimuli"]).contiguous()
+            batch["features"] = (key, pooling_pyramid(features, c["pooling_levels"], c["min_pooling"]))
+        return batch["features"][1]
+
+    def _location(self, batch: dict, **sites: torch.Tensor) -> torch.Tensor:
+        """Locations (..., trials, frames, neurons) under the per-neuron ``sites`` (each with an
+        optional leading draws dimension)."""
+        k = batch["session"]
+        r = self.readouts[k]
+        drawn = sites["weights"].dim() == 3
+        s = {name: (v if drawn else v[None]) for name, v in sites.items()}  # (D, N, ...)
+        pyramid = self._features(batch)
+        gaze, lag, vector = batch["gaze_px"], batch["lag"], batch["saccade_vector"]  # (T, F, 2), (T, F), (T, F, 2)
+        h, w = pyramid.shape[-2:]
+        centre = torch.tensor([(w - 1) / 2, (h - 1) / 2], device=gaze.device)
+        profile = torch.exp(-((lag - r.remap_lag) ** 2) / (2 * r.remap_width**2))  # R(u), (T, F)
+        # place (D, T, F, N, 2) = c + o + lambda (g - c) + rho R v
+        place = (
+            centre
+            + s["offset"][:, None, None]
+            + s["coupling"][:, None, None, :, None] * (gaze - centre)[None, :, :, None]
+            + s["remap"][:, None, None, :, None] * (profile[..., None] * vector)[None, :, :, None]
+        )
+        d, t, f, n = place.shape[:4]
+        log2_size = (s["log_size"] / math.log(2))[:, None, None].expand(d, t, f, n)
+        feats = read_pooled(
+            pyramid,
+            place.transpose(0, 1).reshape(t, -1, 2),
+            log2_size.transpose(0, 1).reshape(t, -1),
+            self.config["min_pooling"],
+        ).reshape(t, -1, d, f, n)  # (T, C, D, F, N)
+        eta = torch.einsum("tcdfn,dnc->dtfn", feats, s["weights"]) + s["bias"][:, None, None]
+        field = (gaze - centre) / (min(h, w) / 4)
+        spacing = self.config["basis_spacing"]
+        centres = spacing * torch.arange(self.config["saccade_basis"], device=gaze.device, dtype=gaze.dtype)
+        basis = bumps(batch["since_onset"], centres, 0.75 * spacing)  # (T, F, K)
+        log_gain = torch.einsum("tfk,dnk->dtfn", field, s["gain_field"])
+        log_gain = log_gain + torch.einsum("tfk,dnk->dtfn", basis, s["saccadic"])
+        if r.modulator is not None:
+            behavior = self._per_frame(batch["behavior"], f)
+            log_gain = log_gain + r.modulator.log_gain(behavior.flatten(0, 1)).reshape(t, f, n)
+        if self.noise[k].gaussian_space:
+            loc = eta + log_gain
+        else:
+            loc = link(eta, self.config["output"], self.likelihood_name) * torch.exp(log_gain)
+        return loc if drawn else loc[0]
+
+    @staticmethod
+    def _per_frame(values: torch.Tensor, frames: int) -> torch.Tensor:
+        return values if values.dim() == 3 else values[:, None].expand(-1, frames, -1)
+
+    def _priors(self, k: int) -> dict:
+        """Prior of every site but the offsets and sizes under the area prior (they depend on the
+        area sites): ``{site: distribution}``."""
+        r = self.readouts[k]
+        n, channels = r.weights_loc.shape
+        out = {
+            "coupling": dist.Normal(torch.full((n,), 0.5, device=r.tau.device), 0.5),
+            "weights": dist.Normal(0.0, r.tau).expand([n, channels]).to_event(1),
+            "bias": dist.Normal(torch.zeros_like(r.bias_loc), 10.0),
+            "gain_field": dist.Normal(0.0, r.tau_gain).expand([n, 2]).to_event(1),
+            "saccadic": dist.Normal(0.0, r.tau_saccadic).expand([n, r.saccadic_loc.shape[1]]).to_event(1),
+            "remap": dist.Normal(0.0, r.tau_remap).expand([n]),
+        }
+        if not self.config["area_prior"]:
+            out["offset"] = dist.Normal(torch.zeros_like(r.offset_loc), 8.0).to_event(1)
+            out["log_size"] = dist.Normal(torch.full_like(r.log_size_loc, math.log(2.0)), 1.0)
+        return out
+
+    def model(self, batch: dict) -> None:
+        k = batch["session"]
+        r = self.readouts[k]
+        n = r.weights_loc.shape[0]
+        pyro.factor("core_prior", self._core_log_prior(batch))
+        values = {}
+        if self.config["area_prior"]:
+            a = len(r.area_names)
+            with pyro.plate(f"areas_{k}", a, dim=-1):
+                zero = torch.zeros(a, device=r.tau.device)
+                mu = pyro.sample(f"area_offset_{k}", dist.Normal(zero[:, None].expand(a, 2), 8.0).to_event(1))
+                alpha = pyro.sample(f"area_alpha_{k}", dist.Normal(zero + math.log(2.0), 1.0))
+                beta = pyro.sample(f"area_beta_{k}", dist.Normal(zero, 0.2))
+            idx = r.area_index
+        with pyro.plate(f"neurons_{k}", n, dim=-1):
+            if self.config["area_prior"]:
+                offset = pyro.sample(f"offset_{k}", dist.Normal(mu[..., idx, :], r.offset_sd[idx]).to_event(1))
+                size_loc = alpha[..., idx] + beta[..., idx] * (offset.norm(dim=-1) - r.ecc_centre[idx])
+                values["log_size"] = pyro.sample(f"log_size_{k}", dist.Normal(size_loc, r.size_sd[idx]))
+                values["offset"] = offset
+            for name, prior in self._priors(k).items():
+                values[name] = pyro.sample(f"{name}_{k}", prior)
+        loc = self._location(batch, **values)
+        self.noise[k].observe(f"responses_{k}", loc, batch)
+
+    def guide(self, batch: dict) -> None:
+        k = batch["session"]
+        r = self.readouts[k]
+        post = r.posterior()
+        plates = {"areas": len(r.area_names), "neurons": r.weights_loc.shape[0]}
+        for plate, size in plates.items():
+            with pyro.plate(f"{plate}_{k}", size, dim=-1):
+                for name, (loc, scale) in post.items():
+                    if name.startswith("area_") == (plate == "areas"):
+                        pyro.sample(f"{name}_{k}", dist.Normal(loc, scale).to_event(r.sites[name][3]))
+        means = {name: loc for name, (loc, _) in post.items() if not name.startswith("area_")}
+        self.noise[k].guide(f"responses_{k}", batch, lambda: self._location(batch, **means))
+
+    site_dims = {
+        "offset": ("neuron", "xy"),
+        "weights": ("neuron", "channel"),
+        "gain_field": ("neuron", "xy"),
+        "saccadic": ("neuron", "basis"),
+        "area_offset": ("area", "xy"),
+        "area_alpha": ("area",),
+        "area_beta": ("area",),
+    }
+
+    # ------------------------------------------------------------------ posterior of the parameters
+
+    @torch.no_grad()
+    def parameter_draws(self, num_samples: int = 200, seed: int = 0, session: Any = None) -> dict[str, np.ndarray]:
+        """Posterior draws of every per-neuron and per-area site.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``offset`` (draws, neurons, 2) pixels, ``size`` (draws, neurons) pixels (``exp`` of
+            ``log_size``), ``coupling``, ``remap``, ``gain_field`` (draws, neurons, 2),
+            ``saccadic`` (draws, neurons, basis), ``weights``, ``bias``; with the area prior
+            ``area_offset`` (draws, areas, 2), ``area_alpha``, ``area_beta`` (draws, areas).
+        """
+        k = self.session_index(session)
+        draws = self._posterior_draws(k, num_samples, seed)
+        traces = draws if isinstance(draws, list) else [draws]
+        out = {}
+        for name in self.readouts[k].sites:
+            parts = [t.nodes[f"{name}_{k}"]["value"] for t in traces if t is not None]
+            out[name] = torch.cat(parts).cpu().numpy()
+        out["size"] = np.exp(out["log_size"])
+        return out
+
+    def areas(self, session: Any = None) -> list[str]:
+        """The area names of a session, in the order of the area sites."""
+        return list(self.readouts[self.session_index(session)].area_names)
+
+    # ------------------------------------------------------------------ hypothesis tests
+
+    def reference_frames(
+        self, alpha: float = 0.1, num_samples: int = 400, seed: int = 0, session: Any = None
+    ) -> pd.DataFrame:
+        """Per neuron: eye-centred or scene-centred receptive field, from the posterior of the
+        coupling lambda_i (1: the field moves with the eye; 0: it stays on the scene).
+
+        A neuron is declared scene-centred when ``P(lambda_i < 1/2)`` is high and eye-centred
+        when ``P(lambda_i > 1/2)`` is, each set as large as keeps its posterior expected false
+        discovery rate at most ``alpha`` (:func:`probtwin.hypothesis.expected_fdr_discoveries`).
+
+        Returns
+        -------
+        pandas.DataFrame indexed by neuron id
+            ``area``, ``coupling`` (posterior mean), ``lower``, ``upper`` (90% interval),
+            ``p_scene_centred``, ``scene_centred`` and ``eye_centred`` (the discoveries).
+        """
+        k = self.session_index(session)
+        coupling = self.parameter_draws(num_samples, seed, k)["coupling"]
+        p_scene = ((coupling < 0.5).sum(0) + 0.5) / (len(coupling) + 1)
+        return pd.DataFrame(
+            {
+                "area": self.config["neuron_area"][k],
+                "coupling": coupling.mean(0),
+                "lower": np.quantile(coupling, 0.05, axis=0),
+                "upper": np.quantile(coupling, 0.95, axis=0),
+                "p_scene_centred": p_scene,
+                "scene_centred": expected_fdr_discoveries(1 - p_scene, alpha),
+                "eye_centred": expected_fdr_discoveries(p_scene, alpha),
+            },
+            index=pd.Index(self.specs[k].neuron_ids, name="neuron"),
+        )
+
+    def remapping(
+        self, delta: float = 0.1, alpha: float = 0.1, num_samples: int = 400, seed: int = 0, session: Any = None
+    ) -> pd.DataFrame:
+        """Per neuron: whether its receptive field moves along the saccade around its onset,
+        from the posterior of rho_i (the fraction of the saccade vector it moves at the peak of
+        R): :func:`probtwin.hypothesis.test` with ``|rho_i| > delta`` as the effect that
+        matters, discoveries at a posterior expected FDR of ``alpha``; ``attrs`` hold the
+        learned profile's peak ``remap_lag`` and ``remap_width`` (frames from onset)."""
+        k = self.session_index(session)
+        table = test(self.parameter_draws(num_samples, seed, k)["remap"], delta, alpha, 0.9, self.specs[k].neuron_ids)
+        r = self.readouts[k]
+        table.attrs.update(remap_lag=float(r.remap_lag), remap_width=float(r.remap_width))
+        return table
+
+    def size_eccentricity(self, level: float = 0.9, num_samples: int = 2000, seed: int = 0, session: Any = None):
+        """Per area, the size-eccentricity law ``log r = alpha_a + beta_a |o|`` with central
+        ``level`` intervals of its posterior.
+
+        Returns
+        -------
+        pandas.DataFrame indexed by area
+            ``slope`` (beta_a, per pixel of eccentricity), ``slope_lower``, ``slope_upper``,
+            ``intercept`` (the log size at eccentricity 0, ``alpha_a - beta_a e_a``),
+            ``intercept_lower``, ``intercept_upper``, ``reference_eccentricity`` (e_a), ``neurons``.
+        """
+        if not self.config["area_prior"]:
+            raise DataError("area_prior", "True (the area laws are sites of the hierarchical prior)", "False")
+        if not 0 < level < 1:
+            raise DataError("level", "a probability in (0, 1)", repr(level))
+        k = self.session_index(session)
+        d = self.parameter_draws(num_samples, seed, k)
+        tail = (1 - level) / 2
+        centre = self.readouts[k].ecc_centre.cpu().numpy()
+        draws = {"slope": d["area_beta"], "intercept": d["area_alpha"] - d["area_beta"] * centre}
+        out = {}
+        for key, values in draws.items():
+            out[key] = values.mean(0)
+            out[f"{key}_lower"] = np.quantile(values, tail, axis=0)
+            out[f"{key}_upper"] = np.quantile(values, 1 - tail, axis=0)
+        out["reference_eccentricity"] = centre
+        areas = self.readouts[k].area_names
+        out["neurons"] = np.bincount(self.readouts[k].area_index.cpu().numpy(), minlength=len(areas))
+        return pd.DataFrame(out, index=pd.Index(areas, name="area"))

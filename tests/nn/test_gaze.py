@@ -1,0 +1,50 @@
+import math
+
+import numpy as np
+import torch
+
+from probtwin.nn.gaze import bumps, pooling_pyramid, read_pooled
+
+
+def test_the_pyramid_of_a_point_is_a_gaussian_of_each_size():
+    x = torch.zeros(1, 1, 41, 41)
+    x[0, 0, 20, 20] = 1.0
+    pyr = pooling_pyramid(x, levels=4, min_size=1.0)
+    assert pyr.shape == (1, 1, 4, 41, 41)
+    yy, xx = torch.meshgrid(torch.arange(41.0), torch.arange(41.0), indexing="ij")
+    for level in range(4):
+        r = 2.0**level
+        gauss = torch.exp(-((xx - 20) ** 2 + (yy - 20) ** 2) / (2 * r**2)) / (2 * math.pi * r**2)
+        torch.testing.assert_close(pyr[0, 0, level], gauss, atol=2e-3 / r**2, rtol=0)
+        assert abs(pyr[0, 0, level].sum().item() - gauss.sum().item()) < 1e-4  # the mass inside the map
+
+
+def test_zero_outside_the_map():
+    x = torch.ones(1, 1, 32, 32)
+    pyr = pooling_pyramid(x, levels=3, min_size=1.0)  # level 2: sd 4 pixels
+    weights = np.exp(-(np.arange(32.0) ** 2) / 32) / np.exp(-(np.arange(-40.0, 41) ** 2) / 32).sum()
+    corner = weights.sum() ** 2  # the part of the corner's Gaussian over the map
+    assert abs(pyr[0, 0, 2, 16, 16].item() - 1.0) < 2e-3
+    assert abs(pyr[0, 0, 2, 0, 0].item() - corner) < 2e-3 and corner < 0.35
+
+
+def test_reading_at_pixels_and_levels_returns_the_pyramid_and_interpolates_between():
+    torch.manual_seed(0)
+    pyr = torch.randn(2, 3, 4, 10, 12)
+    pos = torch.tensor([[[3.0, 5.0], [11.0, 0.0]], [[0.0, 9.0], [6.0, 2.0]]])  # (trials, P, 2) x, y
+    level = torch.tensor([[0, 3], [1, 2]])
+    out = read_pooled(pyr, pos, math.log2(0.5) + level.float(), 0.5)
+    for t in range(2):
+        for p in range(2):
+            x, y = pos[t, p].long()
+            torch.testing.assert_close(out[t, :, p], pyr[t, :, level[t, p], y, x])
+    half = read_pooled(pyr, torch.tensor([[[3.5, 5.0]]]).expand(2, 1, 2), torch.full((2, 1), math.log2(0.5) + 0.5), 0.5)
+    expected = pyr[:, :, :2, 5, 3:5].mean((-1, -2))
+    torch.testing.assert_close(half[:, :, 0], expected)
+    beyond = read_pooled(pyr, pos, torch.full((2, 2), 40.0), 0.5)  # sizes past the last level read the last
+    torch.testing.assert_close(beyond, read_pooled(pyr, pos, torch.full((2, 2), math.log2(0.5) + 3), 0.5))
+
+
+def test_bumps_vanish_without_a_saccade():
+    b = bumps(torch.tensor([0.0, 2.0, 1e3]), torch.tensor([0.0, 2.0]), 1.0)
+    np.testing.assert_allclose(b.numpy(), [[1, math.exp(-2)], [math.exp(-2), 1], [0, 0]], atol=1e-7)
