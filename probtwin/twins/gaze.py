@@ -6,8 +6,8 @@ frame f) and neuron i of area a(i):
 
     core            F = F_theta(S_t)                               once per scene (see below)
     area laws       mu_a ~ Normal(0, 8^2 I), alpha_a ~ Normal(log 2, 1), beta_a ~ Normal(0, 0.2^2)
-    offset          o_i ~ Normal(mu_a, Sigma_a)                     eye-centred, pixels from the fovea
-    pooling size    log r_i ~ Normal(alpha_a + beta_a (|o_i| - e_a), s_a^2)   size-eccentricity law
+    offset          o_i ~ StudentT_4(mu_a, Sigma_a)                 eye-centred, pixels from the fovea
+    pooling size    log r_i ~ StudentT_4(alpha_a + beta_a (|o_i| - e_a), s_a)  size-eccentricity law
     reference frame lambda_i ~ Normal(1/2, 1/2^2)                   1: eye-centred, 0: scene-centred
     remapping       rho_i ~ Normal(0, tau_rho^2)
     place           p_itf = c + o_i + lambda_i (g_tf - c) + rho_i R(u_tf) v_tf
@@ -22,10 +22,13 @@ frame f) and neuron i of area a(i):
     mean            lambda_itf = f(w_i . P_{r_i}(F)[p_itf] + beta_i) exp(log gains)
     response        y_tf ~ noise(lambda_tf)                          per frame
 
-``e_a`` is a fixed reference eccentricity per area (the mean eccentricity of the area's starting
-offsets), so that the law's level alpha_a and slope beta_a are nearly uncorrelated in the
-posterior. ``P_r(F)`` is the feature map pooled by a Gaussian of sd r (:mod:`probtwin.nn.gaze`): the core
-is translation-equivariant, so reading the scene's features at ``p_itf`` is reading the retinal
+The spread of the neurons around their area's laws is Student-t with 4 degrees of freedom rather
+than Normal: a neuron fitted at a wrong place (a weak one whose start was wrong) would otherwise
+bend the area's law, as one far point bends a least-squares line. ``e_a`` is a fixed reference
+eccentricity per area (the mean eccentricity of the area's starting offsets), so that the law's
+level alpha_a and slope beta_a are nearly uncorrelated in the posterior. ``P_r(F)`` is the
+feature map pooled by a Gaussian of sd r (:mod:`probtwin.nn.gaze`): the core is
+translation-equivariant, so reading the scene's features at ``p_itf`` is reading the retinal
 image's features at the eye-centred offset, with the core run once per scene rather than once per
 frame. Sigma_a (diagonal) and s_a are point estimates per area (empirical Bayes), as are the core,
 tau, tau_a, tau_s, tau_rho, m and w; every per-neuron and per-area site above has a mean-field
@@ -64,6 +67,7 @@ from probtwin.twins.likelihoods import link
 __all__ = ["GazeTwin"]
 
 _POSITIVE = constraints.softplus_positive
+_NU = 4.0  # degrees of freedom of the area laws' Student-t spread (a mislocated neuron does not bend a law)
 _NO_SACCADE = 1e3  # frames: the lag of a frame with no saccade in its trial (every bump is 0 there)
 
 
@@ -472,9 +476,10 @@ class GazeTwin(ImageTwin):
             idx = r.area_index
         with pyro.plate(f"neurons_{k}", n, dim=-1):
             if self.config["area_prior"]:
-                offset = pyro.sample(f"offset_{k}", dist.Normal(mu[..., idx, :], r.offset_sd[idx]).to_event(1))
+                spread = dist.StudentT(_NU, mu[..., idx, :], r.offset_sd[idx]).to_event(1)
+                offset = pyro.sample(f"offset_{k}", spread)
                 size_loc = alpha[..., idx] + beta[..., idx] * (offset.norm(dim=-1) - r.ecc_centre[idx])
-                values["log_size"] = pyro.sample(f"log_size_{k}", dist.Normal(size_loc, r.size_sd[idx]))
+                values["log_size"] = pyro.sample(f"log_size_{k}", dist.StudentT(_NU, size_loc, r.size_sd[idx]))
                 values["offset"] = offset
             for name, prior in self._priors(k).items():
                 values[name] = pyro.sample(f"{name}_{k}", prior)
