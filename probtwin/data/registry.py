@@ -258,15 +258,21 @@ class SessionRegistry:
             )
         return k, x, self._condition("behavior", behavior, len(x)), self._condition("gaze", gaze, len(x))
 
-    @staticmethod
-    def _condition(field: str, values: Any, n: int) -> np.ndarray | None:
-        """Behaviour or gaze for ``n`` stimuli: (n, d), or one row (1, d) or (d,) broadcast."""
+    #: Rank of the behaviour or gaze a query takes for n stimuli: (n, d); a twin that takes
+    #: traces per frame for each stimulus, (n, frames, d): 3.
+    _condition_ndim = 2
+
+    def _condition(self, field: str, values: Any, n: int) -> np.ndarray | None:
+        """Behaviour or gaze for ``n`` stimuli: (n, d), or one row (1, d) or (d,) broadcast (a
+        twin with ``_condition_ndim`` 3: (n, frames, d), or one trace (frames, d))."""
         if values is None:
             return None
+        rank = self._condition_ndim
         values = np.asarray(values, dtype=np.float32)
-        values = values[None] if values.ndim == 1 else values
-        if values.ndim != 2 or len(values) not in (1, n):
-            raise DataError(field, f"shape ({n}, d) or one row (1, d)", f"shape {values.shape}")
+        values = values[None] if values.ndim == rank - 1 else values
+        if values.ndim != rank or len(values) not in (1, n):
+            expected = f"shape ({n}, d) or one row (1, d)" if rank == 2 else f"shape ({n}, frames, d) or one trace"
+            raise DataError(field, expected, f"shape {values.shape}")
         if not np.all(np.isfinite(values)):
             raise DataError(field, "finite values", "NaN or infinite values")
         return np.repeat(values, n, axis=0) if len(values) == 1 else values

@@ -180,7 +180,9 @@ class GazeTwin(ImageTwin):
     recordings : Recording or list of Recording
         Scenes (trials, C, H, W), gaze per frame (trials, frames, 2) in scene pixels (x, y),
         inside the scene, and responses per frame (trials, frames, neurons); areas from
-        ``neuron_area``.
+        ``neuron_area``. A recording of one response per trial (trials, neurons) is a
+        fixation: each trial one frame, the eye at its gaze (trials, 2) or, without gaze, at
+        the image's centre.
     likelihood, noise, latent_rank
         As :class:`~probtwin.twins.image.ImageTwin`, per frame (``noise`` "independent" or a
         flow with a latent state per frame).
@@ -197,6 +199,9 @@ class GazeTwin(ImageTwin):
     saccade_basis, basis_spacing : int, float
         Bumps of the peri-saccadic gain: centres 0, spacing, ... frames after onset, width
         ``basis_spacing * 0.75``.
+    neuron_area, fixation : list, optional
+        Set by the twin from its recordings (each session's area labels; whether it is a
+        fixation), kept so that a saved twin is rebuilt without its data.
     **settings
         The other settings of :class:`~probtwin.twins.image.ImageTwin` (weight prior, output
         nonlinearity, laplace weight, posterior, seed, ...).
@@ -227,6 +232,7 @@ class GazeTwin(ImageTwin):
         saccade_basis: int = 4,
         basis_spacing: float = 2.0,
         neuron_area: list[list[str]] | None = None,
+        fixation: list[bool] | None = None,
         **settings: Any,
     ) -> None:
         if noise not in ("independent", "flow", "zero_inflated_flow"):
@@ -251,6 +257,7 @@ class GazeTwin(ImageTwin):
             "saccade_basis": int(saccade_basis),
             "basis_spacing": float(basis_spacing),
             "neuron_area": neuron_area,
+            "fixation": fixation,
         }
         super().__init__(
             recordings,
@@ -270,21 +277,21 @@ class GazeTwin(ImageTwin):
             if len(spec.stimulus_shape) != 3:
                 expected = "scenes (trials, channels, height, width) with responses (trials, frames, neurons)"
                 raise DataError(f"stimuli of {spec.name!r}", expected, f"trials of shape {tuple(spec.stimulus_shape)}")
-            if not spec.has_gaze:
-                raise DataError(f"gaze of {spec.name!r}", "the gaze trace over each scene (trials, frames, 2)", "None")
-        for rec in self.recordings:
-            if rec.n_frames is None:
-                raise DataError(
-                    f"responses of {rec.name!r}",
-                    "responses per frame (trials, frames, neurons)",
-                    f"shape {rec.responses.shape}",
-                )
-            if rec.gaze.ndim != 3:
-                raise DataError(
-                    f"gaze of {rec.name!r}", "gaze per frame (trials, frames, 2)", f"shape {rec.gaze.shape}"
-                )
+        if self.recordings:
+            self._gaze["fixation"] = [rec.n_frames is None for rec in self.recordings]
         for k, rec in enumerate(self.recordings):
+            if self._gaze["fixation"][k]:  # one response per trial: a fixation, at the gaze given or the centre
+                if rec.gaze is not None:
+                    self._check_gaze(k, np.asarray(rec.gaze)[:, None], None)
+                continue
+            if rec.gaze is None or rec.gaze.ndim != 3:
+                found = "None" if rec.gaze is None else f"shape {rec.gaze.shape}"
+                raise DataError(f"gaze of {rec.name!r}", "the gaze trace over each scene (trials, frames, 2)", found)
             self._check_gaze(k, np.asarray(rec.gaze), None)
+
+    @property
+    def _condition_ndim(self) -> int:  # a query's gaze: a trace (frames, 2) per scene; fixation: (2,)
+        return 2 if all(self.config.get("fixation", [False])) else 3
 
     def _readouts(self, channels: int) -> nn.ModuleList:
         self.config.update(self._gaze)
@@ -310,7 +317,8 @@ class GazeTwin(ImageTwin):
                 for i in chunks:
                     a = batch_arrays(train, i)
                     b = self._batch(k, a)
-                    yield b["stimuli"], b["gaze_px"], b["responses"]
+                    y = b["responses"]
+                    yield b["stimuli"], b["gaze_px"], y[:, None] if y.dim() == 2 else y
 
             best = gaze_energy_centres(batches(), reach)
             scene = best["place_correlation"] > best["offset_correlation"]
@@ -328,11 +336,19 @@ class GazeTwin(ImageTwin):
     # ------------------------------------------------------------------ data
 
     def _batch(self, k: int, arrays: dict, index=None, n_total=None) -> dict:
-        gaze = arrays.get("gaze")
+        arrays = dict(arrays)
+        gaze = arrays.pop("gaze", None)  # used in pixels, not standardised
+        fixation = self.config["fixation"][k]
+        if fixation:  # one frame per trial, at the gaze given or the scene's centre
+            n = len(next(v for v in arrays.values() if v is not None))
+            h, w = self.specs[k].stimulus_shape[-2:]
+            centre = np.array([(w - 1) / 2, (h - 1) / 2], np.float32)
+            gaze = np.tile(centre, (n, 1, 1)) if gaze is None else np.asarray(gaze)[:, None]
         if gaze is not None:
-            self._check_gaze(k, np.asarray(gaze), arrays.get("responses"))
+            responses = arrays.get("responses")
+            self._check_gaze(k, np.asarray(gaze), None if fixation or responses is None else responses)
         batch = super()._batch(k, arrays, index, n_total)
-        batch["per_frame"] = True
+        batch["per_frame"] = not fixation
         if gaze is not None:
             covariates = saccade_covariates(gaze, self.config["saccade_threshold"])
             for key in ("lag", "since_onset"):
@@ -359,23 +375,9 @@ class GazeTwin(ImageTwin):
 
     def _inputs(self, x: Recording | np.ndarray, session: Any, behavior: Any = None, gaze: Any = None):
         k, stimuli, behavior, gaze = super()._inputs(x, session, behavior, gaze)
-        if gaze is None:
+        if gaze is None and not self.config["fixation"][k]:
             raise DataError("gaze", "the gaze trace over each scene (trials, frames, 2), scene pixels", "None")
         return k, stimuli, behavior, gaze
-
-    @staticmethod
-    def _condition(field: str, values: Any, n: int) -> np.ndarray | None:
-        """Behaviour or gaze for ``n`` scenes: per frame (n, frames, d), or one trace (frames, d)
-        for every scene."""
-        if values is None:
-            return None
-        values = np.asarray(values, dtype=np.float32)
-        values = values[None] if values.ndim == 2 else values
-        if values.ndim != 3 or len(values) not in (1, n):
-            raise DataError(field, f"shape ({n}, frames, d) or one trace (frames, d)", f"shape {values.shape}")
-        if not np.all(np.isfinite(values)):
-            raise DataError(field, "finite values", "NaN or infinite values")
-        return np.repeat(values, n, axis=0) if len(values) == 1 else values
 
     def _check_stimulus_shape(self, k: int, shape: tuple[int, ...]) -> None:
         expected = tuple(self.specs[k].stimulus_shape)
@@ -436,6 +438,7 @@ class GazeTwin(ImageTwin):
             loc = eta + log_gain
         else:
             loc = link(eta, self.config["output"], self.likelihood_name) * torch.exp(log_gain)
+        loc = loc[..., 0, :] if self.config["fixation"][k] else loc  # one frame per trial: (trials, neurons)
         return loc if drawn else loc[0]
 
     @staticmethod

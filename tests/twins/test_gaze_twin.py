@@ -144,3 +144,19 @@ def test_bad_input_is_a_data_error(sim):
         pt.GazeTwin(video)
     with pytest.raises(pt.DataError, match="shifter"):
         pt.GazeTwin(sim.recording, shifter=True)
+
+
+def test_one_response_per_trial_is_a_fixation_at_the_centre():
+    sim = pt.simulate.v1(n_neurons=12, n_images=120, image_size=(20, 20), seed=1)
+    r = sim.recording
+    rec = pt.Recording(np.asarray(r.stimuli), np.asarray(r.responses), tiers=r.tiers, name="fixation")
+    twin = pt.GazeTwin(rec, **SMALL)
+    twin.fit(max_epochs=2, progress=False)
+    images = np.asarray(rec.stimuli[:5])
+    pred = twin.predict(images, num_samples=3)
+    assert pred.mean.shape == (5, 12)  # per trial, as the recording
+    centre = twin.predict(images, gaze=np.array([9.5, 9.5]), num_samples=3)  # the same fixation, given
+    np.testing.assert_allclose(centre.mean, pred.mean, rtol=1e-5)
+    assert set(twin.evaluate(rec, "test")) >= {"single_trial_correlation", "log_likelihood_bits"}
+    with pytest.raises(pt.DataError, match="inside the scene"):  # gaze in other units than pixels
+        pt.GazeTwin(pt.Recording(np.asarray(r.stimuli), np.asarray(r.responses), gaze=np.asarray(r.gaze) - 30))
