@@ -160,3 +160,11 @@ def test_one_response_per_trial_is_a_fixation_at_the_centre():
     assert set(twin.evaluate(rec, "test")) >= {"single_trial_correlation", "log_likelihood_bits"}
     with pytest.raises(pt.DataError, match="inside the scene"):  # gaze in other units than pixels
         pt.GazeTwin(pt.Recording(np.asarray(r.stimuli), np.asarray(r.responses), gaze=np.asarray(r.gaze) - 30))
+
+
+def test_arviz_export_holds_every_site_and_each_frame(sim, fitted):
+    twin, _ = fitted
+    idata = twin.to_arviz(sim.recording, "test", num_samples=4)
+    assert {"offset", "log_size", "coupling", "remap", "area_beta"} <= set(idata.posterior.data_vars)
+    n_test = sim.recording.split("test").n_trials
+    assert idata.observed_data["responses"].shape == (n_test, 40, twin.specs[0].n_neurons)
