@@ -44,29 +44,24 @@ import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.distributions import constraints
-from pyro.nn import PyroModule, PyroParam
 from torch import nn
 
 from probtwin.data.batching import batch_arrays
 from probtwin.data.recording import Recording
-from probtwin.data.registry import SessionSpec
 from probtwin.data.saccades import saccade_covariates
 from probtwin.errors import DataError
-from probtwin.hypothesis import expected_fdr_discoveries, test
-from probtwin.nn import Modulator
 from probtwin.nn.energy import gaze_energy_centres
 from probtwin.nn.gaze import bumps, pooling_pyramid, read_pooled
+from probtwin.twins.gaze_queries import GazeQueries
+from probtwin.twins.gaze_readout import GazeReadout
 from probtwin.twins.image import ImageTwin
 from probtwin.twins.likelihoods import link
 
 __all__ = ["GazeTwin"]
 
-_POSITIVE = constraints.softplus_positive
 _NU = 4.0  # degrees of freedom of the area laws' Student-t spread (a mislocated neuron does not bend a law)
 _NO_SACCADE = 1e3  # frames: the lag of a frame with no saccade in its trial (every bump is 0 there)
 
@@ -86,93 +81,7 @@ def _areas(rec: Recording) -> np.ndarray:
     return labels
 
 
-class GazeReadout(PyroModule):
-    """One session's per-neuron and per-area variational parameters and prior scales.
-
-    Parameters
-    ----------
-    spec : SessionSpec
-    areas : list of str
-        The area label of each neuron.
-    channels : int
-    config : dict
-        The gaze twin's settings.
-    bias_init : torch.Tensor, shape (neurons,)
-    """
-
-    def __init__(self, spec: SessionSpec, areas: list[str], channels: int, config: dict, bias_init: torch.Tensor):
-        super().__init__()
-        n = spec.n_neurons
-        self.area_names = sorted(set(areas))
-        self.register_buffer("area_index", torch.as_tensor([self.area_names.index(a) for a in areas]))
-        n_areas = len(self.area_names)
-        basis = config["saccade_basis"]
-        small = config["init_scale"] * 0.1
-        self.sites = {  # name: (shape, initial mean, initial posterior sd, event dims)
-            "offset": ((n, 2), 0.0, 0.5, 1),
-            "log_size": ((n,), math.log(config["init_size"]), 0.05, 0),
-            "coupling": ((n,), 0.75, 0.05, 0),
-            "weights": ((n, channels), None, small, 1),
-            "bias": ((n,), None, small, 0),
-            "gain_field": ((n, 2), 0.0, small, 1),
-            "saccadic": ((n, basis), 0.0, small, 1),
-            "remap": ((n,), 0.0, small, 0),
-        }
-        if config["area_prior"]:
-            self.sites.update(
-                {
-                    "area_offset": ((n_areas, 2), 0.0, 0.1, 1),
-                    "area_alpha": ((n_areas,), math.log(config["init_size"]), 0.05, 0),
-                    "area_beta": ((n_areas,), 0.0, 0.01, 0),
-                }
-            )
-            self.offset_sd = PyroParam(torch.full((n_areas, 2), 3.0), constraint=constraints.positive)
-            self.size_sd = PyroParam(torch.full((n_areas,), 0.3), constraint=constraints.positive)
-        # pixel-valued means are stored in half-scenes (as the image twin's grid units), so that an
-        # optimiser step moves them as far in the scene as it moves a grid position
-        self.pixels = float(min(spec.stimulus_shape[-2:])) / 2
-        self.units = {"offset": self.pixels, "area_offset": self.pixels}
-        self.register_buffer("ecc_centre", torch.zeros(n_areas))  # e_a: the size law's reference eccentricity
-        for name, (shape, mean, sd, _) in self.sites.items():
-            if name == "weights":
-                loc = torch.randn(shape) * 0.01
-            elif name == "bias":
-                loc = bias_init.clone()
-            else:
-                loc = torch.full(shape, float(mean) / self.units.get(name, 1.0))
-            setattr(self, f"{name}_loc", nn.Parameter(loc))
-            setattr(self, f"{name}_scale", PyroParam(torch.full(shape, float(sd)), constraint=_POSITIVE))
-        self.tau = PyroParam(torch.tensor(float(config["weight_prior_scale"])), constraint=constraints.positive)
-        for name in ("tau_gain", "tau_saccadic", "tau_remap"):
-            setattr(self, name, PyroParam(torch.tensor(0.3), constraint=constraints.positive))
-        self.remap_lag = nn.Parameter(torch.tensor(-1.0))  # m: frames from onset
-        self.remap_width = PyroParam(torch.tensor(1.5), constraint=constraints.positive)  # w
-        self.modulator = Modulator(spec.n_behavior, n) if spec.n_behavior > 0 else None
-
-    def posterior(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """The mean-field posterior: ``{site: (loc, scale)}``."""
-        return {
-            name: (getattr(self, f"{name}_loc") * self.units.get(name, 1.0), getattr(self, f"{name}_scale"))
-            for name in self.sites
-        }
-
-    @torch.no_grad()
-    def start_at(self, offset: torch.Tensor, coupling: torch.Tensor) -> None:
-        """Set the posterior means of the offsets (neurons, 2) pixels and couplings (neurons,),
-        and the area sites to their areas' means and spreads (the size law's reference
-        eccentricity to the area's mean eccentricity)."""
-        self.offset_loc.copy_(offset / self.pixels)
-        self.coupling_loc.copy_(coupling)
-        if "area_offset" in self.sites:
-            for a in range(len(self.area_names)):
-                mine = offset[self.area_index == a]
-                self.area_offset_loc[a] = mine.mean(0) / self.pixels
-                if len(mine) > 1:
-                    self.offset_sd_unconstrained[a] = mine.std(0).clamp_min(0.5).log()
-                self.ecc_centre[a] = mine.norm(dim=-1).mean()
-
-
-class GazeTwin(ImageTwin):
+class GazeTwin(GazeQueries, ImageTwin):
     """A probabilistic twin of a population's responses under free viewing.
 
     Parameters
@@ -511,109 +420,3 @@ class GazeTwin(ImageTwin):
         "area_alpha": ("area",),
         "area_beta": ("area",),
     }
-
-    # ------------------------------------------------------------------ posterior of the parameters
-
-    @torch.no_grad()
-    def parameter_draws(self, num_samples: int = 200, seed: int = 0, session: Any = None) -> dict[str, np.ndarray]:
-        """Posterior draws of every per-neuron and per-area site.
-
-        Returns
-        -------
-        dict of str to numpy.ndarray
-            ``offset`` (draws, neurons, 2) pixels, ``size`` (draws, neurons) pixels (``exp`` of
-            ``log_size``), ``coupling``, ``remap``, ``gain_field`` (draws, neurons, 2),
-            ``saccadic`` (draws, neurons, basis), ``weights``, ``bias``; with the area prior
-            ``area_offset`` (draws, areas, 2), ``area_alpha``, ``area_beta`` (draws, areas).
-        """
-        k = self.session_index(session)
-        draws = self._posterior_draws(k, num_samples, seed)
-        traces = draws if isinstance(draws, list) else [draws]
-        out = {}
-        for name in self.readouts[k].sites:
-            parts = [t.nodes[f"{name}_{k}"]["value"] for t in traces if t is not None]
-            out[name] = torch.cat(parts).cpu().numpy()
-        out["size"] = np.exp(out["log_size"])
-        return out
-
-    def areas(self, session: Any = None) -> list[str]:
-        """The area names of a session, in the order of the area sites."""
-        return list(self.readouts[self.session_index(session)].area_names)
-
-    # ------------------------------------------------------------------ hypothesis tests
-
-    def reference_frames(
-        self, alpha: float = 0.1, num_samples: int = 400, seed: int = 0, session: Any = None
-    ) -> pd.DataFrame:
-        """Per neuron: eye-centred or scene-centred receptive field, from the posterior of the
-        coupling lambda_i (1: the field moves with the eye; 0: it stays on the scene).
-
-        A neuron is declared scene-centred when ``P(lambda_i < 1/2)`` is high and eye-centred
-        when ``P(lambda_i > 1/2)`` is, each set as large as keeps its posterior expected false
-        discovery rate at most ``alpha`` (:func:`probtwin.hypothesis.expected_fdr_discoveries`).
-
-        Returns
-        -------
-        pandas.DataFrame indexed by neuron id
-            ``area``, ``coupling`` (posterior mean), ``lower``, ``upper`` (90% interval),
-            ``p_scene_centred``, ``scene_centred`` and ``eye_centred`` (the discoveries).
-        """
-        k = self.session_index(session)
-        coupling = self.parameter_draws(num_samples, seed, k)["coupling"]
-        p_scene = ((coupling < 0.5).sum(0) + 0.5) / (len(coupling) + 1)
-        return pd.DataFrame(
-            {
-                "area": self.config["neuron_area"][k],
-                "coupling": coupling.mean(0),
-                "lower": np.quantile(coupling, 0.05, axis=0),
-                "upper": np.quantile(coupling, 0.95, axis=0),
-                "p_scene_centred": p_scene,
-                "scene_centred": expected_fdr_discoveries(1 - p_scene, alpha),
-                "eye_centred": expected_fdr_discoveries(p_scene, alpha),
-            },
-            index=pd.Index(self.specs[k].neuron_ids, name="neuron"),
-        )
-
-    def remapping(
-        self, delta: float = 0.1, alpha: float = 0.1, num_samples: int = 400, seed: int = 0, session: Any = None
-    ) -> pd.DataFrame:
-        """Per neuron: whether its receptive field moves along the saccade around its onset,
-        from the posterior of rho_i (the fraction of the saccade vector it moves at the peak of
-        R): :func:`probtwin.hypothesis.test` with ``|rho_i| > delta`` as the effect that
-        matters, discoveries at a posterior expected FDR of ``alpha``; ``attrs`` hold the
-        learned profile's peak ``remap_lag`` and ``remap_width`` (frames from onset)."""
-        k = self.session_index(session)
-        table = test(self.parameter_draws(num_samples, seed, k)["remap"], delta, alpha, 0.9, self.specs[k].neuron_ids)
-        r = self.readouts[k]
-        table.attrs.update(remap_lag=float(r.remap_lag), remap_width=float(r.remap_width))
-        return table
-
-    def size_eccentricity(self, level: float = 0.9, num_samples: int = 2000, seed: int = 0, session: Any = None):
-        """Per area, the size-eccentricity law ``log r = alpha_a + beta_a |o|`` with central
-        ``level`` intervals of its posterior.
-
-        Returns
-        -------
-        pandas.DataFrame indexed by area
-            ``slope`` (beta_a, per pixel of eccentricity), ``slope_lower``, ``slope_upper``,
-            ``intercept`` (the log size at eccentricity 0, ``alpha_a - beta_a e_a``),
-            ``intercept_lower``, ``intercept_upper``, ``reference_eccentricity`` (e_a), ``neurons``.
-        """
-        if not self.config["area_prior"]:
-            raise DataError("area_prior", "True (the area laws are sites of the hierarchical prior)", "False")
-        if not 0 < level < 1:
-            raise DataError("level", "a probability in (0, 1)", repr(level))
-        k = self.session_index(session)
-        d = self.parameter_draws(num_samples, seed, k)
-        tail = (1 - level) / 2
-        centre = self.readouts[k].ecc_centre.cpu().numpy()
-        draws = {"slope": d["area_beta"], "intercept": d["area_alpha"] - d["area_beta"] * centre}
-        out = {}
-        for key, values in draws.items():
-            out[key] = values.mean(0)
-            out[f"{key}_lower"] = np.quantile(values, tail, axis=0)
-            out[f"{key}_upper"] = np.quantile(values, 1 - tail, axis=0)
-        out["reference_eccentricity"] = centre
-        areas = self.readouts[k].area_names
-        out["neurons"] = np.bincount(self.readouts[k].area_index.cpu().numpy(), minlength=len(areas))
-        return pd.DataFrame(out, index=pd.Index(areas, name="area"))

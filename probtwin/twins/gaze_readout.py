@@ -1,0 +1,103 @@
+"""The gaze twin's per-neuron and per-area variational parameters and prior scales."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pyro.distributions import constraints
+from pyro.nn import PyroModule, PyroParam
+from torch import nn
+
+from probtwin.data.registry import SessionSpec
+from probtwin.nn import Modulator
+
+__all__ = ["GazeReadout"]
+
+_POSITIVE = constraints.softplus_positive
+
+
+class GazeReadout(PyroModule):
+    """One session's per-neuron and per-area variational parameters and prior scales.
+
+    Parameters
+    ----------
+    spec : SessionSpec
+    areas : list of str
+        The area label of each neuron.
+    channels : int
+    config : dict
+        The gaze twin's settings.
+    bias_init : torch.Tensor, shape (neurons,)
+    """
+
+    def __init__(self, spec: SessionSpec, areas: list[str], channels: int, config: dict, bias_init: torch.Tensor):
+        super().__init__()
+        n = spec.n_neurons
+        self.area_names = sorted(set(areas))
+        self.register_buffer("area_index", torch.as_tensor([self.area_names.index(a) for a in areas]))
+        n_areas = len(self.area_names)
+        basis = config["saccade_basis"]
+        small = config["init_scale"] * 0.1
+        self.sites = {  # name: (shape, initial mean, initial posterior sd, event dims)
+            "offset": ((n, 2), 0.0, 0.5, 1),
+            "log_size": ((n,), math.log(config["init_size"]), 0.05, 0),
+            "coupling": ((n,), 0.75, 0.05, 0),
+            "weights": ((n, channels), None, small, 1),
+            "bias": ((n,), None, small, 0),
+            "gain_field": ((n, 2), 0.0, small, 1),
+            "saccadic": ((n, basis), 0.0, small, 1),
+            "remap": ((n,), 0.0, small, 0),
+        }
+        if config["area_prior"]:
+            self.sites.update(
+                {
+                    "area_offset": ((n_areas, 2), 0.0, 0.1, 1),
+                    "area_alpha": ((n_areas,), math.log(config["init_size"]), 0.05, 0),
+                    "area_beta": ((n_areas,), 0.0, 0.01, 0),
+                }
+            )
+            self.offset_sd = PyroParam(torch.full((n_areas, 2), 3.0), constraint=constraints.positive)
+            self.size_sd = PyroParam(torch.full((n_areas,), 0.3), constraint=constraints.positive)
+        # pixel-valued means are stored in half-scenes (as the image twin's grid units), so that an
+        # optimiser step moves them as far in the scene as it moves a grid position
+        self.pixels = float(min(spec.stimulus_shape[-2:])) / 2
+        self.units = {"offset": self.pixels, "area_offset": self.pixels}
+        self.register_buffer("ecc_centre", torch.zeros(n_areas))  # e_a: the size law's reference eccentricity
+        for name, (shape, mean, sd, _) in self.sites.items():
+            if name == "weights":
+                loc = torch.randn(shape) * 0.01
+            elif name == "bias":
+                loc = bias_init.clone()
+            else:
+                loc = torch.full(shape, float(mean) / self.units.get(name, 1.0))
+            setattr(self, f"{name}_loc", nn.Parameter(loc))
+            setattr(self, f"{name}_scale", PyroParam(torch.full(shape, float(sd)), constraint=_POSITIVE))
+        self.tau = PyroParam(torch.tensor(float(config["weight_prior_scale"])), constraint=constraints.positive)
+        for name in ("tau_gain", "tau_saccadic", "tau_remap"):
+            setattr(self, name, PyroParam(torch.tensor(0.3), constraint=constraints.positive))
+        self.remap_lag = nn.Parameter(torch.tensor(-1.0))  # m: frames from onset
+        self.remap_width = PyroParam(torch.tensor(1.5), constraint=constraints.positive)  # w
+        self.modulator = Modulator(spec.n_behavior, n) if spec.n_behavior > 0 else None
+
+    def posterior(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The mean-field posterior: ``{site: (loc, scale)}``."""
+        return {
+            name: (getattr(self, f"{name}_loc") * self.units.get(name, 1.0), getattr(self, f"{name}_scale"))
+            for name in self.sites
+        }
+
+    @torch.no_grad()
+    def start_at(self, offset: torch.Tensor, coupling: torch.Tensor) -> None:
+        """Set the posterior means of the offsets (neurons, 2) pixels and couplings (neurons,),
+        and the area sites to their areas' means and spreads (the size law's reference
+        eccentricity to the area's mean eccentricity)."""
+        self.offset_loc.copy_(offset / self.pixels)
+        self.coupling_loc.copy_(coupling)
+        if "area_offset" in self.sites:
+            for a in range(len(self.area_names)):
+                mine = offset[self.area_index == a]
+                self.area_offset_loc[a] = mine.mean(0) / self.pixels
+                if len(mine) > 1:
+                    self.offset_sd_unconstrained[a] = mine.std(0).clamp_min(0.5).log()
+                self.ecc_centre[a] = mine.norm(dim=-1).mean()
