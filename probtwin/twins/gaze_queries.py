@@ -93,7 +93,7 @@ class GazeQueries:
         k = self.session_index(session)
         table = test(self.parameter_draws(num_samples, seed, k)["remap"], delta, alpha, 0.9, self.specs[k].neuron_ids)
         r = self.readouts[k]
-        table.attrs.update(remap_lag=float(r.remap_lag), remap_width=float(r.remap_width))
+        table.attrs.update(remap_lag=float(r.remap_lag.detach()), remap_width=float(r.remap_width.detach()))
         return table
 
     def size_eccentricity(self, level: float = 0.9, num_samples: int = 2000, seed: int = 0, session: Any = None):
