@@ -67,15 +67,8 @@ def energy_rf_centres(
             energy, responses = contrast_energy(stimuli, sigma)[:, None], responses[:, None]
         height, width = energy.shape[-2:]
         for lag in range(min(lags, frames)):
-            e = energy[:, : frames - lag].flatten(2).flatten(0, 1).double()  # (n * frames, HW)
-            y = responses[:, lag:].flatten(0, 1).double()
-            acc = sums.setdefault(lag, {"n": 0, "e": 0, "e2": 0, "y": 0, "y2": 0, "ey": 0})
-            acc["n"] += len(e)
-            acc["e"] = acc["e"] + e.sum(0)
-            acc["e2"] = acc["e2"] + (e**2).sum(0)
-            acc["y"] = acc["y"] + y.sum(0)
-            acc["y2"] = acc["y2"] + (y**2).sum(0)
-            acc["ey"] = acc["ey"] + e.T @ y
+            e = energy[:, : frames - lag].flatten(2).flatten(0, 1)  # (n * frames, HW)
+            _accumulate(sums.setdefault(lag, {}), e, responses[:, lag:].flatten(0, 1))
     corr = torch.stack([_correlation(acc) for acc in sums.values()]).flatten(0, 1)  # (lags * HW, neurons)
     best = corr.argmax(dim=0) % (height * width)
     return torch.stack([best % width, best // width], dim=1).float()

@@ -115,9 +115,9 @@ class FreeViewingPopulation:
         scene = np.broadcast_to(self.centre + self.offset, eye.shape)
         return np.where(self.scene_centred[None, None, :, None], scene, eye)
 
-    def drive(self, scenes: np.ndarray, gaze: np.ndarray, chunk: int = 16) -> np.ndarray:
-        """Pooled oriented energy D (trials, frames, neurons), unnormalised."""
-        covariates = saccade_covariates(gaze, self.saccade_threshold)
+    def drive(self, scenes: np.ndarray, gaze: np.ndarray, covariates: dict, chunk: int = 16) -> np.ndarray:
+        """Pooled oriented energy D (trials, frames, neurons), unnormalised; ``covariates`` those
+        of ``gaze`` (:func:`~probtwin.data.saccades.saccade_covariates`)."""
         positions = self.read_positions(gaze, covariates)
         h, w = self.scene_size
         fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
@@ -140,12 +140,12 @@ class FreeViewingPopulation:
         scenes = np.asarray(scenes, dtype=np.float64)
         scenes = scenes[:, 0] if scenes.ndim == 4 else scenes
         gaze = np.asarray(gaze, dtype=np.float64)
-        return self.modulate(self.drive(scenes, gaze), gaze)
+        covariates = saccade_covariates(gaze, self.saccade_threshold)
+        return self.modulate(self.drive(scenes, gaze, covariates), gaze, covariates)
 
-    def modulate(self, drive: np.ndarray, gaze: np.ndarray) -> np.ndarray:
+    def modulate(self, drive: np.ndarray, gaze: np.ndarray, covariates: dict) -> np.ndarray:
         """The mean response (trials, frames, neurons) given the unnormalised ``drive``: its
         normalised square times the gain field and the peri-saccadic suppression."""
-        covariates = saccade_covariates(gaze, self.saccade_threshold)
         h, w = self.scene_size
         field = (gaze - self.centre) / (min(h, w) / 4)  # (T, F, 2)
         gain = np.exp(np.einsum("tfd,nd->tfn", field, self.gain_field))
@@ -293,11 +293,11 @@ def free_viewing(
     scenes = pink_noise_images(n_scenes, (h, w), rng)
     margin = min(h, w) / 4
     gaze = gaze_trace(n_scenes, n_frames, (h, w), rng, margin, fixation_frames)
-    drive = population.drive(scenes, gaze)
-    population.drive_mean = drive.mean(axis=(0, 1))
-    mean_response = population.modulate(drive, gaze)
-    flat, log_likelihood, _ = observe(mean_response.reshape(-1, n_neurons), "poisson", 0, rng)
     covariates = saccade_covariates(gaze, saccade_threshold)
+    drive = population.drive(scenes, gaze, covariates)
+    population.drive_mean = drive.mean(axis=(0, 1))
+    mean_response = population.modulate(drive, gaze, covariates)
+    flat, log_likelihood, _ = observe(mean_response.reshape(-1, n_neurons), "poisson", 0, rng)
     recording = Recording(
         scenes[:, None],
         flat.reshape(n_scenes, n_frames, n_neurons),

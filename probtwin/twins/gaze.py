@@ -59,6 +59,7 @@ from probtwin.twins.gaze_queries import GazeQueries
 from probtwin.twins.gaze_readout import GazeReadout
 from probtwin.twins.image import ImageTwin
 from probtwin.twins.likelihoods import link
+from probtwin.twins.video import per_frame
 
 __all__ = ["GazeTwin"]
 
@@ -216,8 +217,8 @@ class GazeTwin(GazeQueries, ImageTwin):
         """Start each neuron where its training responses follow local contrast energy best:
         at the best eye-centred offset (coupling 0.9) or, where a fixed place in the scene does
         better, there (coupling 0.1)."""
-        reach = int(max(self.specs[0].stimulus_shape[-2:]) // 4)
         for k, rec in enumerate(self.recordings):
+            reach = int(max(self.specs[k].stimulus_shape[-2:]) // 4)
             train = rec.split("train")
             size = max(1, 2**21 // int(np.prod(self.specs[k].stimulus_shape)))
             chunks = np.array_split(np.arange(train.n_trials), -(-train.n_trials // size))
@@ -250,9 +251,7 @@ class GazeTwin(GazeQueries, ImageTwin):
         fixation = self.config["fixation"][k]
         if fixation:  # one frame per trial, at the gaze given or the scene's centre
             n = len(next(v for v in arrays.values() if v is not None))
-            h, w = self.specs[k].stimulus_shape[-2:]
-            centre = np.array([(w - 1) / 2, (h - 1) / 2], np.float32)
-            gaze = np.tile(centre, (n, 1, 1)) if gaze is None else np.asarray(gaze)[:, None]
+            gaze = np.tile(self._centre(k), (n, 1, 1)) if gaze is None else np.asarray(gaze)[:, None]
         if gaze is not None:
             responses = arrays.get("responses")
             self._check_gaze(k, np.asarray(gaze), None if fixation or responses is None else responses)
@@ -266,6 +265,11 @@ class GazeTwin(GazeQueries, ImageTwin):
             batch["saccade_vector"] = self._tensor(covariates["vector"])
             batch["gaze_px"] = self._tensor(gaze)
         return batch
+
+    def _centre(self, k: int) -> np.ndarray:
+        """The scene's centre (x, y) in pixels, (2,)."""
+        h, w = self.specs[k].stimulus_shape[-2:]
+        return np.array([(w - 1) / 2, (h - 1) / 2], np.float32)
 
     def _check_gaze(self, k: int, gaze: np.ndarray, responses: np.ndarray | None) -> None:
         h, w = self.specs[k].stimulus_shape[-2:]
@@ -316,7 +320,7 @@ class GazeTwin(GazeQueries, ImageTwin):
         pyramid = self._features(batch)
         gaze, lag, vector = batch["gaze_px"], batch["lag"], batch["saccade_vector"]  # (T, F, 2), (T, F), (T, F, 2)
         h, w = pyramid.shape[-2:]
-        centre = torch.tensor([(w - 1) / 2, (h - 1) / 2], device=gaze.device)
+        centre = torch.as_tensor(self._centre(k), device=gaze.device)
         profile = torch.exp(-((lag - r.remap_lag) ** 2) / (2 * r.remap_width**2))  # R(u), (T, F)
         # place (D, T, F, N, 2) = c + o + lambda (g - c) + rho R v
         place = (
@@ -341,7 +345,7 @@ class GazeTwin(GazeQueries, ImageTwin):
         log_gain = torch.einsum("tfk,dnk->dtfn", field, s["gain_field"])
         log_gain = log_gain + torch.einsum("tfk,dnk->dtfn", basis, s["saccadic"])
         if r.modulator is not None:
-            behavior = self._per_frame(batch["behavior"], f)
+            behavior = per_frame(batch["behavior"], f)
             log_gain = log_gain + r.modulator.log_gain(behavior.flatten(0, 1)).reshape(t, f, n)
         if self.noise[k].gaussian_space:
             loc = eta + log_gain
@@ -349,10 +353,6 @@ class GazeTwin(GazeQueries, ImageTwin):
             loc = link(eta, self.config["output"], self.likelihood_name) * torch.exp(log_gain)
         loc = loc[..., 0, :] if self.config["fixation"][k] else loc  # one frame per trial: (trials, neurons)
         return loc if drawn else loc[0]
-
-    @staticmethod
-    def _per_frame(values: torch.Tensor, frames: int) -> torch.Tensor:
-        return values if values.dim() == 3 else values[:, None].expand(-1, frames, -1)
 
     def _priors(self, k: int) -> dict:
         """Prior of every site but the offsets and sizes under the area prior (they depend on the

@@ -41,9 +41,17 @@ from probtwin.errors import DataError
 from probtwin.nn.video_core import FactorizedCore3d
 from probtwin.twins.image import ImageTwin
 
-__all__ = ["VideoTwin"]
+__all__ = ["VideoTwin", "per_frame"]
 
 _VIDEO_SETTINGS = ("clip_frames", "burn_in", "input_frames", "hidden_frames", "recurrent")
+
+
+def per_frame(values: torch.Tensor | None, frames: int) -> torch.Tensor | None:
+    """Behaviour or gaze per frame (trials, frames, d): given so, or a per-trial value (trials, d)
+    repeated over ``frames``."""
+    if values is None or values.dim() == 3:
+        return values
+    return values[:, None].expand(-1, frames, -1)
 
 
 class VideoTwin(ImageTwin):
@@ -198,19 +206,12 @@ class VideoTwin(ImageTwin):
         if batch.get("features", (None,))[0] != key:
             x = batch["stimuli"]  # (trials, C, frames, H, W)
             if self.config["behavior_in_core"]:
-                b = self._per_frame(batch["behavior"], x.shape[2])
+                b = per_frame(batch["behavior"], x.shape[2])
                 x = torch.cat([x, b.transpose(1, 2)[..., None, None].expand(-1, -1, -1, *x.shape[-2:])], dim=1)
             frames = getattr(self.core, "frames", None)  # the factorized core gives frames as a batch
             features = frames(x) if frames is not None else self.core(x).transpose(1, 2).flatten(0, 1)
             batch["features"] = (key, features)
         return batch["features"][1]
-
-    @staticmethod
-    def _per_frame(values: torch.Tensor | None, frames: int) -> torch.Tensor | None:
-        """Behaviour or gaze (trials, frames, d), a per-trial value (trials, d) repeated."""
-        if values is None or values.dim() == 3:
-            return values
-        return values[:, None].expand(-1, frames, -1)
 
     def _location(self, batch: dict, position, weights, bias, state_weights=None) -> torch.Tensor:
         """Locations (..., trials, frames, neurons) of the scored frames (after ``burn_in``)."""
@@ -218,7 +219,7 @@ class VideoTwin(ImageTwin):
         self._features(batch)
         view = dict(batch)
         for field in ("behavior", "gaze"):
-            values = self._per_frame(batch.get(field), frames)
+            values = per_frame(batch.get(field), frames)
             view[field] = None if values is None else values.flatten(0, 1)
         loc = super()._location(view, position, weights, bias, state_weights)  # (..., trials * frames, N)
         return loc.unflatten(-2, (trials, frames))[..., batch.get("burn_in", 0) :, :]
