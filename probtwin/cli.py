@@ -175,6 +175,20 @@ def _bench(args: argparse.Namespace) -> int:
             out = prior_comparison(args.neurons or 15, args.images or 200, seed, limit)
         print(json.dumps(out, indent=1))
         return 0
+    if args.what == "fixation":
+        from probtwin.bench.free_viewing import fixation_comparison
+
+        limit = 600.0 if args.time_limit is None else args.time_limit
+        out = [fixation_comparison(session, limit) for session in args.datasets or ["201025"]]
+        print(json.dumps(out, indent=1))
+        return 0
+    if args.what == "perisaccadic":
+        from probtwin.bench.perisaccadic import run_perisaccadic_comparison
+
+        sessions = args.datasets or ["181024"]
+        out = [run_perisaccadic_comparison(session) for session in sessions]
+        print(json.dumps(out, indent=1, default=float))
+        return 0
     if args.what == "report":
         from probtwin.bench.report import run_report
 
@@ -338,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "video-speed",
             "free-viewing",
             "free-viewing-priors",
+            "perisaccadic",
+            "fixation",
         ],
     )
     bench.add_argument("--seeds", type=int, default=5, help="simulations, seeds 0..N-1 (experiments, posterior)")

@@ -138,10 +138,11 @@ def test_nategh_perisaccadic_sessions(shared_data):
     )
     # probe fractions: location of the code at every millisecond, averaged over the bin
     code = mat["stim"][:, 800:1400].astype(int)
-    expected = np.zeros((len(code), 30, 81))
+    expected = np.zeros((len(code), 1, 30, 9, 9))
     t, ms = np.nonzero(code)
-    np.add.at(expected, (t, ms // 20, code[t, ms] - 1), 1 / 20)
+    np.add.at(expected, (t, 0, ms // 20, (code[t, ms] - 1) % 9, (code[t, ms] - 1) // 9), 1 / 20)  # MATLAB ind2sub
     np.testing.assert_allclose(np.asarray(one.stimuli), expected, atol=1e-6)
+    np.testing.assert_array_equal(one.trial_info["saccade_onset"], 10.0)  # 200 ms into the window, 20 ms bins
     with pytest.raises(pt.DataError, match="window_ms"):
         pt.datasets.nategh_perisaccadic("181024", root=shared_data, bin_ms=7)
     with pytest.raises(pt.DataError, match="session"):

@@ -25,7 +25,7 @@ from probtwin.simulate.free_viewing import free_viewing
 from probtwin.twins.gaze import GazeTwin
 from probtwin.twins.image import ImageTwin
 
-__all__ = ["prior_comparison", "run_free_viewing_comparison", "scenes_per_frame", "truth_checks"]
+__all__ = ["fixation_comparison", "prior_comparison", "run_free_viewing_comparison", "scenes_per_frame", "truth_checks"]
 
 
 def scenes_per_frame(rec: Recording) -> Recording:
@@ -180,4 +180,29 @@ def prior_comparison(neurons_per_area: int = 15, n_scenes: int = 200, seed: int 
         out[f"{side}_offset_error_aligned_px"] = float(np.median(np.linalg.norm(error - np.median(error, 0), axis=1)))
         out[f"{side}_size_log_error"] = float(np.median(np.abs(np.log(d["size"].mean(0)) - np.log(t["size"]))))
         out[f"{side}_bits"] = twin.evaluate(sim.recording, "test")["log_likelihood_bits"]
+    return out
+
+
+def fixation_comparison(session: str = "201025", time_limit: float = 600.0, root=None) -> dict:
+    """The fixation special case on real data: ``GazeTwin`` and ``ImageTwin``, each with its
+    defaults and ``time_limit`` seconds, on a Cowley V4 session (one response per image, the eye
+    at the image's centre), scored on its test images.
+
+    Returns
+    -------
+    dict
+        Per side (``gaze_twin``, ``image_twin``): ``<side>_correlation`` (single-trial
+        correlation, mean over neurons), ``<side>_bits`` (held-out log-likelihood, bits per
+        neuron and trial), ``<side>_epochs``, ``<side>_seconds``.
+    """
+    import probtwin as pt
+
+    rec = pt.datasets.cowley_v4(session, root=root)
+    out: dict = {"session": session}
+    for side, cls in (("gaze_twin", GazeTwin), ("image_twin", ImageTwin)):
+        twin, epochs, seconds = _fit(cls(rec), time_limit)
+        scores = twin.evaluate(rec, "test")
+        out[f"{side}_correlation"] = scores["single_trial_correlation"]
+        out[f"{side}_bits"] = scores["log_likelihood_bits"]
+        out[f"{side}_epochs"], out[f"{side}_seconds"] = epochs, seconds
     return out

@@ -52,12 +52,14 @@ def _load_session(files: list[Path], bin_ms: int, window_ms: tuple[int, int]) ->
         raise DataError("stim", f"probe codes 0..{n_loc}", f"range {code.min()}..{code.max()}")
     t, ms = np.nonzero(code)
     flat = (t * n_frames + ms // bin_ms) * n_loc + code[t, ms] - 1
-    probe = np.bincount(flat, minlength=n_trials * n_frames * n_loc).reshape(n_trials, n_frames, n_loc)
+    probe = np.bincount(flat, minlength=n_trials * n_frames * n_loc).reshape(n_trials, n_frames, *PROBE_GRID)
+    maps = probe.transpose(0, 1, 3, 2)[:, None] / bin_ms  # location k at row k % 9, column k // 9
+    onset = np.full(n_trials, -window_ms[0] / bin_ms)  # the saccade's onset, in frames from the window's start
     return Recording(
-        (probe / bin_ms).astype(np.float32),
+        maps.astype(np.float32),
         _bin(spikes, bin_ms),
         neuron_ids=np.array([f.stem for f in files]),
-        trial_info={"condition": cond},
+        trial_info={"condition": cond, "saccade_onset": onset},
         name=f"nategh_perisaccadic_{files[0].stem[:6]}",
     )
 
@@ -86,10 +88,12 @@ def nategh_perisaccadic(
     Returns
     -------
     Recording or list of Recording
-        A time series: stimuli the fraction of each bin in which the probe was at each of the
-        81 grid locations (trials, frames, 81), location ``k`` at row ``k % 9`` and column
-        ``k // 9``; responses spike counts (trials, frames, units); ``trial_info["condition"]``;
-        split by trial (each trial's probe sequence is its own stimulus), 80/10/10.
+        Stimuli are probe maps, a video (trials, 1, frames, 9, 9): the fraction of each bin in
+        which the probe was at each grid location (row, column), probe code ``k + 1`` at row
+        ``k % 9`` and column ``k // 9``; responses spike counts (trials, frames, units);
+        ``trial_info["condition"]`` and ``trial_info["saccade_onset"]`` (the frame at which the
+        saccade starts, from the window's start: ``-window_ms[0] / bin_ms``); split by trial
+        (each trial's probe sequence is its own stimulus), 80/10/10.
     """
     if int(bin_ms) != bin_ms or bin_ms < 1:
         raise DataError("bin_ms", "a positive integer", repr(bin_ms))

@@ -16,25 +16,32 @@ import math
 import torch
 from torch.nn import functional as F
 
-__all__ = ["bumps", "pooling_pyramid", "read_pooled"]
+__all__ = ["bumps", "causal_filter", "lag_basis", "pooling_pyramid", "read_gaussian", "read_pooled"]
+
+
+def _blur_matrices(n: int, sizes: torch.Tensor) -> torch.Tensor:
+    """(levels, n, n) matrices of a Gaussian blur along one axis of n pixels, zero outside: the
+    sampled Gaussian of each sd, normalised over the whole integer line."""
+    d = torch.arange(n, dtype=sizes.dtype, device=sizes.device)
+    reach = int(math.ceil(6 * float(sizes.max()))) + n
+    k = torch.arange(-reach, reach + 1, dtype=sizes.dtype, device=sizes.device)
+    norm = torch.exp(-(k**2) / (2 * sizes[:, None] ** 2)).sum(-1)  # (levels,)
+    return torch.exp(-((d[:, None] - d[None, :]) ** 2) / (2 * sizes[:, None, None] ** 2)) / norm[:, None, None]
 
 
 def pooling_pyramid(features: torch.Tensor, levels: int, min_size: float) -> torch.Tensor:
     """Feature maps blurred by Gaussians of sd ``min_size * 2**l`` pixels, l = 0..levels-1
-    (zero outside the map: the blur runs on a map padded with zeros to twice its size).
+    (zero outside the map), separably: one matrix product per axis and level.
 
     Shapes
     ------
     features (batch, C, H, W) -> (batch, C, levels, H, W)
     """
     h, w = features.shape[-2:]
-    spectrum = torch.fft.rfft2(features, s=(2 * h, 2 * w))  # (batch, C, 2H, W + 1)
-    fy = torch.fft.fftfreq(2 * h, device=features.device)[:, None]
-    fx = torch.fft.rfftfreq(2 * w, device=features.device)[None, :]
     sizes = min_size * 2.0 ** torch.arange(levels, device=features.device, dtype=features.dtype)
-    transfer = torch.exp(-2 * math.pi**2 * sizes[:, None, None] ** 2 * (fx**2 + fy**2))  # (levels, 2H, W + 1)
-    blurred = torch.fft.irfft2(spectrum[:, :, None] * transfer, s=(2 * h, 2 * w))
-    return blurred[..., :h, :w]
+    rows, cols = _blur_matrices(h, sizes), _blur_matrices(w, sizes)  # (levels, H, H), (levels, W, W)
+    across = torch.einsum("bchw,lvw->bclhv", features, cols)
+    return torch.einsum("lyh,bclhv->bclyv", rows, across)
 
 
 def read_pooled(
@@ -66,7 +73,67 @@ def read_pooled(
     return out[..., 0, 0]
 
 
+def read_gaussian(
+    features: torch.Tensor, positions: torch.Tensor, log2_size: torch.Tensor, min_size: float, levels: int
+) -> torch.Tensor:
+    """Each map pooled by a Gaussian at each position and size, directly (no pyramid): the same
+    pooling as :func:`read_pooled` on the pyramid of ``levels`` levels from ``min_size`` (sizes
+    beyond it clamped to its first or last level), cheaper where each map is read at fewer
+    places than the pyramid costs (a map per frame, a few neurons).
+
+    Parameters
+    ----------
+    features : torch.Tensor, shape (batch, C, H, W)
+    positions : torch.Tensor, shape (batch, P, 2)
+        (x, y) in pixels.
+    log2_size : torch.Tensor, shape (batch, P)
+    min_size : float
+    levels : int
+
+    Returns
+    -------
+    torch.Tensor, shape (batch, C, P)
+    """
+    h, w = features.shape[-2:]
+    low = math.log2(min_size)
+    size = 2.0 ** log2_size.clamp(low, low + levels - 1)  # (batch, P)
+    reach = int(math.ceil(6 * min_size * 2 ** (levels - 1))) + max(h, w)
+    k = torch.arange(-reach, reach + 1, dtype=size.dtype, device=size.device)
+    norm = torch.exp(-(k**2) / (2 * size[..., None] ** 2)).sum(-1)  # (batch, P): the sampled Gaussian's sum
+
+    def along(n: int, x: torch.Tensor) -> torch.Tensor:  # (batch, P, n)
+        d = torch.arange(n, dtype=x.dtype, device=x.device) - x[..., None]
+        return torch.exp(-(d**2) / (2 * size[..., None] ** 2)) / norm[..., None]
+
+    across = torch.einsum("bchw,bpw->bchp", features, along(w, positions[..., 0]))
+    return torch.einsum("bchp,bph->bcp", across, along(h, positions[..., 1]))
+
+
 def bumps(x: torch.Tensor, centres: torch.Tensor, width: float) -> torch.Tensor:
     """Gaussian bumps ``exp(-(x - c_k)^2 / (2 width^2))`` of ``x`` (any shape) -> (..., K); 0 at
     infinite ``x`` (no saccade)."""
     return torch.exp(-((x[..., None] - centres) ** 2) / (2 * width**2))
+
+
+def lag_basis(lags: int, n_basis: int) -> torch.Tensor:
+    """Gaussian bumps over the lags 0 .. ``lags - 1`` frames, centres evenly spaced from 0 to
+    ``lags - 1``, width 0.75 of their spacing (one bump: centred at 0, width 0.75 ``lags``).
+
+    Returns
+    -------
+    torch.Tensor, shape (n_basis, lags)
+    """
+    spacing = (lags - 1) / (n_basis - 1) if n_basis > 1 else float(lags)
+    centres = torch.linspace(0, lags - 1, n_basis) if n_basis > 1 else torch.zeros(1)
+    return bumps(torch.arange(lags, dtype=torch.float32), centres, max(0.75 * spacing, 0.5)).T
+
+
+def causal_filter(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Each series filtered causally over its last axis: ``out_f = sum_l kernel_l x_{f-l}``.
+
+    Shapes
+    ------
+    x (S, G, F), kernel (G, L) -> (S, G, F): S series of G groups, each group its own kernel
+    """
+    lags = kernel.shape[-1]
+    return F.conv1d(F.pad(x, (lags - 1, 0)), kernel.flip(-1)[:, None], groups=kernel.shape[0])

@@ -36,6 +36,19 @@ Normal posterior. With ``area_prior=False`` the offsets and sizes have fixed bro
 (Normal(0, 8^2 I) and Normal(log 2, 1)) and no area sites: each neuron on its own.
 
 Areas come from ``Recording.neuron_area`` (one area when it is not given).
+
+Scenes that change with the frames (videos (trials, C, frames, H, W), e.g. probes flashed on a
+grid) run the core once per frame, and each neuron sums its reads over the lags of a causal
+temporal kernel ``k_i(l) = sum_b kappa_ib phi_b(l)`` (``phi_b`` Gaussian bumps over
+``temporal_lags`` frames, kappa_i ~ Normal(0, tau_k^2 I) a site):
+
+    drive           eta_itf = sum_l k_i(l) w_i . P_{r_i}(F_{t,f-l})[p_{i,t,f-l}] + beta_i
+
+Without a gaze trace but with the frame of each trial's saccade onset
+(``trial_info["saccade_onset"]``, the same for every trial; probes around a saccade to a fixed
+target), the eye is at the scene's centre before the onset and at ``c + v`` after it, the
+saccade vector v ~ Normal(0, (size / 2)^2 I) a site of the session; the peri-saccadic bumps and
+R(u) then run over the signed frames from the onset, u < 0 before it.
 """
 
 from __future__ import annotations
@@ -43,18 +56,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
 
-from probtwin.data.batching import batch_arrays
 from probtwin.data.recording import Recording
-from probtwin.data.saccades import saccade_covariates
 from probtwin.errors import DataError
-from probtwin.nn.energy import gaze_energy_centres
-from probtwin.nn.gaze import bumps, pooling_pyramid, read_pooled
+from probtwin.nn.gaze import bumps, causal_filter, lag_basis, pooling_pyramid, read_gaussian, read_pooled
+from probtwin.twins.gaze_data import GazeData, areas_of
 from probtwin.twins.gaze_queries import GazeQueries
 from probtwin.twins.gaze_readout import GazeReadout
 from probtwin.twins.image import ImageTwin
@@ -64,25 +74,9 @@ from probtwin.twins.video import per_frame
 __all__ = ["GazeTwin"]
 
 _NU = 4.0  # degrees of freedom of the area laws' Student-t spread (a mislocated neuron does not bend a law)
-_NO_SACCADE = 1e3  # frames: the lag of a frame with no saccade in its trial (every bump is 0 there)
 
 
-def _areas(rec: Recording) -> np.ndarray:
-    """Each neuron's area label; one area "all" without labels; a DataError where some are missing."""
-    if rec.neuron_area is None:
-        return np.full(rec.n_neurons, "all")
-    labels = np.asarray(rec.neuron_area).astype(str)
-    missing = np.flatnonzero(np.isin(np.char.strip(np.char.lower(labels)), ["", "nan", "none"]))
-    if len(missing):
-        raise DataError(
-            f"neuron_area of {rec.name!r}",
-            "an area label for every neuron (or none at all: one area)",
-            f"no label for {len(missing)} of {rec.n_neurons} neurons, e.g. neurons {missing[:5].tolist()}",
-        )
-    return labels
-
-
-class GazeTwin(GazeQueries, ImageTwin):
+class GazeTwin(GazeQueries, GazeData, ImageTwin):
     """A probabilistic twin of a population's responses under free viewing.
 
     Parameters
@@ -106,12 +100,18 @@ class GazeTwin(GazeQueries, ImageTwin):
         Initial pooling size (pixels): wide, so that every neuron starts with a gradient.
     saccade_threshold : float
         Pixels per frame that count as a saccade (:func:`probtwin.data.saccades.saccade_covariates`).
-    saccade_basis, basis_spacing : int, float
-        Bumps of the peri-saccadic gain: centres 0, spacing, ... frames after onset, width
-        ``basis_spacing * 0.75``.
-    neuron_area, fixation : list, optional
+    saccade_basis, basis_spacing, basis_start : int, float, float, optional
+        Bumps of the peri-saccadic gain: centres ``basis_start + k * basis_spacing`` frames from
+        onset, k < ``saccade_basis``, width ``basis_spacing * 0.75``. Defaults: 4 bumps from 0
+        every 2 frames with gaze traces; 10 from -12 every 4 frames with a saccade onset and no
+        trace (-120 to +240 ms in 10 ms bins).
+    temporal_lags, temporal_basis : int
+        Scenes per frame: the temporal kernel's length in frames (lags 0 .. ``temporal_lags - 1``)
+        and its number of bumps.
+    neuron_area, fixation, saccade_onset : list, optional
         Set by the twin from its recordings (each session's area labels; whether it is a
-        fixation), kept so that a saved twin is rebuilt without its data.
+        fixation; the frame of the saccade's onset where there is no gaze trace), kept so that
+        a saved twin is rebuilt without its data.
     **settings
         The other settings of :class:`~probtwin.twins.image.ImageTwin` (weight prior, output
         nonlinearity, laplace weight, posterior, seed, ...).
@@ -139,10 +139,14 @@ class GazeTwin(GazeQueries, ImageTwin):
         min_pooling: float = 0.5,
         init_size: float = 4.0,
         saccade_threshold: float = 2.0,
-        saccade_basis: int = 4,
-        basis_spacing: float = 2.0,
+        saccade_basis: int | None = None,
+        basis_spacing: float | None = None,
+        basis_start: float | None = None,
+        temporal_lags: int = 20,
+        temporal_basis: int = 5,
         neuron_area: list[list[str]] | None = None,
         fixation: list[bool] | None = None,
+        saccade_onset: list[float | None] | None = None,
         **settings: Any,
     ) -> None:
         if noise not in ("independent", "flow", "zero_inflated_flow"):
@@ -153,7 +157,9 @@ class GazeTwin(GazeQueries, ImageTwin):
         settings.update(shifter=False, behavior_in_core=False)
         recs = [recordings] if isinstance(recordings, Recording) else list(recordings or [])
         if neuron_area is None:
-            neuron_area = [_areas(r).tolist() for r in recs if isinstance(r, Recording)]
+            neuron_area = [areas_of(r).tolist() for r in recs if isinstance(r, Recording)]
+        if int(temporal_lags) < 1 or int(temporal_basis) < 1:
+            raise DataError("temporal_lags, temporal_basis", "positive integers", f"{temporal_lags}, {temporal_basis}")
         if not 1 <= pooling_levels <= 12 or min_pooling <= 0:
             raise DataError(
                 "pooling_levels, min_pooling", "1 to 12 levels from a positive size", f"{pooling_levels}, {min_pooling}"
@@ -164,10 +170,14 @@ class GazeTwin(GazeQueries, ImageTwin):
             "min_pooling": float(min_pooling),
             "init_size": float(init_size),
             "saccade_threshold": float(saccade_threshold),
-            "saccade_basis": int(saccade_basis),
-            "basis_spacing": float(basis_spacing),
+            "saccade_basis": saccade_basis,
+            "basis_spacing": basis_spacing,
+            "basis_start": basis_start,
+            "temporal_lags": int(temporal_lags),
+            "temporal_basis": int(temporal_basis),
             "neuron_area": neuron_area,
             "fixation": fixation,
+            "saccade_onset": saccade_onset,
         }
         super().__init__(
             recordings,
@@ -182,23 +192,6 @@ class GazeTwin(GazeQueries, ImageTwin):
 
     # ------------------------------------------------------------------ building
 
-    def _check_specs(self) -> None:
-        for spec in self.specs:
-            if len(spec.stimulus_shape) != 3:
-                expected = "scenes (trials, channels, height, width) with responses (trials, frames, neurons)"
-                raise DataError(f"stimuli of {spec.name!r}", expected, f"trials of shape {tuple(spec.stimulus_shape)}")
-        if self.recordings:
-            self._gaze["fixation"] = [rec.n_frames is None for rec in self.recordings]
-        for k, rec in enumerate(self.recordings):
-            if self._gaze["fixation"][k]:  # one response per trial: a fixation, at the gaze given or the centre
-                if rec.gaze is not None:
-                    self._check_gaze(k, np.asarray(rec.gaze)[:, None], None)
-                continue
-            if rec.gaze is None or rec.gaze.ndim != 3:
-                found = "None" if rec.gaze is None else f"shape {rec.gaze.shape}"
-                raise DataError(f"gaze of {rec.name!r}", "the gaze trace over each scene (trials, frames, 2)", found)
-            self._check_gaze(k, np.asarray(rec.gaze), None)
-
     @property
     def _condition_ndim(self) -> int:  # a query's gaze: a trace (frames, 2) per scene; fixation: (2,)
         return 2 if all(self.config.get("fixation", [False])) else 3
@@ -208,32 +201,15 @@ class GazeTwin(GazeQueries, ImageTwin):
         areas = self.config["neuron_area"]
         if len(areas) != len(self.specs) or any(len(a) != s.n_neurons for a, s in zip(areas, self.specs, strict=False)):
             raise DataError("neuron_area", "one area label per neuron of every session", f"{[len(a) for a in areas]}")
+        onset = self.config["saccade_onset"] or [None] * len(self.specs)
         return nn.ModuleList(
-            GazeReadout(spec, areas[k], channels, self.config, self._bias_init(k)) for k, spec in enumerate(self.specs)
+            GazeReadout(spec, areas[k], channels, self.config, self._bias_init(k), self._per_frame_scenes, onset[k])
+            for k, spec in enumerate(self.specs)
         )
 
-    @torch.no_grad()
-    def _init_positions(self) -> None:
-        """Start each neuron where its training responses follow local contrast energy best:
-        at the best eye-centred offset (coupling 0.9) or, where a fixed place in the scene does
-        better, there (coupling 0.1)."""
-        for k, rec in enumerate(self.recordings):
-            reach = int(max(self.specs[k].stimulus_shape[-2:]) // 4)
-            train = rec.split("train")
-            size = max(1, 2**21 // int(np.prod(self.specs[k].stimulus_shape)))
-            chunks = np.array_split(np.arange(train.n_trials), -(-train.n_trials // size))
-
-            def batches(chunks=chunks, train=train, k=k):
-                for i in chunks:
-                    a = batch_arrays(train, i)
-                    b = self._batch(k, a)
-                    y = b["responses"]
-                    yield b["stimuli"], b["gaze_px"], y[:, None] if y.dim() == 2 else y
-
-            best = gaze_energy_centres(batches(), reach)
-            scene = best["place_correlation"] > best["offset_correlation"]
-            offset = torch.where(scene[:, None], best["place"], best["offset"])
-            self.readouts[k].start_at(offset, torch.where(scene, 0.1, 0.9))
+    @property
+    def _per_frame_scenes(self) -> bool:
+        return len(self.specs[0].stimulus_shape) == 4
 
     def _variational_parameters(self) -> set[str]:
         own = (name for name, _ in self.named_parameters() if name.startswith("readouts."))
@@ -243,71 +219,21 @@ class GazeTwin(GazeQueries, ImageTwin):
         frames = max((r.n_frames or 1) for r in self.recordings) if self.recordings else 100
         return self.config["hidden_channels"] * frames
 
-    # ------------------------------------------------------------------ data
-
-    def _batch(self, k: int, arrays: dict, index=None, n_total=None) -> dict:
-        arrays = dict(arrays)
-        gaze = arrays.pop("gaze", None)  # used in pixels, not standardised
-        fixation = self.config["fixation"][k]
-        if fixation:  # one frame per trial, at the gaze given or the scene's centre
-            n = len(next(v for v in arrays.values() if v is not None))
-            gaze = np.tile(self._centre(k), (n, 1, 1)) if gaze is None else np.asarray(gaze)[:, None]
-        if gaze is not None:
-            responses = arrays.get("responses")
-            self._check_gaze(k, np.asarray(gaze), None if fixation or responses is None else responses)
-        batch = super()._batch(k, arrays, index, n_total)
-        batch["per_frame"] = not fixation
-        if gaze is not None:
-            covariates = saccade_covariates(gaze, self.config["saccade_threshold"])
-            for key in ("lag", "since_onset"):
-                values = np.where(np.isfinite(covariates[key]), covariates[key], _NO_SACCADE)
-                batch[key] = self._tensor(values)
-            batch["saccade_vector"] = self._tensor(covariates["vector"])
-            batch["gaze_px"] = self._tensor(gaze)
-        return batch
-
-    def _centre(self, k: int) -> np.ndarray:
-        """The scene's centre (x, y) in pixels, (2,)."""
-        h, w = self.specs[k].stimulus_shape[-2:]
-        return np.array([(w - 1) / 2, (h - 1) / 2], np.float32)
-
-    def _check_gaze(self, k: int, gaze: np.ndarray, responses: np.ndarray | None) -> None:
-        h, w = self.specs[k].stimulus_shape[-2:]
-        if gaze.ndim != 3 or gaze.shape[-1] != 2:
-            raise DataError("gaze", "gaze per frame (trials, frames, 2) in scene pixels", f"shape {gaze.shape}")
-        if responses is not None and responses.shape[1] != gaze.shape[1]:
-            raise DataError("gaze", f"{responses.shape[1]} frames like the responses", f"{gaze.shape[1]} frames")
-        outside = (gaze[..., 0] < 0) | (gaze[..., 0] > w - 1) | (gaze[..., 1] < 0) | (gaze[..., 1] > h - 1)
-        if outside.any():
-            t, f = np.argwhere(outside)[0]
-            raise DataError(
-                "gaze",
-                f"eye positions inside the scene: x in [0, {w - 1}], y in [0, {h - 1}] pixels",
-                f"{int(outside.sum())} frames outside, e.g. trial {t} frame {f} at {gaze[t, f].tolist()}",
-            )
-
-    def _inputs(self, x: Recording | np.ndarray, session: Any, behavior: Any = None, gaze: Any = None):
-        k, stimuli, behavior, gaze = super()._inputs(x, session, behavior, gaze)
-        if gaze is None and not self.config["fixation"][k]:
-            raise DataError("gaze", "the gaze trace over each scene (trials, frames, 2), scene pixels", "None")
-        return k, stimuli, behavior, gaze
-
-    def _check_stimulus_shape(self, k: int, shape: tuple[int, ...]) -> None:
-        expected = tuple(self.specs[k].stimulus_shape)
-        if tuple(shape) != expected:
-            raise DataError(
-                "stimuli", f"scenes of shape (n, {', '.join(map(str, expected))})", f"trials of shape {shape}"
-            )
-
     # ------------------------------------------------------------------ the generative story
 
     def _features(self, batch: dict) -> torch.Tensor:
-        """The pooling pyramid of the scene's features (trials, C, levels, H, W), once per batch."""
+        """The pooling pyramid of the scene's features (trials, C, levels, H, W), once per batch;
+        scenes per frame: their features (trials * frames, C, H, W), read directly."""
         key = id(next(self.core.parameters(), None))
         if batch.get("features", (None,))[0] != key:
             c = self.config
-            features = self.core(batch["stimuli"]).contiguous()
-            batch["features"] = (key, pooling_pyramid(features, c["pooling_levels"], c["min_pooling"]))
+            stimuli = batch["stimuli"]
+            if stimuli.dim() == 5:  # (T, C, F, H, W) -> (T * F, C, H, W)
+                stimuli = stimuli.transpose(1, 2).flatten(0, 1)
+            features = self.core(stimuli).contiguous()
+            if stimuli is batch["stimuli"]:
+                features = pooling_pyramid(features, c["pooling_levels"], c["min_pooling"])
+            batch["features"] = (key, features)
         return batch["features"][1]
 
     def _location(self, batch: dict, **sites: torch.Tensor) -> torch.Tensor:
@@ -318,31 +244,55 @@ class GazeTwin(GazeQueries, ImageTwin):
         drawn = sites["weights"].dim() == 3
         s = {name: (v if drawn else v[None]) for name, v in sites.items()}  # (D, N, ...)
         pyramid = self._features(batch)
-        gaze, lag, vector = batch["gaze_px"], batch["lag"], batch["saccade_vector"]  # (T, F, 2), (T, F), (T, F, 2)
+        lag = batch["lag"]  # (T, F)
+        t, f = lag.shape
         h, w = pyramid.shape[-2:]
-        centre = torch.as_tensor(self._centre(k), device=gaze.device)
+        centre = torch.as_tensor(self._centre(k), device=lag.device)
+        if "after_onset" in batch:  # no gaze trace: at the centre, then at centre + v (v a site)
+            v = s["saccade"].reshape(-1, 1, 1, 2)  # (D, 1, 1, 2)
+            gaze = centre + batch["after_onset"][None, ..., None] * v  # (D, T, F, 2)
+            vector = v.expand_as(gaze)
+        else:
+            gaze, vector = batch["gaze_px"][None], batch["saccade_vector"][None]  # (1, T, F, 2)
         profile = torch.exp(-((lag - r.remap_lag) ** 2) / (2 * r.remap_width**2))  # R(u), (T, F)
         # place (D, T, F, N, 2) = c + o + lambda (g - c) + rho R v
         place = (
             centre
             + s["offset"][:, None, None]
-            + s["coupling"][:, None, None, :, None] * (gaze - centre)[None, :, :, None]
-            + s["remap"][:, None, None, :, None] * (profile[..., None] * vector)[None, :, :, None]
+            + s["coupling"][:, None, None, :, None] * (gaze - centre)[:, :, :, None]
+            + s["remap"][:, None, None, :, None] * (profile[..., None] * vector)[:, :, :, None]
         )
-        d, t, f, n = place.shape[:4]
+        d, n = place.shape[0], place.shape[3]
         log2_size = (s["log_size"] / math.log(2))[:, None, None].expand(d, t, f, n)
-        feats = read_pooled(
-            pyramid,
-            place.transpose(0, 1).reshape(t, -1, 2),
-            log2_size.transpose(0, 1).reshape(t, -1),
-            self.config["min_pooling"],
-        ).reshape(t, -1, d, f, n)  # (T, C, D, F, N)
-        eta = torch.einsum("tcdfn,dnc->dtfn", feats, s["weights"]) + s["bias"][:, None, None]
-        field = (gaze - centre) / (min(h, w) / 4)
-        spacing = self.config["basis_spacing"]
-        centres = spacing * torch.arange(self.config["saccade_basis"], device=gaze.device, dtype=gaze.dtype)
-        basis = bumps(batch["since_onset"], centres, 0.75 * spacing)  # (T, F, K)
-        log_gain = torch.einsum("tfk,dnk->dtfn", field, s["gain_field"])
+        if self._per_frame_scenes:  # each frame's own map, read directly at (D * N) places
+            feats = (
+                read_gaussian(
+                    pyramid,
+                    place.permute(1, 2, 0, 3, 4).reshape(t * f, d * n, 2),
+                    log2_size.permute(1, 2, 0, 3).reshape(t * f, d * n),
+                    self.config["min_pooling"],
+                    self.config["pooling_levels"],
+                )
+                .reshape(t, f, -1, d, n)
+                .permute(0, 2, 3, 1, 4)
+            )  # (T, C, D, F, N)
+            drive = torch.einsum("tcdfn,dnc->tdnf", feats, s["weights"]).reshape(t, d * n, f)
+            drive = causal_filter(drive, self._temporal_kernel(s).reshape(d * n, -1)).reshape(t, d, n, f)
+            eta = drive.permute(1, 0, 3, 2) + s["bias"][:, None, None]
+        else:
+            feats = read_pooled(
+                pyramid,
+                place.transpose(0, 1).reshape(t, -1, 2),
+                log2_size.transpose(0, 1).reshape(t, -1),
+                self.config["min_pooling"],
+            ).reshape(t, -1, d, f, n)  # (T, C, D, F, N)
+            eta = torch.einsum("tcdfn,dnc->dtfn", feats, s["weights"]) + s["bias"][:, None, None]
+        gaze = gaze.expand(d, t, f, 2)
+        field = (gaze - centre) / (min(h, w) / 4)  # (D, T, F, 2)
+        c = self.config
+        centres = c["basis_start"] + c["basis_spacing"] * torch.arange(c["saccade_basis"], device=gaze.device)
+        basis = bumps(batch["since_onset"], centres.to(gaze.dtype), 0.75 * c["basis_spacing"])  # (T, F, K)
+        log_gain = torch.einsum("dtfk,dnk->dtfn", field, s["gain_field"])
         log_gain = log_gain + torch.einsum("tfk,dnk->dtfn", basis, s["saccadic"])
         if r.modulator is not None:
             behavior = per_frame(batch["behavior"], f)
@@ -353,6 +303,12 @@ class GazeTwin(GazeQueries, ImageTwin):
             loc = link(eta, self.config["output"], self.likelihood_name) * torch.exp(log_gain)
         loc = loc[..., 0, :] if self.config["fixation"][k] else loc  # one frame per trial: (trials, neurons)
         return loc if drawn else loc[0]
+
+    def _temporal_kernel(self, sites: dict) -> torch.Tensor:
+        """Each neuron's temporal kernel k_i(l) = sum_b kappa_ib phi_b(l), (D, N, lags); the bumps
+        phi scaled so that kappa = 1 sums to 1 over the lags."""
+        phi = lag_basis(self.config["temporal_lags"], self.config["temporal_basis"]).to(sites["temporal"])
+        return sites["temporal"] @ phi / phi.sum()
 
     def _priors(self, k: int) -> dict:
         """Prior of every site but the offsets and sizes under the area prior (they depend on the
@@ -367,6 +323,8 @@ class GazeTwin(GazeQueries, ImageTwin):
             "saccadic": dist.Normal(0.0, r.tau_saccadic).expand([n, r.saccadic_loc.shape[1]]).to_event(1),
             "remap": dist.Normal(0.0, r.tau_remap).expand([n]),
         }
+        if "temporal" in r.sites:
+            out["temporal"] = dist.Normal(0.0, r.tau_temporal).expand(list(r.temporal_loc.shape)).to_event(1)
         if not self.config["area_prior"]:
             out["offset"] = dist.Normal(torch.zeros_like(r.offset_loc), 8.0).to_event(1)
             out["log_size"] = dist.Normal(torch.full_like(r.log_size_loc, math.log(2.0)), 1.0)
@@ -378,6 +336,9 @@ class GazeTwin(GazeQueries, ImageTwin):
         n = r.weights_loc.shape[0]
         pyro.factor("core_prior", self._core_log_prior(batch))
         values = {}
+        if "saccade" in r.sites:  # no gaze trace: the saccade's vector, one per session
+            prior = dist.Normal(torch.zeros_like(r.saccade_loc), r.pixels).to_event(1)
+            values["saccade"] = pyro.sample(f"saccade_{k}", prior)
         if self.config["area_prior"]:
             a = len(r.area_names)
             with pyro.plate(f"areas_{k}", a, dim=-1):
@@ -402,13 +363,16 @@ class GazeTwin(GazeQueries, ImageTwin):
         k = batch["session"]
         r = self.readouts[k]
         post = r.posterior()
+        for name, (loc, scale) in post.items():  # the session's own sites
+            if r.plate(name) is None:
+                pyro.sample(f"{name}_{k}", dist.Normal(loc, scale).to_event(r.sites[name][3]))
         plates = {"areas": len(r.area_names), "neurons": r.weights_loc.shape[0]}
         for plate, size in plates.items():
             with pyro.plate(f"{plate}_{k}", size, dim=-1):
                 for name, (loc, scale) in post.items():
-                    if name.startswith("area_") == (plate == "areas"):
+                    if r.plate(name) == plate:
                         pyro.sample(f"{name}_{k}", dist.Normal(loc, scale).to_event(r.sites[name][3]))
-        means = {name: loc for name, (loc, _) in post.items() if not name.startswith("area_")}
+        means = {name: loc for name, (loc, _) in post.items() if r.plate(name) != "areas"}
         self.noise[k].guide(f"responses_{k}", batch, lambda: self._location(batch, **means))
 
     site_dims = {
@@ -416,6 +380,8 @@ class GazeTwin(GazeQueries, ImageTwin):
         "weights": ("neuron", "channel"),
         "gain_field": ("neuron", "xy"),
         "saccadic": ("neuron", "basis"),
+        "temporal": ("neuron", "temporal_basis"),
+        "saccade": ("xy",),
         "area_offset": ("area", "xy"),
         "area_alpha": ("area",),
         "area_beta": ("area",),

@@ -31,7 +31,9 @@ class GazeQueries:
         dict of str to numpy.ndarray
             ``offset`` (draws, neurons, 2) pixels, ``size`` (draws, neurons) pixels (``exp`` of
             ``log_size``), ``coupling``, ``remap``, ``gain_field`` (draws, neurons, 2),
-            ``saccadic`` (draws, neurons, basis), ``weights``, ``bias``; with the area prior
+            ``saccadic`` (draws, neurons, basis), ``weights``, ``bias``; scenes per frame
+            ``temporal`` (draws, neurons, basis); a saccade onset without gaze ``saccade``
+            (draws, 2) pixels; with the area prior
             ``area_offset`` (draws, areas, 2), ``area_alpha``, ``area_beta`` (draws, areas).
         """
         k = self.session_index(session)
@@ -40,9 +42,71 @@ class GazeQueries:
         out = {}
         for name in self.readouts[k].sites:
             parts = [t.nodes[f"{name}_{k}"]["value"] for t in traces if t is not None]
-            out[name] = torch.cat(parts).cpu().numpy()
+            out[name] = torch.cat(parts).reshape(-1, *self.readouts[k].sites[name][0]).cpu().numpy()
         out["size"] = np.exp(out["log_size"])
         return out
+
+    def probe_sensitivity(
+        self,
+        times: Any,
+        window: int | None = None,
+        amplitude: float = 1.0,
+        level: float = 0.9,
+        num_samples: int = 50,
+        seed: int = 0,
+        session: Any = None,
+    ) -> dict[str, np.ndarray]:
+        """The receptive field at each time of a trial, probed in silico: one frame's probe at
+        every place of the scene (the twin of scenes per frame), its predicted response summed
+        over the ``window`` frames from the probe on, minus the response to the blank scene,
+        per posterior draw.
+
+        Parameters
+        ----------
+        times : array-like of int
+            Frames of the trial at which the probe is shown (around a saccade onset: ``onset +
+            u`` for u frames from the onset).
+        window : int, optional
+            Frames summed from the probe's frame on (default ``temporal_lags``).
+        amplitude : float
+            The probe's value (every channel; the blank is 0).
+        level : float
+            Central interval of the posterior.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``mean``, ``lower``, ``upper``: (times, H, W, neurons), spikes (response units) per
+            probe; ``times``.
+        """
+        k = self.session_index(session)
+        shape = tuple(self.specs[k].stimulus_shape)
+        if len(shape) != 4:
+            raise DataError("stimuli", "a twin of scenes per frame (trials, C, frames, H, W)", f"scenes {shape}")
+        if not 0 < level < 1:
+            raise DataError("level", "a probability in (0, 1)", repr(level))
+        c, frames, h, w = shape
+        times = np.atleast_1d(np.asarray(times))
+        if times.dtype.kind not in "iu" or times.min() < 0 or times.max() >= frames:
+            raise DataError("times", f"frames of the trial, integers in [0, {frames})", repr(times.tolist()))
+        window = int(window or self.config["temporal_lags"])
+        n = len(times) * h * w
+        stimuli = np.zeros((1 + n, c, frames, h, w), np.float32)
+        which, row, col = np.unravel_index(np.arange(n), (len(times), h, w))
+        stimuli[1 + np.arange(n), :, times[which], row, col] = amplitude
+        draws = self.predict(stimuli, num_samples=num_samples, seed=seed, session=k).samples  # (D, 1 + n, F, N)
+        evoked = draws[:, 1:] - draws[:, :1]
+        span = np.arange(frames)[None, :]
+        inside = (span >= times[which][:, None]) & (span < times[which][:, None] + window)  # (n, F)
+        summed = np.einsum("dnfk,nf->dnk", evoked, inside.astype(evoked.dtype))
+        summed = summed.reshape(len(draws), len(times), h, w, -1)
+        tail = (1 - level) / 2
+        return {
+            "mean": summed.mean(0),
+            "lower": np.quantile(summed, tail, axis=0),
+            "upper": np.quantile(summed, 1 - tail, axis=0),
+            "times": times,
+        }
 
     def areas(self, session: Any = None) -> list[str]:
         """The area names of a session, in the order of the area sites."""

@@ -31,13 +31,21 @@ class GazeReadout(PyroModule):
     bias_init : torch.Tensor, shape (neurons,)
     """
 
-    def __init__(self, spec: SessionSpec, areas: list[str], channels: int, config: dict, bias_init: torch.Tensor):
+    def __init__(
+        self,
+        spec: SessionSpec,
+        areas: list[str],
+        channels: int,
+        config: dict,
+        bias_init: torch.Tensor,
+        per_frame_scenes: bool = False,
+        saccade_onset: float | None = None,
+    ):
         super().__init__()
         n = spec.n_neurons
         self.area_names = sorted(set(areas))
         self.register_buffer("area_index", torch.as_tensor([self.area_names.index(a) for a in areas]))
         n_areas = len(self.area_names)
-        basis = config["saccade_basis"]
         small = config["init_scale"] * 0.1
         self.sites = {  # name: (shape, initial mean, initial posterior sd, event dims)
             "offset": ((n, 2), 0.0, 0.5, 1),
@@ -46,9 +54,11 @@ class GazeReadout(PyroModule):
             "weights": ((n, channels), None, small, 1),
             "bias": ((n,), None, small, 0),
             "gain_field": ((n, 2), 0.0, small, 1),
-            "saccadic": ((n, basis), 0.0, small, 1),
+            "saccadic": ((n, config["saccade_basis"]), 0.0, small, 1),
             "remap": ((n,), 0.0, small, 0),
         }
+        if per_frame_scenes:  # each neuron's temporal kernel over the frames' lags, in a basis
+            self.sites["temporal"] = ((n, config["temporal_basis"]), None, small, 1)
         if config["area_prior"]:
             self.sites.update(
                 {
@@ -59,16 +69,20 @@ class GazeReadout(PyroModule):
             )
             self.offset_sd = PyroParam(torch.full((n_areas, 2), 3.0), constraint=constraints.positive)
             self.size_sd = PyroParam(torch.full((n_areas,), 0.3), constraint=constraints.positive)
+        if saccade_onset is not None:  # no gaze trace: the saccade's vector (pixels) is a site of the session
+            self.sites["saccade"] = ((2,), 0.0, 0.1, 1)
         # pixel-valued means are stored in half-scenes (as the image twin's grid units), so that an
         # optimiser step moves them as far in the scene as it moves a grid position
         self.pixels = float(min(spec.stimulus_shape[-2:])) / 2
-        self.units = {"offset": self.pixels, "area_offset": self.pixels}
+        self.units = {"offset": self.pixels, "area_offset": self.pixels, "saccade": self.pixels}
         self.register_buffer("ecc_centre", torch.zeros(n_areas))  # e_a: the size law's reference eccentricity
         for name, (shape, mean, sd, _) in self.sites.items():
             if name == "weights":
                 loc = torch.randn(shape) * 0.01
             elif name == "bias":
                 loc = bias_init.clone()
+            elif name == "temporal":
+                loc = torch.ones(shape)  # a flat kernel (the twin scales it to sum to 1 over the lags)
             else:
                 loc = torch.full(shape, float(mean) / self.units.get(name, 1.0))
             setattr(self, f"{name}_loc", nn.Parameter(loc))
@@ -76,9 +90,17 @@ class GazeReadout(PyroModule):
         self.tau = PyroParam(torch.tensor(float(config["weight_prior_scale"])), constraint=constraints.positive)
         for name in ("tau_gain", "tau_saccadic", "tau_remap"):
             setattr(self, name, PyroParam(torch.tensor(0.3), constraint=constraints.positive))
-        self.remap_lag = nn.Parameter(torch.tensor(-1.0))  # m: frames from onset
-        self.remap_width = PyroParam(torch.tensor(1.5), constraint=constraints.positive)  # w
+        if per_frame_scenes:
+            self.tau_temporal = PyroParam(torch.tensor(1.0), constraint=constraints.positive)
+        # R(u) starts just before onset: frames of a free-viewing trace, or 10 ms bins around one saccade
+        lag, width = (-1.0, 1.5) if saccade_onset is None else (-5.0, 5.0)
+        self.remap_lag = nn.Parameter(torch.tensor(float(lag)))  # m: frames from onset
+        self.remap_width = PyroParam(torch.tensor(float(width)), constraint=constraints.positive)  # w
         self.modulator = Modulator(spec.n_behavior, n) if spec.n_behavior > 0 else None
+
+    def plate(self, name: str) -> str | None:
+        """The plate of a site: ``"neurons"``, ``"areas"`` or ``None`` (one value per session)."""
+        return "areas" if name.startswith("area_") else None if name == "saccade" else "neurons"
 
     def posterior(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """The mean-field posterior: ``{site: (loc, scale)}``."""

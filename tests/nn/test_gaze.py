@@ -3,7 +3,7 @@ import math
 import numpy as np
 import torch
 
-from probtwin.nn.gaze import bumps, pooling_pyramid, read_pooled
+from probtwin.nn.gaze import bumps, pooling_pyramid, read_gaussian, read_pooled
 
 
 def test_the_pyramid_of_a_point_is_a_gaussian_of_each_size():
@@ -43,6 +43,25 @@ def test_reading_at_pixels_and_levels_returns_the_pyramid_and_interpolates_betwe
     torch.testing.assert_close(half[:, :, 0], expected)
     beyond = read_pooled(pyr, pos, torch.full((2, 2), 40.0), 0.5)  # sizes past the last level read the last
     torch.testing.assert_close(beyond, read_pooled(pyr, pos, torch.full((2, 2), math.log2(0.5) + 3), 0.5))
+
+
+def test_reading_directly_equals_reading_the_pyramid_at_its_levels():
+    torch.manual_seed(1)
+    maps = torch.randn(3, 2, 11, 13)
+    pyr = pooling_pyramid(maps, levels=4, min_size=0.5)
+    pos = torch.tensor([[[3.0, 5.0], [12.0, 0.0]], [[0.0, 10.0], [6.0, 2.0]], [[7.0, 7.0], [1.0, 9.0]]])
+    level = torch.tensor([[0, 3], [1, 2], [2, 0]]).float()
+    direct = read_gaussian(maps, pos, math.log2(0.5) + level, 0.5, 4)
+    torch.testing.assert_close(direct, read_pooled(pyr, pos, math.log2(0.5) + level, 0.5), atol=1e-5, rtol=0)
+    # sizes beyond the pyramid are clamped as the pyramid clamps them
+    beyond = read_gaussian(maps, pos, torch.full((3, 2), 40.0), 0.5, 4)
+    torch.testing.assert_close(beyond, read_gaussian(maps, pos, torch.full((3, 2), math.log2(0.5) + 3), 0.5, 4))
+    # a place between pixels: the Gaussian centred there (not an interpolation of the pixels' reads)
+    point = torch.zeros(1, 1, 11, 13)
+    point[0, 0, 5, 6] = 1.0
+    half = read_gaussian(point, torch.tensor([[[6.5, 5.0]]]), torch.tensor([[0.0]]), 0.5, 4)
+    norm = np.exp(-(np.arange(-40.0, 41) ** 2) / 2).sum()
+    assert abs(half.item() - np.exp(-0.25 / 2) / norm**2) < 1e-6
 
 
 def test_bumps_vanish_without_a_saccade():

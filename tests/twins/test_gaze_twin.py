@@ -140,8 +140,8 @@ def test_bad_input_is_a_data_error(sim):
     with pytest.raises(pt.DataError, match=r"neuron_area[\s\S]*2 of 30"):
         pt.GazeTwin(_rec(sim, neuron_area=areas), **SMALL)
     video = pt.simulate.video(n_neurons=4, n_trials=6, n_frames=12, seed=0).recording
-    with pytest.raises(pt.DataError, match="scenes"):
-        pt.GazeTwin(video)
+    with pytest.raises(pt.DataError, match=r"gaze[\s\S]*saccade_onset"):  # scenes per frame, no gaze, no onset
+        pt.GazeTwin(pt.Recording(video.stimuli, video.responses))
     with pytest.raises(pt.DataError, match="shifter"):
         pt.GazeTwin(sim.recording, shifter=True)
 

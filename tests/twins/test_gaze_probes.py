@@ -1,0 +1,100 @@
+"""The gaze twin on probes flashed around one saccade (scenes per frame, no gaze trace): the
+saccade's vector and each field's place and shift are recovered from a simulation with known
+truth."""
+
+import numpy as np
+import pytest
+import torch
+
+import probtwin as pt
+
+ONSET = 30
+
+
+def _probes(trials: int = 240, frames: int = 60, seed: int = 0):
+    """Units with Gaussian fields on a 9 x 9 grid that move with the eye by the saccade (3, -2)
+    pixels at frame ONSET, responding to a probe two frames later."""
+    rng = np.random.default_rng(seed)
+    maps = np.zeros((trials, 1, frames, 9, 9), np.float32)
+    where = rng.integers(0, 81, size=(trials, frames))
+    shown = rng.random((trials, frames)) < 0.8
+    t, f = np.nonzero(shown)
+    maps[t, 0, f, where[t, f] // 9, where[t, f] % 9] = 1.0
+    centre = np.array([4.0, 4.0])
+    offsets = np.array([[-2.0, 1.0], [1.0, 2.0], [-1.0, -1.0]])  # (x, y) pixels from the centre
+    saccade = np.array([3.0, -2.0])
+    yy, xx = np.mgrid[0:9, 0:9]
+    rate = np.full((trials, frames, 3), 0.05)
+    for i, o in enumerate(offsets):
+        for after in (False, True):
+            x, y = centre + o + (saccade if after else 0.0)
+            field = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 0.8**2))
+            drive = np.einsum("tfhw,hw->tf", maps[:, 0], field)
+            drive = np.pad(drive, ((0, 0), (2, 0)))[:, :frames]  # seen two frames later
+            when = (np.arange(frames) >= ONSET + 2) == after
+            rate[:, when, i] += 1.5 * drive[:, when]
+    rec = pt.Recording(
+        maps, rng.poisson(rate).astype(np.float32), trial_info={"saccade_onset": np.full(trials, float(ONSET))}
+    )
+    return rec, offsets, saccade
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rec, offsets, saccade = _probes()
+    twin = pt.GazeTwin(rec, hidden_channels=4, layers=1, input_kernel=3, temporal_lags=5, temporal_basis=3)
+    twin.fit(max_epochs=40, progress=False)
+    return twin, rec, offsets, saccade
+
+
+def test_probes_around_a_saccade_give_the_fields_and_the_saccade(fitted):
+    twin, _, offsets, saccade = fitted
+    d = twin.parameter_draws(200)
+    shift = (d["coupling"][..., None] * d["saccade"][:, None]).mean(0)  # each field's move at the saccade
+    np.testing.assert_allclose(d["offset"].mean(0), offsets, atol=0.6)
+    np.testing.assert_allclose(shift, np.tile(saccade, (3, 1)), atol=0.8)
+    kernel = twin._temporal_kernel({"temporal": torch.as_tensor(d["temporal"].mean(0))[None]})[0].numpy()
+    assert np.all(kernel.argmax(-1) == 2)  # the latency of two frames
+
+
+def test_a_probe_recording_predicts_and_checks_its_onset(fitted):
+    twin, rec, _, _ = fitted
+    test = rec.split("test")
+    mean = twin.predict(test, num_samples=20).mean
+    assert mean.shape == (test.n_trials, 60, 3) and np.all(np.asarray(mean) > 0)
+    onset = np.full(rec.n_trials, float(ONSET))
+    onset[3] = 10.0
+    bad = pt.Recording(rec.stimuli, rec.responses, trial_info={"saccade_onset": onset})
+    with pytest.raises(pt.DataError, match=r"saccade_onset[\s\S]*the same finite frame"):
+        pt.GazeTwin(bad)
+    still = pt.Recording(np.asarray(rec.stimuli)[:, :, 0], rec.responses, trial_info={"saccade_onset": onset * 0})
+    with pytest.raises(pt.DataError, match="scenes per frame"):
+        pt.GazeTwin(still)
+
+
+def test_the_perisaccadic_units_fit_with_the_defaults(shared_data):
+    rec = pt.datasets.nategh_perisaccadic("181024", root=shared_data)
+    rec = rec.subset(np.arange(160))  # a fifth of the trials: the test's budget
+    twin = pt.GazeTwin(rec)
+    c = twin.config
+    assert c["saccade_onset"] == [100.0]
+    assert (c["saccade_basis"], c["basis_spacing"], c["basis_start"]) == (10, 4.0, -12.0)
+    history = twin.fit(max_epochs=2, progress=False)
+    assert len(history) == 2 and np.isfinite(history["elbo"]).all()
+    d = twin.parameter_draws(50)
+    assert d["saccade"].shape == (50, 2) and d["temporal"].shape == (50, 2, 5)
+    mean = twin.predict(rec.split("test"), num_samples=10).mean
+    assert mean.shape == (rec.split("test").n_trials, 200, 2) and np.all(mean > 0)
+
+
+def test_the_probed_field_sits_at_the_offset_before_the_saccade_and_moves_with_it(fitted):
+    twin, _, offsets, saccade = fitted
+    rf = twin.probe_sensitivity([ONSET - 10, ONSET + 10], num_samples=20)
+    assert rf["mean"].shape == (2, 9, 9, 3) and np.all(rf["lower"] <= rf["upper"])
+    for when, shift in ((0, 0.0), (1, saccade)):
+        for i, o in enumerate(offsets):
+            row, col = np.unravel_index(rf["mean"][when, :, :, i].argmax(), (9, 9))
+            x, y = np.array([4.0, 4.0]) + o + shift
+            assert abs(col - x) <= 1 and abs(row - y) <= 1
+    with pytest.raises(pt.DataError, match="times"):
+        twin.probe_sensitivity([60])
