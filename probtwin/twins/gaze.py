@@ -122,7 +122,13 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
     >>> twin = pt.GazeTwin(sim.recording).fit(max_epochs=5)                # doctest: +SKIP
     """
 
-    fit_defaults: dict = {"max_epochs": 200, "batch_size": 16, "patience": 10}
+    @property
+    def fit_defaults(self) -> dict:  # type: ignore[override]
+        """200 epochs, 16 trials a step, patience 10; scenes per frame (hundreds of frames a
+        trial, a weak signal in each) learn at 0.01 rather than 0.005, so that a weak unit's
+        fit is not stopped by a noisy validation score before it has learned its field."""
+        lr = 0.01 if self._per_frame_scenes else 5e-3
+        return {"max_epochs": 200, "batch_size": 16, "patience": 10, "lr": lr}
 
     def __init__(
         self,
