@@ -86,7 +86,9 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         inside the scene, and responses per frame (trials, frames, neurons); areas from
         ``neuron_area``. A recording of one response per trial (trials, neurons) is a
         fixation: each trial one frame, the eye at its gaze (trials, 2) or, without gaze, at
-        the image's centre.
+        the image's centre. Scenes per frame, videos (trials, C, frames, H, W), with gaze per
+        frame or, without it, ``trial_info["saccade_onset"]`` (the frame of one saccade to a
+        fixed target, its vector learned).
     likelihood, noise, latent_rank
         As :class:`~probtwin.twins.image.ImageTwin`, per frame (``noise`` "independent" or a
         flow with a latent state per frame).
@@ -249,7 +251,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         r = self.readouts[k]
         drawn = sites["weights"].dim() == 3
         s = {name: (v if drawn else v[None]) for name, v in sites.items()}  # (D, N, ...)
-        pyramid = self._features(batch)
+        pyramid = self._features(batch)  # scenes per frame: each frame's feature map
         lag = batch["lag"]  # (T, F)
         t, f = lag.shape
         h, w = pyramid.shape[-2:]
