@@ -19,14 +19,21 @@ from torch.nn import functional as F
 __all__ = ["bumps", "causal_filter", "lag_basis", "pooling_pyramid", "read_gaussian", "read_pooled"]
 
 
+def _sampled_gaussian(offsets: torch.Tensor, size: torch.Tensor, reach: int) -> torch.Tensor:
+    """Weights ``exp(-d^2 / 2 r^2)`` at ``offsets`` d (size's shape + (n,)), normalised by the
+    sampled Gaussian's sum over the integers within ``reach`` (the whole line, for a reach of
+    several sd): the pooling of the pyramid and of the direct read alike."""
+    k = torch.arange(-reach, reach + 1, dtype=size.dtype, device=size.device)
+    norm = torch.exp(-(k**2) / (2 * size[..., None] ** 2)).sum(-1)
+    return torch.exp(-(offsets**2) / (2 * size[..., None] ** 2)) / norm[..., None]
+
+
 def _blur_matrices(n: int, sizes: torch.Tensor) -> torch.Tensor:
-    """(levels, n, n) matrices of a Gaussian blur along one axis of n pixels, zero outside: the
-    sampled Gaussian of each sd, normalised over the whole integer line."""
+    """(levels, n, n) matrices of a Gaussian blur along one axis of n pixels, zero outside."""
     d = torch.arange(n, dtype=sizes.dtype, device=sizes.device)
     reach = int(math.ceil(6 * float(sizes.max()))) + n
-    k = torch.arange(-reach, reach + 1, dtype=sizes.dtype, device=sizes.device)
-    norm = torch.exp(-(k**2) / (2 * sizes[:, None] ** 2)).sum(-1)  # (levels,)
-    return torch.exp(-((d[:, None] - d[None, :]) ** 2) / (2 * sizes[:, None, None] ** 2)) / norm[:, None, None]
+    offsets = (d[:, None] - d[None, :]).reshape(1, -1)
+    return _sampled_gaussian(offsets, sizes[:, None], reach).reshape(-1, n, n)
 
 
 def pooling_pyramid(features: torch.Tensor, levels: int, min_size: float) -> torch.Tensor:
@@ -98,12 +105,9 @@ def read_gaussian(
     low = math.log2(min_size)
     size = 2.0 ** log2_size.clamp(low, low + levels - 1)  # (batch, P)
     reach = int(math.ceil(6 * min_size * 2 ** (levels - 1))) + max(h, w)
-    k = torch.arange(-reach, reach + 1, dtype=size.dtype, device=size.device)
-    norm = torch.exp(-(k**2) / (2 * size[..., None] ** 2)).sum(-1)  # (batch, P): the sampled Gaussian's sum
 
     def along(n: int, x: torch.Tensor) -> torch.Tensor:  # (batch, P, n)
-        d = torch.arange(n, dtype=x.dtype, device=x.device) - x[..., None]
-        return torch.exp(-(d**2) / (2 * size[..., None] ** 2)) / norm[..., None]
+        return _sampled_gaussian(torch.arange(n, dtype=x.dtype, device=x.device) - x[..., None], size, reach)
 
     across = torch.einsum("bchw,bpw->bchp", features, along(w, positions[..., 0]))
     return torch.einsum("bchp,bph->bcp", across, along(h, positions[..., 1]))

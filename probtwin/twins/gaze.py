@@ -209,9 +209,16 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         areas = self.config["neuron_area"]
         if len(areas) != len(self.specs) or any(len(a) != s.n_neurons for a, s in zip(areas, self.specs, strict=False)):
             raise DataError("neuron_area", "one area label per neuron of every session", f"{[len(a) for a in areas]}")
-        onset = self.config["saccade_onset"] or [None] * len(self.specs)
         return nn.ModuleList(
-            GazeReadout(spec, areas[k], channels, self.config, self._bias_init(k), self._per_frame_scenes, onset[k])
+            GazeReadout(
+                spec,
+                areas[k],
+                channels,
+                self.config,
+                self._bias_init(k),
+                self._per_frame_scenes,
+                self._saccade_onset(k),
+            )
             for k, spec in enumerate(self.specs)
         )
 

@@ -20,7 +20,7 @@ __all__ = ["GazeData", "areas_of"]
 _NO_SACCADE = 1e3  # frames: the lag of a frame with no saccade in its trial (every bump is 0 there)
 
 
-def _saccade_onset(rec: Recording) -> float | None:
+def _recorded_onset(rec: Recording) -> float | None:
     """The frame of the saccade's onset of a recording without a gaze trace
     (``trial_info["saccade_onset"]``, the same for every trial), else None."""
     if rec.gaze is not None or "saccade_onset" not in rec.trial_info:
@@ -51,6 +51,10 @@ class GazeData:
     """Mixin of :class:`~probtwin.twins.gaze.GazeTwin`: its data checks, batches and starting
     receptive fields."""
 
+    def _saccade_onset(self, k: int) -> float | None:
+        """Session k's saccade onset (frame) where it has no gaze trace, else None."""
+        return (self.config.get("saccade_onset") or [None] * len(self.specs))[k]
+
     def _check_specs(self) -> None:
         for spec in self.specs:
             if len(spec.stimulus_shape) not in (3, 4):
@@ -62,7 +66,7 @@ class GazeData:
         g = self._gaze
         if self.recordings:
             g["fixation"] = [rec.n_frames is None for rec in self.recordings]
-            g["saccade_onset"] = [_saccade_onset(rec) for rec in self.recordings]
+            g["saccade_onset"] = [_recorded_onset(rec) for rec in self.recordings]
         onset = any(o is not None for o in g["saccade_onset"] or [])
         defaults = (10, 4.0, -12.0) if onset else (4, 2.0, 0.0)
         for key, default in zip(("saccade_basis", "basis_spacing", "basis_start"), defaults, strict=True):
@@ -133,7 +137,7 @@ class GazeData:
             self._check_gaze(k, np.asarray(gaze), None if fixation or responses is None else responses)
         batch = super()._batch(k, arrays, index, n_total)
         batch["per_frame"] = not fixation
-        onset = (self.config["saccade_onset"] or [None] * len(self.specs))[k]
+        onset = self._saccade_onset(k)
         if gaze is None and onset is not None:  # the eye at the centre, then (at onset) at centre + v
             frames = self.specs[k].stimulus_shape[1] if self._per_frame_scenes else batch["responses"].shape[1]
             lag = torch.arange(frames, device=self.device, dtype=torch.float32) - onset
@@ -171,7 +175,7 @@ class GazeData:
 
     def _inputs(self, x: Recording | np.ndarray, session: Any, behavior: Any = None, gaze: Any = None):
         k, stimuli, behavior, gaze = super()._inputs(x, session, behavior, gaze)
-        onset = (self.config["saccade_onset"] or [None] * len(self.specs))[k]
+        onset = self._saccade_onset(k)
         if gaze is None and not self.config["fixation"][k] and onset is None:
             raise DataError("gaze", "the gaze trace over each scene (trials, frames, 2), scene pixels", "None")
         return k, stimuli, behavior, gaze
