@@ -2,7 +2,7 @@
 
 from probtwin.data.arrays import TrialArray, TrialStack
 from probtwin.data.batching import TrialBatches, batch_arrays
-from probtwin.data.nwb import load_nwb
+from probtwin.data.nwb import load_nwb, nwb_contents
 from probtwin.data.padding import frame_counts, frame_mask, hold_padding
 from probtwin.data.recording import Recording
 from probtwin.data.sensorium import load_sensorium
@@ -19,6 +19,7 @@ __all__ = [
     "hold_padding",
     "load_nwb",
     "load_sensorium",
+    "nwb_contents",
     "split_by_repeat",
     "split_by_stimulus",
     "split_consecutive",

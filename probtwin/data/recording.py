@@ -61,7 +61,8 @@ class Recording:
         Id of the stimulus shown on each trial, shape (trials,): trials with the same id are
         repeats. Defaults to one stimulus per trial.
     trial_info : mapping of str to array-like, optional
-        Further per-trial labels (condition, reach target, ...), each shape (trials,).
+        Further per-trial labels (condition, reach target, ...) or quantities (event times,
+        reaction times; floats, NaN where a trial has none), each shape (trials,).
     name : str
         Session name.
 
@@ -180,7 +181,11 @@ class Recording:
         for key, value in (trial_info or {}).items():
             if not isinstance(key, str):
                 raise DataError("trial_info", "string keys", repr(key))
-            info[key] = check_labels(value, f"trial_info[{key!r}]", n_trials, "trials")
+            value = np.asarray(value)
+            if value.dtype.kind == "f" and value.ndim == 1 and len(value) == n_trials:
+                info[key] = value  # per-trial quantities (event times, reaction times), NaN where absent
+            else:
+                info[key] = check_labels(value, f"trial_info[{key!r}]", n_trials, "trials")
 
         self._stimuli = stimuli
         self._responses = responses
@@ -336,11 +341,13 @@ class Recording:
             raise DataError("tier", f"a tier with trials in {self.name!r}", f"no {tier!r} trials")
         return self.subset(np.flatnonzero(mask))
 
-    def to_nwb(self, path: str | Path) -> Path:
-        """Write this recording to an NWB file (see :func:`probtwin.load_nwb`)."""
+    def to_nwb(self, path: str | Path, **metadata: Any) -> Path:
+        """Write this recording to an NWB file (:func:`probtwin.data.nwb.write_nwb`; ``subject=``,
+        ``session_start_time=`` and other NWB metadata pass through); :func:`probtwin.load_nwb`
+        reads it back exactly."""
         from probtwin.data.nwb import write_nwb
 
-        return write_nwb(self, path)
+        return write_nwb(self, path, **metadata)
 
     def __len__(self) -> int:
         return self.n_trials
