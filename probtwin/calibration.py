@@ -30,8 +30,8 @@ from probtwin.errors import DataError
 
 __all__ = ["LEVELS", "Calibration", "calibration", "mean_calibration", "plot_calibration", "single_trial_calibration"]
 
-#: nominal levels of the reliability curve
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+"""Nominal levels of the reliability curve."""
 
 
 @dataclass

@@ -45,10 +45,24 @@ def _figure(path: str, observed, predicted, true_pos=None, recovered=None, title
     return path
 
 
+# The demo's fit: quick (about a minute on two CPU cores) and --full.
+_DEMO_EPOCHS = {"quick": 10, "full": 50}
+_DEMO_TIME_LIMIT = 90.0  # seconds: the quick demo's fit stops here on a slow machine
+
+
 def _demo(args: argparse.Namespace) -> int:
     import probtwin as pt
+    from probtwin.infer.progress import show_progress
 
+    started = time.perf_counter()
     torch_threads(args)
+    with show_progress(not args.quiet):
+        _run_demo(args, pt)
+    print(f"\ndemo done in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _run_demo(args: argparse.Namespace, pt) -> None:
     if args.data == "cowley_v4":
         rec = pt.datasets.cowley_v4("201025", image_size=56)
         truth = None
@@ -60,7 +74,11 @@ def _demo(args: argparse.Namespace) -> int:
         print(rec)
     twin = pt.ImageTwin(rec)
     start = time.perf_counter()
-    history = twin.fit(max_epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+    epochs = args.epochs or _DEMO_EPOCHS["full" if args.full else "quick"]
+    time_limit = None if args.full or args.epochs else _DEMO_TIME_LIMIT
+    if not args.full:
+        print(f"fitting for {epochs} epochs (probtwin demo --full: {_DEMO_EPOCHS['full']}, a few minutes)")
+    history = twin.fit(max_epochs=epochs, time_limit=time_limit, seed=args.seed, progress=not args.quiet)
     print(
         f"\nfitted in {(time.perf_counter() - start) / 60:.1f} min: {len(history)} epochs, {history.stopped}, "
         f"best validation correlation {history.best_score:.3f} (epoch {history.best_epoch})"
@@ -93,7 +111,6 @@ def _demo(args: argparse.Namespace) -> int:
         f"({rec.name})",
     )
     print(f"\nfigure written to {path}")
-    return 0
 
 
 def torch_threads(args: argparse.Namespace) -> None:
@@ -322,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--neurons", type=int, default=200)
     demo.add_argument("--images", type=int, default=2000)
     demo.add_argument("--repeats", type=int, default=1)
-    demo.add_argument("--epochs", type=int, default=50)
+    demo.add_argument("--epochs", type=int, default=None, help="epochs of the fit (default 10; 50 with --full)")
+    demo.add_argument("--full", action="store_true", help="the longer fit (50 epochs, a few minutes on two cores)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=None)
     demo.add_argument("--figure", default="probtwin_demo.png")

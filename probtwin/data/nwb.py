@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from probtwin.data.nwb_read import labels, read_trials
+from probtwin.data.nwb_read import nwb_contents as _contents
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 
@@ -46,9 +48,7 @@ def _series(cls, name: str, x: np.ndarray, per_frame: bool, description: str, no
     """An NWB series of a per-trial or per-frame field, time first, with its layout in ``comments``."""
     data, rate, layout = _series_layout(x, per_frame)
     comments = json.dumps({**json.loads(layout), **(note or {})})
-    return cls(
-        name=name, data=data, starting_time=0.0, rate=rate, comments=comments, description=description, **kwargs
-    )
+    return cls(name=name, data=data, starting_time=0.0, rate=rate, comments=comments, description=description, **kwargs)
 
 
 def _unfold(series) -> np.ndarray:
@@ -177,14 +177,6 @@ def write_nwb(
     return path
 
 
-def _labels(column) -> np.ndarray:
-    values = np.asarray(column[:])
-    if values.dtype.kind in "OS":
-        values = np.array([v.decode() if isinstance(v, bytes) else v for v in values])
-        values = values.astype(str) if values.dtype.kind == "O" else values
-    return values
-
-
 def load_nwb(
     path: str | Path,
     intervals: str | np.ndarray | None = None,
@@ -269,8 +261,6 @@ def load_nwb(
     --------
     >>> rec = pt.load_nwb("session.nwb", window=("go_cue_time", -0.5, 1.0), bin_size=0.05)  # doctest: +SKIP
     """
-    from probtwin.data.nwb_read import read_trials
-
     path = Path(path)
     nwb_args = {
         "intervals": intervals,
@@ -326,17 +316,15 @@ def nwb_contents(path: str | Path) -> dict:
     -------
     dict
     """
-    from probtwin.data.nwb_read import nwb_contents as contents
-
     with _open(Path(path)) as nwb:
-        return contents(nwb)
+        return _contents(nwb)
 
 
 def _read_probtwin(nwb, path: Path) -> Recording:
     """The exact recording of a file that :func:`write_nwb` wrote."""
     module = nwb.processing["probtwin"]
     trials = nwb.trials
-    trial_info = {c.name.removeprefix("info_"): _labels(c) for c in trials.columns if c.name.startswith("info_")}
+    trial_info = {c.name.removeprefix("info_"): labels(c) for c in trials.columns if c.name.startswith("info_")}
     neurons = module["neurons"]
     names = neurons.colnames
     stimuli = _unfold(nwb.stimulus["stimuli"]) if "stimuli" in nwb.stimulus else None
@@ -354,11 +342,11 @@ def _read_probtwin(nwb, path: Path) -> Recording:
         _unfold(module["responses"]),
         behavior=behavior,
         gaze=gaze,
-        neuron_ids=_labels(neurons["neuron_id"]),
-        neuron_area=_labels(neurons["area"]) if "area" in names else None,
+        neuron_ids=labels(neurons["neuron_id"]),
+        neuron_area=labels(neurons["area"]) if "area" in names else None,
         neuron_coords=np.asarray(neurons["coords"][:]) if "coords" in names else None,
-        tiers=_labels(trials["tier"]),
-        stimulus_ids=_labels(trials["stimulus_id"]),
+        tiers=labels(trials["tier"]),
+        stimulus_ids=labels(trials["stimulus_id"]),
         trial_info=trial_info,
         name=nwb.session_id or path.stem,
     )

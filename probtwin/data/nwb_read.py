@@ -94,35 +94,39 @@ def _raw(table, name: str):
     return next((c for c in table.columns if c.name == name), None)
 
 
-def _column(table, name: str) -> np.ndarray:
-    """A column's values per row: strings decoded; ragged columns joined with commas."""
-    column = table[name]
-    if type(column).__name__ == "VectorIndex" or getattr(column, "neurodata_type", "") == "VectorIndex":
-        values = np.array([",".join(str(v) for v in row) for row in column[:]])
-        return values
-    values = np.asarray(column.data[:])
+def labels(column) -> np.ndarray:
+    """A table column's values, bytes and objects decoded to strings."""
+    values = np.asarray(column[:])
     if values.dtype.kind in "OS":
         values = np.array([v.decode() if isinstance(v, bytes) else v for v in values])
-        if values.dtype.kind == "O":
-            values = values.astype(str)
+        values = values.astype(str) if values.dtype.kind == "O" else values
     return values
+
+
+def _column(table, name: str) -> np.ndarray:
+    """A column's values per row: strings decoded; ragged columns joined with commas."""
+    from hdmf.common import VectorIndex
+
+    column = table[name]
+    if isinstance(column, VectorIndex):
+        return np.array([",".join(str(v) for v in row) for row in column[:]])
+    return labels(column.data)
 
 
 def _scalar_columns(table) -> dict[str, np.ndarray]:
     """The table's columns of one number or string per row (ragged text joined), by name; a
     warning names the others (references to other tables or series, arrays per row)."""
+    from hdmf.common import DynamicTableRegion, VectorIndex
+
     out = {}
     for name in table.colnames:
         column = table[name]
-        kind = type(column).__name__
-        if kind == "VectorIndex":
-            target = column.target
-            if type(target).__name__ != "VectorData":
-                continue
-            out[name] = _column(table, name)
-        elif kind == "VectorData":
-            values = np.asarray(column.data[:])
-            if values.ndim == 1 and values.dtype.kind in "biufSOU":
+        if isinstance(column, VectorIndex):
+            if not isinstance(column.target, DynamicTableRegion):
+                out[name] = _column(table, name)
+        elif not isinstance(column, DynamicTableRegion):
+            first = np.asarray(column.data[:1])
+            if first.ndim == 1 and first.dtype.kind in "biufSOU":
                 out[name] = _column(table, name)
     skipped = [name for name in table.colnames if name not in out]
     if skipped:
@@ -331,6 +335,13 @@ def _behavior(nwb, names: Sequence[str], grid: FrameGrid, field: str) -> np.ndar
 
 def _image_frames(series) -> np.ndarray:
     """An image series' frames as (frames, C, H, W)."""
+    if series.data is None or len(series.data) == 0:
+        external = getattr(series, "external_file", None)
+        raise DataError(
+            "stimuli",
+            f"image frames stored in {series.name!r} (or the images as an array with stimulus_index=)",
+            f"frames in external files {list(external[:3])}" if external is not None else "no frames",
+        )
     x = np.asarray(series.data[:])
     if x.ndim == 3:
         return x[:, None]

@@ -21,6 +21,7 @@ from probtwin.data.batching import batch_arrays, joint_steps
 from probtwin.data.padding import frame_mask, hold_padding
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
+from probtwin.infer.progress import progress
 
 __all__ = ["SessionRegistry", "SessionSpec", "check_image_specs", "moments", "response_stats"]
 
@@ -280,7 +281,7 @@ class SessionRegistry:
     def _chunks(self, k: int, stimuli, behavior, gaze, size: int):
         """Standardised batches of ``size`` stimuli at a time (no responses): (slice, batch)."""
         n = len(stimuli)
-        for start in range(0, n, size):
+        for start in progress(range(0, n, size), "query", unit="chunk"):
             sl = slice(start, min(start + size, n))
             arrays = {"stimuli": np.asarray(stimuli[sl], dtype=np.float32)}
             if behavior is not None:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from probtwin.infer import query as q
+from probtwin.infer.progress import progress
 
 _MAX_ELEMENTS = 2**24  # working-set bound (floats) of one chunk of pairs
 
@@ -20,7 +21,7 @@ def pair_chunks(twin: Any, k: int, n_draws: int, n_pairs: int, per_draw: int, fr
     size = n_pairs
     while size > 1 and (size // max(per_draw, 1) + 2) * size * per_pair > _MAX_ELEMENTS:
         size //= 2
-    for start in range(0, n_pairs, size):
+    for start in progress(range(0, n_pairs, size), "experiment", unit="chunk"):
         yield slice(start, min(start + size, n_pairs))
 
 

@@ -39,6 +39,7 @@ from probtwin.experiments._pairs import core_history, pair_chunks, paired_activa
 from probtwin.experiments.receptive_fields import _neurons
 from probtwin.infer import query as q
 from probtwin.infer import seeded
+from probtwin.infer.progress import progress
 
 __all__ = ["PRECONDITIONERS", "mei"]
 
@@ -184,7 +185,7 @@ def mei(
             pairs = (draws, draw_of[sl], neuron_of[sl], behavior, scored)
             v = start[sl].clone().requires_grad_(True)
             optimizer = torch.optim.Adam([v], lr=lr)
-            for _ in range(int(steps)):
+            for _ in progress(range(int(steps)), "most exciting inputs", unit="step"):
                 act = paired_activation(twin, k, image_of(v), *pairs)
                 (v.grad,) = torch.autograd.grad(-act.sum(), v)  # the twin's parameters are left alone
                 optimizer.step()

@@ -119,8 +119,12 @@ def compare_states(
         A nearly flat tuning curve's angle is noise; without the guard a test would find its
         changes. (Simulated V1 neurons' selectivity is 0.3 and more.)
 
-    A twin whose posterior covers its readout only (``posterior="readout"``) warns: its effects'
-    intervals are too narrow (measured on the simulator, :mod:`probtwin.twins.posterior`).
+    Warns
+    -----
+    UserWarning
+        On a twin whose posterior covers its readout only (``posterior="readout"``): its
+        effects' intervals are too narrow (measured on the simulator,
+        :mod:`probtwin.twins.posterior`).
 
     Returns
     -------

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import torch
 
 from probtwin.errors import DataError
+from probtwin.infer.progress import progress_enabled
 from probtwin.infer.seeding import rng_state, set_rng_state
 
 __all__ = ["FitConfig", "History", "Fittable", "run_fit"]
@@ -164,8 +165,9 @@ def run_fit(twin: Fittable, config: FitConfig, device: torch.device) -> History:
         rng = saved["rng"]
         set_rng_state(rng if isinstance(rng, dict) else {"cpu": rng}, device)
     initial = copy.deepcopy(twin.state_dict())  # restored on a divergence before any best state
-    bar = tqdm(total=config.max_epochs, initial=state["epoch"], disable=not config.progress, desc="fit", unit="epoch")
-    if config.progress:
+    shown = config.progress and progress_enabled()
+    bar = tqdm(total=config.max_epochs, initial=state["epoch"], disable=not shown, desc="fit", unit="epoch")
+    if shown:
         bar.write(f"probtwin: fitting on {device}")
     started = time.perf_counter() - sum(e["seconds"] for e in history.epochs)
 

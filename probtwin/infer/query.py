@@ -274,9 +274,8 @@ def posterior_trace(
     local : {"guide", "prior"}
         Where the per-trial latents come from: the guide, given the chunk's data (smoothing:
         the data are what the query conditions on), or the model's prior (prediction: held-out
-        data are scored, not conditioned on).
-
-    A mixture's components are traced one at a time (:func:`over_components`).
+        data are scored, not conditioned on). A mixture's components are traced one at a
+        time (:func:`over_components`).
 
     Returns
     -------

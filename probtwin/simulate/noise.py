@@ -30,6 +30,7 @@ from probtwin.errors import DataError
 __all__ = ["LIKELIHOODS", "observe"]
 
 LIKELIHOODS = ("poisson", "zig", "normal", "lognormal")
+"""The observation models the simulators draw responses from."""
 
 
 def _low_rank_normal(mean: np.ndarray, loadings: np.ndarray, private: np.ndarray) -> LowRankMultivariateNormal:

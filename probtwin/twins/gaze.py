@@ -89,7 +89,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         the image's centre. Scenes per frame, videos (trials, C, frames, H, W), with gaze per
         frame or, without it, ``trial_info["saccade_onset"]`` (the frame of one saccade to a
         fixed target, its vector learned).
-    likelihood, noise, latent_rank
+    likelihood, noise
         As :class:`~probtwin.twins.image.ImageTwin`, per frame (``noise`` "independent" or a
         flow with a latent state per frame).
     hidden_channels, layers, input_kernel, hidden_kernel : int
@@ -115,8 +115,8 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         fixation; the frame of the saccade's onset where there is no gaze trace), kept so that
         a saved twin is rebuilt without its data.
     **settings
-        The other settings of :class:`~probtwin.twins.image.ImageTwin` (weight prior, output
-        nonlinearity, laplace weight, posterior, seed, ...).
+        The other settings of :class:`~probtwin.twins.image.ImageTwin` (``latent_rank``, weight
+        prior, output nonlinearity, laplace weight, posterior, seed, ...).
 
     Examples
     --------

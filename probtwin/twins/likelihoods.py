@@ -30,6 +30,7 @@ from probtwin.errors import DataError
 __all__ = ["LIKELIHOODS", "Likelihood", "ZeroInflatedGamma"]
 
 LIKELIHOODS = ("poisson", "negative_binomial", "gamma", "zig", "normal")
+"""The per-neuron likelihoods a twin takes (``likelihood=``)."""
 
 
 class ZeroInflatedGamma(dist.TorchDistribution):

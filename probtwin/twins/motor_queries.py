@@ -17,6 +17,7 @@ from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 from probtwin.infer import query as q
 from probtwin.infer import seeded
+from probtwin.infer.progress import progress
 from probtwin.twins.prediction import Prediction
 from probtwin.twins.queries import _MAX_ELEMENTS
 
@@ -30,7 +31,7 @@ class MotorQueries:
     def _trial_batches(self, rec: Recording, per_trial: int):
         """(trial index, standardised batch) in chunks whose working set stays under the bound."""
         size = max(1, _MAX_ELEMENTS // max(1, per_trial))
-        for start in range(0, rec.n_trials, size):
+        for start in progress(range(0, rec.n_trials, size), "query", unit="chunk"):
             idx = np.arange(start, min(start + size, rec.n_trials))
             yield idx, self._batch(0, batch_arrays(rec, idx))
 

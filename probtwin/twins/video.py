@@ -62,7 +62,7 @@ class VideoTwin(ImageTwin):
     recordings : Recording or list of Recording
         Videos (trials, C, frames, H, W) with responses (trials, frames, neurons); behaviour
         (trials, frames, d) and gaze (trials, frames, 2) per frame (or per trial).
-    likelihood, noise, latent_rank
+    likelihood, noise
         As :class:`~probtwin.twins.image.ImageTwin`, per frame; ``noise`` ``"independent"``,
         ``"flow"`` or ``"zero_inflated_flow"`` (a flow's latent state is drawn per frame).
     hidden_channels, layers, input_kernel, hidden_kernel : int
@@ -78,8 +78,8 @@ class VideoTwin(ImageTwin):
         Unscored first frames of a clip (default: the frames of history the core's
         convolutions see, at most half the clip).
     **settings
-        The other settings of :class:`~probtwin.twins.image.ImageTwin` (readout, priors,
-        shifter, modulator, posterior, seed, ...).
+        The other settings of :class:`~probtwin.twins.image.ImageTwin` (``latent_rank``, readout,
+        priors, shifter, modulator, posterior, seed, ...).
 
     Examples
     --------

@@ -121,6 +121,7 @@ def write_lab_file(path, rng):
     nwb.add_trial_column("image_index", "image shown")
     nwb.add_trial_column("condition", "condition")
     nwb.add_trial_column("split", "tier")
+    nwb.add_trial_column("target_xy", "a position per trial: not one label per row")
     for t in range(12):
         nwb.add_trial(
             start_time=starts[t],
@@ -129,6 +130,7 @@ def write_lab_file(path, rng):
             image_index=t % 4,
             condition="ab"[t % 2],
             split=["train", "train", "validation", "test"][t % 4],
+            target_xy=[float(t), 1.0],
         )
     spikes = [np.sort(rng.uniform(0, 30, size=n)) for n in (50, 200, 120)]
     for u, times in enumerate(spikes):
@@ -165,14 +167,15 @@ def lab_file(tmp_path, rng):
 
 def test_images_from_the_file_and_everything_else(lab_file):
     path, truth = lab_file
-    rec = pt.load_nwb(
-        path,
-        window=(0.0, 0.5),
-        stimuli="natural_images",
-        behavior=["running", "pupil_radius"],
-        gaze="eye",
-        tiers="split",
-    )
+    with pytest.warns(UserWarning, match=r"columns \['target_xy'\] are not one number or label per row"):
+        rec = pt.load_nwb(
+            path,
+            window=(0.0, 0.5),
+            stimuli="natural_images",
+            behavior=["running", "pupil_radius"],
+            gaze="eye",
+            tiers="split",
+        )
     assert rec.name == "lab-session" and rec.stimulus_kind == "images"
     np.testing.assert_array_equal(np.asarray(rec.stimuli)[:, 0], truth["images"][np.arange(12) % 4])
     np.testing.assert_array_equal(
@@ -295,3 +298,27 @@ def test_written_files_open_in_pynapple(tmp_path, rng):
     np.testing.assert_allclose(data["responses"].times(), np.arange(60.0))
     np.testing.assert_array_equal(data["gaze"].values, np.asarray(rec.gaze))
     assert len(data["trials"]) == 60
+
+
+def test_images_in_external_files_name_the_way_out(tmp_path):
+    from pynwb import NWBFile
+    from pynwb.image import ImageSeries
+
+    nwb = NWBFile("movies", "ext-1", datetime(2024, 1, 1, tzinfo=timezone.utc))
+    nwb.add_trial(start_time=0.0, stop_time=1.0)
+    nwb.add_unit(spike_times=[0.5])
+    nwb.add_stimulus(
+        ImageSeries(
+            name="movie",
+            external_file=["movie.avi"],
+            starting_frame=[0],
+            format="external",
+            timestamps=[0.0],
+            unit="n.a.",
+        )
+    )
+    path = tmp_path / "ext.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    with pytest.raises(pt.DataError, match=r"stimuli.*stimulus_index=.*external files \['movie.avi'\]"):
+        pt.load_nwb(path, stimuli="movie")

@@ -59,6 +59,7 @@ __all__ = [
 ]
 
 NOISE_MODELS = ("independent", "flow", "zero_inflated_flow", "latent")
+"""The noise models a twin takes (``noise=``)."""
 
 
 def resolve_likelihood(noise: str, likelihood: str | None) -> str:
