@@ -12,7 +12,14 @@ def test_demo_fits_a_twin_and_writes_a_figure(capsys, tmp_path):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Recording('simulated_v1_seed0': 200 trials x 20 neurons" in out
-    for key in ("single_trial_correlation", "log_likelihood_bits", "coverage_90", "median error", "90% interval"):
+    for key in (
+        "single_trial_correlation",
+        "log_likelihood_bits",
+        "coverage_90",
+        "median error",
+        "90% interval",
+        "demo done in",
+    ):
         assert key in out
     assert figure.is_file() and figure.stat().st_size > 10_000
 

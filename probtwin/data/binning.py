@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from probtwin.errors import DataError
+from probtwin.infer.progress import progress
 
 __all__ = ["FrameGrid", "bin_spike_times", "frame_grid", "resample_series"]
 
@@ -119,7 +120,8 @@ def bin_spike_times(spike_times: Sequence[np.ndarray], grid: FrameGrid) -> np.nd
     """
     edges = grid.edges.ravel()
     counts = np.empty((grid.n_trials, grid.n_frames, len(spike_times)))
-    for u, times in enumerate(spike_times):  # a sorted search per unit covers every trial and frame at once
+    units = progress(enumerate(spike_times), "count spikes", total=len(spike_times), unit="unit")
+    for u, times in units:  # a sorted search per unit covers every trial and frame at once
         cumulative = np.searchsorted(np.sort(np.asarray(times, dtype=float)), edges, side="left")
         counts[:, :, u] = np.diff(cumulative.reshape(grid.edges.shape), axis=1)
     return grid.fold(counts)

@@ -13,6 +13,7 @@ from probtwin.data.recording import Recording
 from probtwin.data.splits import split_by_stimulus
 from probtwin.datasets.paths import data_file
 from probtwin.errors import DataError
+from probtwin.infer.progress import progress
 
 __all__ = ["cowley_v4", "tang_v1", "allen_v1", "resize_images"]
 
@@ -39,7 +40,7 @@ def resize_images(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray
         raise DataError("image_size", "a positive size", repr(size))
     n, c = images.shape[:2]
     out = np.empty((n, c, height, width), dtype=np.float32)
-    for i in range(n):  # PIL resizes one plane at a time; this is loading, not a hot path
+    for i in progress(range(n), "resize images", unit="image"):  # PIL: one plane at a time (loading)
         for j in range(c):
             plane = Image.fromarray(np.ascontiguousarray(images[i, j], dtype=np.float32), mode="F")
             out[i, j] = np.asarray(plane.resize((width, height), Image.Resampling.BILINEAR))
@@ -54,7 +55,7 @@ def _read_jpegs(path: Path) -> np.ndarray:
         if not names:
             raise DataError(str(path), "JPEG images (names ending in .jpg)", "none")
         planes = []
-        for name in names:
+        for name in progress(names, "read images", unit="image"):
             with zf.open(name) as fh:
                 planes.append(np.asarray(Image.open(fh).convert("RGB")))
     return np.stack(planes).transpose(0, 3, 1, 2).astype(np.float32)  # (n, 3, H, W), 0..255

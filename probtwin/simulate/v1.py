@@ -17,6 +17,7 @@ from scipy.signal import lfilter
 
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
+from probtwin.infer.progress import progress
 from probtwin.simulate.images import pink_noise_images, shift_images
 from probtwin.simulate.noise import LIKELIHOODS, observe
 from probtwin.simulate.population import V1Population
@@ -196,7 +197,7 @@ def v1(
     population.calibrate(canvas[: min(n_images, 500)][crop])
 
     mean_response = np.empty((n_trials, n_neurons))
-    for start in range(0, n_trials, chunk):
+    for start in progress(range(0, n_trials, chunk), "simulate", unit="chunk"):
         sl = slice(start, min(start + chunk, n_trials))
         seen = shift_images(canvas[stimulus_ids[sl]], gaze[sl])[crop]  # what the eye sees
         mean_response[sl] = population.mean_response(seen, behavior[sl], gaze=None, chunk=chunk)

@@ -100,6 +100,19 @@ def test_energy_rf_centres_find_where_responses_follow_contrast():
     assert (found - where.float()).abs().max() <= 1
 
 
+def test_energy_rf_centres_take_the_scale_of_the_fields():
+    torch.manual_seed(0)
+    images = torch.randn(400, 1, 24, 40)
+    e = contrast_energy(images, 4.0)  # fields of scale 4
+    where = torch.tensor([[6, 6], [30, 18], [20, 12], [12, 16]])
+    responses = torch.stack([e[:, y, x] for x, y in where], 1)
+    responses = responses + responses.std(0) * torch.randn(400, 4)
+    chunks = [(images[i : i + 128], responses[i : i + 128]) for i in range(0, 400, 128)]
+    small, right = energy_rf_centres(chunks, sigma=2.0), energy_rf_centres(chunks, sigma=4.0)
+    assert (right == where).all() and not (small == where).all()
+    assert (energy_rf_centres(chunks, sigma=(2.0, 4.0)) == right).all()  # the better scale is chosen
+
+
 def test_mlp_shape():
     net = mlp(3, 5, 3, 2)
     assert net(torch.zeros(4, 3)).shape == (4, 2) and len(net) == 5
