@@ -1,6 +1,6 @@
 """probtwin: probabilistic digital twins of neural populations, on Pyro."""
 
-from probtwin import calibration, datasets, experiments, hypothesis, infer, metrics, simulate
+from probtwin import calibration, datasets, experiments, hypothesis, infer, metrics, simulate, transfer
 from probtwin.data import Recording, load_nwb, load_sensorium
 from probtwin.errors import DataError
 from probtwin.twins import GazeTwin, ImageTwin, MotorGraphTwin, Prediction, VideoTwin, load
@@ -25,4 +25,5 @@ __all__ = [
     "load_sensorium",
     "metrics",
     "simulate",
+    "transfer",
 ]

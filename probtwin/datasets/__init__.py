@@ -4,6 +4,7 @@ Each loader takes ``root=None``: then ``$PROBTWIN_DATA``, then a ``shared/data``
 repository checkout. A missing file raises ``FileNotFoundError`` naming it.
 """
 
+from probtwin.datasets.digits import mnist_digits
 from probtwin.datasets.motor import dad_m1
 from probtwin.datasets.paths import data_file, data_root
 from probtwin.datasets.saccade import nategh_perisaccadic
@@ -15,6 +16,7 @@ __all__ = [
     "dad_m1",
     "data_file",
     "data_root",
+    "mnist_digits",
     "nategh_perisaccadic",
     "resize_images",
     "tang_v1",
