@@ -206,6 +206,14 @@ def _bench(args: argparse.Namespace) -> int:
         out = [run_perisaccadic_comparison(session) for session in sessions]
         print(json.dumps(out, indent=1, default=float))
         return 0
+    if args.what == "transfer":
+        from probtwin.bench.transfer import run_transfer_comparison
+
+        limit = 600.0 if args.time_limit is None else args.time_limit
+        seeds = range(args.first_seed or 5, (args.first_seed or 5) + args.seeds)
+        out = run_transfer_comparison((args.datasets or ["cowley_v4_210224"])[0], seeds, twin_time_limit=limit)
+        print(json.dumps({k: v for k, v in out.items() if k != "rows"}, indent=1, default=float))
+        return 0
     if args.what == "report":
         from probtwin.bench.report import run_report
 
@@ -372,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "free-viewing-priors",
             "perisaccadic",
             "fixation",
+            "transfer",
         ],
     )
     bench.add_argument("--seeds", type=int, default=5, help="simulations, seeds 0..N-1 (experiments, posterior)")

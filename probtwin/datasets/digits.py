@@ -25,7 +25,7 @@ def mnist_digits(root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray
     images : ndarray of float32, shape (5000, 1, 28, 28)
         Pixel values in [0, 1].
     labels : ndarray of int64, shape (5000,)
-        Digits 0-9.
+        Digits 0-9, in the file's order: sorted by class (shuffle before splitting).
     """
     path = data_file("mnist_5k/mnist_5k.csv.gz", root)
     table = np.loadtxt(path, delimiter=",", dtype=np.int64)

@@ -151,6 +151,7 @@ def fit_classifier(
     lr: float = 1e-3,
     width: int = 16,
     hidden: int = 128,
+    classes: int | None = None,
     progress_bar: bool = True,
 ) -> DigitClassifier:
     """Train an image classifier, optionally regularised toward a brain-derived representation.
@@ -181,6 +182,8 @@ def fit_classifier(
         images.
     width, hidden : int
         The classifier's size (:class:`DigitClassifier`).
+    classes : int, optional
+        Number of classes; by default the largest label + 1.
     progress_bar : bool
 
     Returns
@@ -195,7 +198,10 @@ def fit_classifier(
         raise DataError("weight", "a non-negative number", repr(weight))
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = DigitClassifier(x.shape[1], x.shape[2:], int(y.max()) + 1, width, hidden)
+    n_classes = int(y.max()) + 1 if classes is None else int(classes)
+    if n_classes <= y.max():
+        raise DataError("classes", f"more than the largest label {y.max()}", repr(classes))
+    model = DigitClassifier(x.shape[1], x.shape[2:], n_classes, width, hidden)
     parameters = list(model.parameters())
     target = sim = readout = None
     if regularizer is not None:

@@ -127,6 +127,9 @@ def test_classifier_input_errors(digits, small_twin):
         transfer.fit_classifier(images * 255, labels)
     with pytest.raises(pt.DataError, match="labels"):
         transfer.fit_classifier(images, labels[:50])
+    with pytest.raises(pt.DataError, match="classes"):
+        transfer.fit_classifier(images, labels, classes=int(labels.max()))
+    assert transfer.fit_classifier(images[:10], labels[:10], classes=10, epochs=0).logits.out_features == 10
     with pytest.raises(pt.DataError, match="regularizer"):
         transfer.fit_classifier(images, labels, "brain")
     with pytest.raises(pt.DataError, match="twin"):
