@@ -21,7 +21,9 @@ from probtwin.infer.progress import progress
 
 __all__ = ["FrameGrid", "bin_spike_times", "frame_grid", "resample_series"]
 
-_TOLERANCE = 1e-9  # relative slack for a window that is a whole number of frames up to rounding
+FRAME_TOLERANCE = 1e-9  # relative slack for a window that is a whole number of frames up to rounding
+_EDGE = 1e-9  # seconds: an edge computed as start + f * bin_size may round past the true one; a time
+# this close below an edge belongs to the next frame (far below any sampling interval)
 
 
 class FrameGrid:
@@ -90,10 +92,12 @@ def frame_grid(starts: np.ndarray, stops: np.ndarray, bin_size: float | None, fi
         )
     if bin_size is None:
         return FrameGrid(np.stack([starts, stops], axis=1), np.ones(starts.size, dtype=int), per_frame=False)
-    if not (np.isfinite(bin_size) and bin_size > 0):
+    if isinstance(bin_size, bool) or not isinstance(bin_size, (int, float, np.number)) or not bin_size > 0:
+        raise DataError("bin_size", "a positive frame length in seconds", repr(bin_size))
+    if not np.isfinite(bin_size):
         raise DataError("bin_size", "a positive frame length in seconds", repr(bin_size))
     lengths = (stops - starts) / bin_size
-    counts = np.floor(lengths * (1 + _TOLERANCE)).astype(int)
+    counts = np.floor(lengths * (1 + FRAME_TOLERANCE)).astype(int)
     if (counts == 0).any():
         raise DataError(
             "bin_size",
@@ -122,7 +126,7 @@ def bin_spike_times(spike_times: Sequence[np.ndarray], grid: FrameGrid) -> np.nd
     counts = np.empty((grid.n_trials, grid.n_frames, len(spike_times)))
     units = progress(enumerate(spike_times), "count spikes", total=len(spike_times), unit="unit")
     for u, times in units:  # a sorted search per unit covers every trial and frame at once
-        cumulative = np.searchsorted(np.sort(np.asarray(times, dtype=float)), edges, side="left")
+        cumulative = np.searchsorted(np.sort(np.asarray(times, dtype=float)), edges - _EDGE, side="left")
         counts[:, :, u] = np.diff(cumulative.reshape(grid.edges.shape), axis=1)
     return grid.fold(counts)
 
@@ -132,7 +136,9 @@ def resample_series(timestamps: np.ndarray, data: np.ndarray, grid: FrameGrid, f
 
     A frame that holds no sample (a series sampled more slowly than the frames) takes the series
     linearly interpolated at the frame's centre. Frames outside the series' recorded span are an
-    error, never extrapolated.
+    error, never extrapolated. NaN samples (a blink in a pupil trace) are missing: a frame's
+    mean is over its finite samples, interpolation runs between finite samples, and a frame with
+    no finite sample within it or around it is an error naming the trials.
 
     Parameters
     ----------
@@ -150,11 +156,13 @@ def resample_series(timestamps: np.ndarray, data: np.ndarray, grid: FrameGrid, f
     """
     t = np.asarray(timestamps, dtype=float)
     x = np.asarray(data, dtype=float)
+    if t.ndim != 1 or x.ndim == 0 or t.size != x.shape[0] or t.size < 2 or (np.diff(t) < 0).any():
+        raise DataError(
+            field, "at least two samples with increasing timestamps", f"{t.size} timestamps, data {x.shape}"
+        )
     x = x.reshape(x.shape[0], -1)
-    if t.ndim != 1 or t.size != x.shape[0] or t.size < 2 or (np.diff(t) < 0).any():
-        raise DataError(field, "at least two samples with increasing timestamps", f"{t.size} timestamps")
     lo, hi = grid.edges[:, :-1], grid.edges[:, 1:]
-    outside = grid.mask & ((lo < t[0] - _TOLERANCE) | (hi > t[-1] + np.median(np.diff(t)) + _TOLERANCE))
+    outside = grid.mask & ((lo < t[0] - FRAME_TOLERANCE) | (hi > t[-1] + np.median(np.diff(t)) + FRAME_TOLERANCE))
     if outside.any():
         trials = np.flatnonzero(outside.any(axis=1))
         raise DataError(
@@ -162,12 +170,27 @@ def resample_series(timestamps: np.ndarray, data: np.ndarray, grid: FrameGrid, f
             f"samples over every trial's window (the series spans {t[0]:.4g}-{t[-1]:.4g} s)",
             f"{trials.size} trials outside it (trials {trials[:5].tolist()}{' ...' if trials.size > 5 else ''})",
         )
-    first = np.searchsorted(t, lo, side="left")
-    last = np.searchsorted(t, hi, side="left")
-    n = last - first
-    cumulative = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
+    first = np.searchsorted(t, lo - _EDGE, side="left")
+    last = np.searchsorted(t, hi - _EDGE, side="left")
+    finite = np.isfinite(x)
+    zero = np.zeros((1, x.shape[1]))
+    sums = np.concatenate([zero, np.cumsum(np.where(finite, x, 0.0), axis=0)])
+    counts = np.concatenate([zero, np.cumsum(finite, axis=0)])
+    n = counts[last] - counts[first]  # finite samples in each frame, per column
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = (cumulative[last] - cumulative[first]) / n[..., None]
+        means = (sums[last] - sums[first]) / n
     centres = (lo + hi) / 2
-    interpolated = np.stack([np.interp(centres, t, x[:, k]) for k in range(x.shape[1])], axis=-1)
-    return grid.fold(np.where((n > 0)[..., None], means, interpolated))
+    interpolated = np.stack(
+        [
+            np.interp(centres, t[finite[:, k]], x[finite[:, k], k], left=np.nan, right=np.nan)
+            if finite[:, k].any()
+            else np.full(centres.shape, np.nan)
+            for k in range(x.shape[1])
+        ],
+        axis=-1,
+    )
+    out = np.where(n > 0, means, interpolated)
+    if (~np.isfinite(out) & grid.mask[..., None]).any():
+        trials = np.flatnonzero((~np.isfinite(out) & grid.mask[..., None]).any(axis=(1, 2)))
+        raise DataError(field, "finite samples in or around every frame", f"none for trials {trials[:5].tolist()}")
+    return grid.fold(out)

@@ -278,7 +278,7 @@ def load_nwb(
     }
     with _open(path) as nwb:
         if "probtwin" in nwb.processing and all(v is None for v in nwb_args.values()):
-            return _read_probtwin(nwb, path)
+            return _read_probtwin(nwb, path, name)
         fields = read_trials(nwb, event_times=event_times, **nwb_args)
         return Recording(name=name or nwb.session_id or path.stem, **fields)
 
@@ -320,7 +320,7 @@ def nwb_contents(path: str | Path) -> dict:
         return _contents(nwb)
 
 
-def _read_probtwin(nwb, path: Path) -> Recording:
+def _read_probtwin(nwb, path: Path, name: str | None = None) -> Recording:
     """The exact recording of a file that :func:`write_nwb` wrote."""
     module = nwb.processing["probtwin"]
     trials = nwb.trials
@@ -348,5 +348,5 @@ def _read_probtwin(nwb, path: Path) -> Recording:
         tiers=labels(trials["tier"]),
         stimulus_ids=labels(trials["stimulus_id"]),
         trial_info=trial_info,
-        name=nwb.session_id or path.stem,
+        name=name or nwb.session_id or path.stem,
     )

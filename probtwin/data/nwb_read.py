@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from probtwin.data.binning import FrameGrid, bin_spike_times, frame_grid, resample_series
+from probtwin.data.binning import FRAME_TOLERANCE, FrameGrid, bin_spike_times, frame_grid, resample_series
 from probtwin.errors import DataError
 
 __all__ = ["describe_contents", "nwb_contents", "read_trials"]
@@ -183,12 +183,19 @@ def _windows(
                 f"stop_time NaN in {int(np.isnan(stops).sum())} of {stops.size} rows",
             )
         return starts, stops
-    if len(window) == 2:
-        anchor, (lo, hi) = starts, window
-    elif len(window) == 3 and isinstance(window[0], str):
-        name, lo, hi = window
-        if name not in columns:
+    shape = "(start, stop) or (event column, start, stop) in seconds"
+    if not isinstance(window, (tuple, list)) or len(window) not in (2, 3):
+        raise DataError("window", shape, repr(window))
+    *event, lo, hi = window
+    if not all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in (lo, hi)):
+        raise DataError("window", shape, repr(window))
+    anchor = starts
+    if event:
+        name = event[0]
+        if not isinstance(name, str) or name not in columns:
             raise DataError("window", f"an event column of the interval table ({', '.join(columns)})", repr(name))
+        if columns[name].dtype.kind not in "iuf":
+            raise DataError("window", f"event times (numbers) in the column {name!r}", f"{columns[name].dtype}")
         anchor = np.asarray(columns[name], dtype=float)
         if np.isnan(anchor).any():
             raise DataError(
@@ -196,18 +203,19 @@ def _windows(
                 f"an event time in every row of {name!r} (select rows with rows=)",
                 f"NaN in {int(np.isnan(anchor).sum())} rows",
             )
-        if event_times == "auto":
-            event_times = "absolute" if (anchor >= starts - 1e-9).all() else "relative" if (anchor >= 0).all() else ""
+        if event_times == "auto":  # absolute: none before its row's start; relative: each before it
+            absolute, relative = (anchor >= starts - 1e-9).all(), ((anchor >= 0) & (anchor < starts)).all()
+            event_times = "absolute" if absolute else "relative" if relative else ""
             if not event_times:
                 raise DataError(
-                    "event_times", "'absolute' or 'relative' (the file's event times are neither clearly)", "'auto'"
+                    "event_times",
+                    f"'absolute' or 'relative' ({name!r} holds times both before and after their rows' starts)",
+                    "'auto'",
                 )
         if event_times == "relative":
             anchor = starts + anchor
         elif event_times != "absolute":
             raise DataError("event_times", "'auto', 'absolute' or 'relative'", repr(event_times))
-    else:
-        raise DataError("window", "(start, stop) or (event column, start, stop) in seconds", repr(window))
     return anchor + float(lo), anchor + float(hi)
 
 
@@ -216,7 +224,7 @@ def _check_whole(window: Any, bin_size: float | None) -> None:
         return
     length = float(window[-1]) - float(window[-2])
     frames = length / bin_size
-    if abs(frames - round(frames)) > 1e-6 * max(frames, 1):
+    if abs(frames - round(frames)) > FRAME_TOLERANCE * max(frames, 1):
         raise DataError("bin_size", f"a whole number of frames in the window of {length:.6g} s", f"{bin_size} s")
 
 
@@ -416,6 +424,39 @@ def _per_row(value: Any, columns: dict[str, np.ndarray], field: str) -> np.ndarr
     return columns[value]
 
 
+def _rows(rows: Any, n_rows: int, table: str) -> np.ndarray:
+    """Indices of the selected rows: all, integer indices or a boolean mask."""
+    if rows is None:
+        return np.arange(n_rows)
+    rows = np.asarray(rows)
+    expected = f"indices in [0, {n_rows}) or a boolean mask of the {n_rows} rows of {table!r}"
+    if rows.dtype == bool and rows.shape == (n_rows,):
+        return np.flatnonzero(rows)
+    if (
+        rows.ndim == 1
+        and rows.dtype.kind in "iu"
+        and (rows.size == 0 or (rows.min() >= -n_rows and rows.max() < n_rows))
+    ):
+        return np.arange(n_rows)[rows]
+    raise DataError("rows", expected, f"{rows.dtype} of shape {rows.shape}")
+
+
+def _names(value: Any, field: str) -> list[str] | None:
+    """Series names: one name or a sequence of names."""
+    if value is None:
+        return None
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+        raise DataError(field, "a series' name or a list of names", repr(value))
+    return list(names)
+
+
+def _gaze_name(gaze: Any) -> list[str]:
+    if not isinstance(gaze, str):
+        raise DataError("gaze", "the name of the eye-position series", repr(gaze))
+    return [gaze]
+
+
 def read_trials(
     nwb,
     *,
@@ -437,7 +478,7 @@ def read_trials(
     :func:`probtwin.load_nwb` for the arguments)."""
     starts, stops, columns, table = _intervals(nwb, intervals)
     n_rows = starts.size
-    rows = np.arange(n_rows) if rows is None else np.arange(n_rows)[np.asarray(rows)]
+    rows = _rows(rows, n_rows, table)
     if rows.size == 0:
         raise DataError("rows", f"at least one of the {n_rows} rows of {table!r}", "none selected")
     columns = {k: v[rows] for k, v in columns.items()}
@@ -461,7 +502,9 @@ def read_trials(
             )
         library = np.asarray(stimuli)
         index = np.asarray(columns[stimulus_index])
-        if index.dtype.kind not in "iu" or index.min() < 0 or index.max() >= library.shape[0]:
+        if index.dtype.kind not in "iu":
+            raise DataError("stimulus_index", "a column of integer indices into the stimuli", f"{index.dtype}")
+        if index.min() < 0 or index.max() >= library.shape[0]:
             raise DataError(
                 "stimulus_index",
                 f"integer indices into the {library.shape[0]} stimuli",
@@ -471,7 +514,7 @@ def read_trials(
     elif task is not None:
         if not grid.per_frame:
             raise DataError("bin_size", "a frame length for task variables (a time series)", "None")
-        stimuli = _task(columns, list(task), grid)
+        stimuli = _task(columns, _names(task, "task"), grid)
     elif not grid.per_frame:
         raise _refuse(
             nwb,
@@ -486,8 +529,8 @@ def read_trials(
     return {
         "stimuli": stimuli,
         "responses": y,
-        "behavior": None if not behavior else _behavior(nwb, list(behavior), grid, "behavior"),
-        "gaze": None if gaze is None else _behavior(nwb, [gaze], grid, "gaze"),
+        "behavior": None if behavior is None else _behavior(nwb, _names(behavior, "behavior"), grid, "behavior"),
+        "gaze": None if gaze is None else _behavior(nwb, _gaze_name(gaze), grid, "gaze"),
         "tiers": _per_row(tiers, columns, "tiers"),
         "stimulus_ids": ids if stimulus_ids is None else _per_row(stimulus_ids, columns, "stimulus_ids"),
         "trial_info": info,

@@ -63,7 +63,7 @@ def energy_rf_centres(
     torch.Tensor, shape (neurons, 2)
         (x, y) in pixels.
     """
-    scales = (sigma,) if isinstance(sigma, (int, float)) else tuple(sigma)
+    scales = (float(sigma),) if torch.as_tensor(sigma).ndim == 0 else tuple(float(s) for s in sigma)
     sums: dict[tuple[int, int], dict] = {}
     for stimuli, responses in batches:
         frames = stimuli.shape[2] if stimuli.dim() == 5 else 1

@@ -197,11 +197,12 @@ def fit_classifier(
     if not weight >= 0:
         raise DataError("weight", "a non-negative number", repr(weight))
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     n_classes = int(y.max()) + 1 if classes is None else int(classes)
     if n_classes <= y.max():
         raise DataError("classes", f"more than the largest label {y.max()}", repr(classes))
-    model = DigitClassifier(x.shape[1], x.shape[2:], n_classes, width, hidden)
+    with torch.random.fork_rng(devices=[]):  # initialised from the seed; torch's global generator untouched
+        torch.manual_seed(seed)
+        model = DigitClassifier(x.shape[1], x.shape[2:], n_classes, width, hidden)
     parameters = list(model.parameters())
     target = sim = readout = None
     if regularizer is not None:
@@ -210,10 +211,14 @@ def fit_classifier(
         if isinstance(similarity_images, Recording):
             responses = np.asarray(similarity_images.responses) if responses is None else responses
             similarity_images = np.asarray(similarity_images.stimuli)
+        if len(similarity_images) < 2:
+            raise DataError("similarity_images", "at least two images", f"{len(similarity_images)}")
         target = torch.as_tensor(_target(regularizer, twin, similarity_images, responses, num_samples, seed))
         sim = torch.as_tensor(adapt_images(similarity_images, model.input_shape))
         if regularizer == "multitask":
-            readout = nn.Linear(hidden, target.shape[1])
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                readout = nn.Linear(hidden, target.shape[1])
             parameters += list(readout.parameters())
     optimizer = torch.optim.Adam(parameters, lr=lr)
     xs, ys = torch.as_tensor(x), torch.as_tensor(y)

@@ -1,8 +1,10 @@
 """Representational similarity: of a twin's predicted population responses, of pixels, of a
 network's hidden features, and a shuffled control.
 
-The similarity of two stimuli is the correlation of their representations (each stimulus's
-vector centred and scaled over its units): ``S = Z Z^T / d`` for z-scored rows ``Z`` (n, d).
+The similarity of two stimuli is the correlation of their representations after each unit is
+z-scored over the stimuli (so that units of high rate or variance do not dominate): with ``U``
+the features standardised per column over the n stimuli and ``Z`` its rows standardised,
+``S = Z Z^T / d`` (n, n).
 Li et al. (2019, NeurIPS) pulled a classifier's hidden similarity toward mouse V1's, denoised by a
 twin; the pixel and shuffled matrices are the controls (Attias et al. 2024).
 """
@@ -20,19 +22,23 @@ __all__ = ["neural_similarity", "pixel_similarity", "shuffled_similarity", "simi
 
 
 def similarity_matrix(features: torch.Tensor) -> torch.Tensor:
-    """Correlation between the rows of a feature matrix.
+    """Correlation between the rows of a feature matrix, each unit (column) first z-scored over
+    the stimuli (rows).
 
     Parameters
     ----------
     features : torch.Tensor, shape (..., n, d)
-        One row of ``d`` features per stimulus; leading dimensions are a batch of matrices.
+        One row of ``d`` features per stimulus; leading dimensions are a batch of matrices. A
+        unit constant over the stimuli contributes nothing.
 
     Returns
     -------
     torch.Tensor, shape (..., n, n)
         Entries in [-1, 1], ones on the diagonal (0 for a constant row).
     """
-    z = features - features.mean(dim=-1, keepdim=True)
+    u = features - features.mean(dim=-2, keepdim=True)
+    u = u / u.pow(2).mean(dim=-2, keepdim=True).sqrt().clamp_min(1e-8)
+    z = u - u.mean(dim=-1, keepdim=True)
     z = z / z.pow(2).mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8)
     return z @ z.transpose(-1, -2) / features.shape[-1]
 

@@ -51,6 +51,32 @@ def test_spike_counts_equal_a_direct_count(rng):
     )
 
 
+def test_a_spike_on_a_frame_edge_opens_the_next_frame():
+    # 1000.7 + 0.1 rounds to 1000.8000000000001: the spike at 1000.8 still belongs to frame 1
+    grid = frame_grid(np.array([1000.7]), np.array([1000.9]), 0.1)
+    np.testing.assert_array_equal(bin_spike_times([np.array([1000.8])], grid), [[[0.0], [1.0]]])
+    np.testing.assert_array_equal(
+        bin_spike_times([np.array([0.3])], frame_grid(np.array([0.0]), np.array([0.3]), None)), [[0.0]]
+    )
+
+
+def test_missing_samples_are_skipped_not_spread():
+    t = np.arange(0.0, 4.0, 0.01)
+    x = np.sin(t)
+    x[100] = np.nan  # one blink at 1 s
+    grid = frame_grid(np.array([0.5]), np.array([3.5]), 0.25)
+    out = resample_series(t, x, grid, "pupil")[0, :, 0]
+    assert np.isfinite(out).all()
+    inside = (t >= 1.0 - 1e-9) & (t < 1.25 - 1e-9) & np.isfinite(x)
+    assert out[2] == pytest.approx(x[inside].mean())
+    x[50:200] = np.nan  # no finite sample in or around some frames: refused, not filled
+    x[:50] = np.nan
+    with pytest.raises(pt.DataError, match="pupil.*finite samples"):
+        resample_series(t, np.where(t < 2.0, np.nan, x), frame_grid(np.array([0.5]), np.array([1.0]), 0.25), "pupil")
+    with pytest.raises(pt.DataError, match="bin_size"):
+        frame_grid(np.array([0.0]), np.array([1.0]), "0.5")
+
+
 def test_resample_averages_fast_series_and_interpolates_slow_ones():
     t = np.arange(0, 10, 0.01)
     x = np.stack([np.sin(t), t], axis=1)

@@ -22,11 +22,13 @@ def units_spikes(path):
 
 
 def direct_counts(spikes, starts, length, bin_size):
+    """Counts in half-open frames [lo, hi); a spike within 1 ns below an edge (where the edge's
+    floating-point sum rounds past the true one) belongs to the frame the edge opens."""
     frames = int(round(length / bin_size))
     out = np.zeros((len(starts), frames, len(spikes)))
     for t, start in enumerate(starts):
         for f in range(frames):
-            lo, hi = start + f * bin_size, start + (f + 1) * bin_size
+            lo, hi = start + f * bin_size - 1e-9, start + (f + 1) * bin_size - 1e-9
             out[t, f] = [((s >= lo) & (s < hi)).sum() for s in spikes]
     return out
 
@@ -245,6 +247,37 @@ def test_errors_name_what_the_file_holds(lab_file):
     with pytest.raises(pt.DataError, match="responses.*RoiResponseSeries"):
         pt.load_nwb(path, bin_size=0.1, responses="running")
     assert pt.data.nwb_contents(path)["series"]["eye"]["kind"] == "behaviour (EyeTracking)"
+    # plausible mistakes are DataErrors too, never a traceback from numpy or pynwb
+    for kwargs, field in [
+        (dict(rows=[0, 40]), "rows"),
+        (dict(rows=[0.5]), "rows"),
+        (dict(window=("go_cue_time", 1.0)), "window"),
+        (dict(window=1.0), "window"),
+        (dict(window=("condition", 0.0, 0.5)), "window.*event times"),
+        (dict(window=(0.0, 0.5), stimuli=np.zeros((4, 1, 6, 5)), stimulus_index="condition"), "stimulus_index"),
+        (dict(gaze=["eye"]), "gaze"),
+        (dict(behavior=[3]), "behavior"),
+    ]:
+        with pytest.raises(pt.DataError, match=field):
+            pt.load_nwb(path, bin_size=0.1, **kwargs)
+
+
+def test_event_times_that_are_neither_clearly_absolute_nor_relative(tmp_path):
+    from pynwb import NWBFile
+
+    nwb = NWBFile("mixed", "mixed-1", datetime(2024, 1, 1, tzinfo=timezone.utc))
+    nwb.add_trial_column("cue", "cue time")
+    for start, cue in [(100.0, 101.0), (200.0, 199.999), (300.0, 301.0)]:  # one cue before its trial
+        nwb.add_trial(start_time=start, stop_time=start + 2.0, cue=cue)
+    nwb.add_unit(spike_times=[100.5, 200.5])
+    path = tmp_path / "mixed.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    with pytest.raises(pt.DataError, match="event_times.*'cue' holds times both before and after"):
+        pt.load_nwb(path, window=("cue", 0.0, 0.5), bin_size=0.1)
+    rec = pt.load_nwb(path, window=("cue", 0.0, 0.5), bin_size=0.1, event_times="absolute", name="mine")
+    np.testing.assert_allclose(rec.trial_info["window_start"], [101.0, 199.999, 301.0])
+    assert rec.name == "mine"
 
 
 # ------------------------------------------------------------------------- files probtwin writes

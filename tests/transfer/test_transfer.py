@@ -7,16 +7,25 @@ import probtwin as pt
 from probtwin import transfer
 
 
-def test_similarity_matrix_is_the_correlation_of_rows(rng):
-    a = torch.as_tensor(rng.normal(size=50), dtype=torch.float32)
-    b = torch.as_tensor(rng.normal(size=50), dtype=torch.float32)
-    s = transfer.similarity_matrix(torch.stack([a, 2 * a + 3, -a, b]))
-    assert s[0, 1] == pytest.approx(1.0, abs=1e-5) and s[0, 2] == pytest.approx(-1.0, abs=1e-5)
-    expected = np.corrcoef(np.stack([a.numpy(), b.numpy()]))[0, 1]
-    assert s[0, 3] == pytest.approx(expected, abs=1e-5)
+def zscored_rows_correlation(x):
+    """Each column z-scored over the rows, then the correlation of the rows."""
+    u = (x - x.mean(0)) / x.std(0)
+    return np.corrcoef(u)
+
+
+def test_similarity_matrix_is_the_correlation_of_unit_standardised_rows(rng):
+    x = rng.normal(size=(6, 40)) * rng.uniform(0.1, 10, size=40) + rng.uniform(0, 50, size=40)  # unequal units
+    s = transfer.similarity_matrix(torch.as_tensor(x, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(s, zscored_rows_correlation(x), atol=1e-8)
+    np.testing.assert_allclose(np.diag(s), 1.0, atol=1e-8)
+    # a unit's scale and offset do not matter
+    rescaled = x * rng.uniform(0.5, 5, size=40) + 7.0
+    np.testing.assert_allclose(transfer.similarity_matrix(torch.as_tensor(rescaled)).numpy(), s, atol=1e-8)
     assert transfer.similarity_matrix(torch.randn(3, 5, 7)).shape == (3, 5, 5)
     images = rng.uniform(size=(6, 1, 4, 4))
-    np.testing.assert_allclose(transfer.pixel_similarity(images), np.corrcoef(images.reshape(6, -1)), atol=1e-5)
+    np.testing.assert_allclose(
+        transfer.pixel_similarity(images), zscored_rows_correlation(images.reshape(6, -1)), atol=1e-5
+    )
 
 
 def test_shuffled_similarity_keeps_values_not_images(rng):
@@ -41,11 +50,11 @@ def small_twin():
 def test_neural_similarity_is_that_of_the_twins_predictions(small_twin):
     twin, images = small_twin
     mean = twin.predict(images, num_samples=100, seed=0).mean
-    np.testing.assert_allclose(transfer.neural_similarity(twin, images), np.corrcoef(mean), atol=1e-4)
+    np.testing.assert_allclose(transfer.neural_similarity(twin, images), zscored_rows_correlation(mean), atol=1e-4)
     draws = transfer.neural_similarity(twin, images, num_samples=4, seed=1)
     samples = twin.predict(images, num_samples=4, seed=1).samples
     assert draws.shape == (4, 30, 30)
-    np.testing.assert_allclose(draws[2], np.corrcoef(samples[2]), atol=1e-4)
+    np.testing.assert_allclose(draws[2], zscored_rows_correlation(samples[2]), atol=1e-4)
     with pytest.raises(pt.DataError, match="similarity_images"):
         transfer.neural_similarity(twin, images[:1])
 
@@ -127,6 +136,11 @@ def test_classifier_input_errors(digits, small_twin):
         transfer.fit_classifier(images * 255, labels)
     with pytest.raises(pt.DataError, match="labels"):
         transfer.fit_classifier(images, labels[:50])
+    state = torch.get_rng_state()
+    transfer.fit_classifier(images[:20], labels[:20], epochs=1, progress_bar=False)
+    assert torch.equal(state, torch.get_rng_state())  # torch's global generator is left alone
+    with pytest.raises(pt.DataError, match="similarity_images.*at least two"):
+        transfer.fit_classifier(images, labels, "pixel", similarity_images=images[:1])
     with pytest.raises(pt.DataError, match="classes"):
         transfer.fit_classifier(images, labels, classes=int(labels.max()))
     assert transfer.fit_classifier(images[:10], labels[:10], classes=10, epochs=0).logits.out_features == 10
