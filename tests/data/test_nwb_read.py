@@ -314,6 +314,7 @@ def test_written_files_pass_nwbinspector(tmp_path, rng):
     ]
     assert serious == [], [m.message for m in serious]
     np.testing.assert_array_equal(np.asarray(pt.load_nwb(path).responses), np.asarray(rec.responses))
+    assert pt.load_nwb(path).name == "m1-session" and pt.load_nwb(path, name="renamed").name == "renamed"
     # without the subject the inspector finds what is missing: probtwin does not invent it
     bare = rec.to_nwb(tmp_path / "bare.nwb")
     names = {
