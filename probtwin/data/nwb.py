@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from probtwin.data.nwb_read import labels, read_trials
-from probtwin.data.nwb_read import nwb_contents as _contents
+from probtwin.data.nwb_inventory import labels
+from probtwin.data.nwb_inventory import nwb_contents as _contents
+from probtwin.data.nwb_read import read_trials
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 
@@ -306,7 +307,7 @@ def _open(path: Path):
 
 def nwb_contents(path: str | Path) -> dict:
     """What an NWB file holds that :func:`load_nwb` can read: its interval tables, units table
-    and series (see :func:`probtwin.data.nwb_read.nwb_contents`).
+    and series (see :func:`probtwin.data.nwb_inventory.nwb_contents`).
 
     Parameters
     ----------
