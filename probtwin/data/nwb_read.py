@@ -236,12 +236,16 @@ def _image_frames(series) -> np.ndarray:
             f"image frames stored in {series.name!r} (or the images as an array with stimulus_index=)",
             f"frames in external files {list(external[:3])}" if external is not None else "no frames",
         )
-    x = np.asarray(series.data[:])
+    return _channels_first(np.asarray(series.data[:]), series.name)
+
+
+def _channels_first(x: np.ndarray, name: str) -> np.ndarray:
+    """Frames (frames, H, W) or (frames, H, W, C) as (frames, C, H, W)."""
     if x.ndim == 3:
         return x[:, None]
     if x.ndim == 4:
         return np.moveaxis(x, 3, 1)
-    raise DataError("stimuli", f"image frames (frames, H, W) or (frames, H, W, C) in {series.name!r}", str(x.shape))
+    raise DataError("stimuli", f"image frames (frames, H, W) or (frames, H, W, C) in {name!r}", str(x.shape))
 
 
 def _shown(series, times: np.ndarray, field: str) -> np.ndarray:
@@ -268,7 +272,7 @@ def _file_stimuli(nwb, name: str, grid: FrameGrid) -> tuple[np.ndarray, np.ndarr
             images = series.indexed_images
             order = getattr(images, "order_of_images", None)
             keys = [image.name for image in order.data] if order is not None else list(images.images)
-            library = np.stack([_image_frames_one(images.images[k]) for k in keys])
+            library = _channels_first(np.stack([np.asarray(images.images[k].data[:]) for k in keys]), images.name)
         else:
             library = _image_frames(series.indexed_timeseries)
     else:
@@ -277,11 +281,6 @@ def _file_stimuli(nwb, name: str, grid: FrameGrid) -> tuple[np.ndarray, np.ndarr
         videos = np.moveaxis(library[index], 1, 2)  # (trials, C, frames, H, W)
         return videos, np.array([",".join(map(str, row)) for row in index])
     return library[index[:, 0]], index[:, 0]
-
-
-def _image_frames_one(image) -> np.ndarray:
-    x = np.asarray(image.data[:])
-    return x[None] if x.ndim == 2 else np.moveaxis(x, 2, 0)
 
 
 def _task(columns: dict[str, np.ndarray], names: Sequence[str], grid: FrameGrid) -> np.ndarray:
