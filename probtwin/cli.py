@@ -209,10 +209,11 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what == "transfer":
         from probtwin.bench.transfer import run_transfer_comparison
 
-        limit = 600.0 if args.time_limit is None else args.time_limit
+        limit = 300.0 if args.time_limit is None else args.time_limit
         seeds = range(args.first_seed or 5, (args.first_seed or 5) + args.seeds)
-        out = run_transfer_comparison((args.datasets or ["cowley_v4_210224"])[0], seeds, twin_time_limit=limit)
-        print(json.dumps({k: v for k, v in out.items() if k != "rows"}, indent=1, default=float))
+        for data in args.datasets or ["cowley_v4_210224"]:
+            out = run_transfer_comparison(data, seeds, twin_time_limit=limit)
+            print(json.dumps({k: v for k, v in out.items() if k != "rows"}, indent=1, default=float))
         return 0
     if args.what == "report":
         from probtwin.bench.report import run_report

@@ -77,3 +77,24 @@ def _is_module(name: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_every_table_row_has_its_header_s_columns():
+    """A table is a header, a separator and rows of the header's cells: rows pasted under another
+    table's header, or a table broken by a stray line, are refused."""
+    pages = sorted((DOCS / "pages").rglob("*.md")) + [DOCS.parent / "README.md"]
+    wrong = []
+    for page in pages:
+        header, row = None, 0
+        for number, line in enumerate(page.read_text().splitlines(), 1):
+            if not line.startswith("|"):
+                header = None
+                continue
+            cells = len(re.findall(r"(?<!\\)\|", line.strip())) - 1
+            row = 0 if header is None else row + 1
+            header = cells if header is None else header
+            if cells != header:
+                wrong.append(f"{page.name}:{number} has {cells} cells, its header {header}")
+            if row == 1 and not re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", line.strip()):
+                wrong.append(f"{page.name}:{number}: a table's second line is its separator (|---|)")
+    assert not wrong, "\n".join(wrong)

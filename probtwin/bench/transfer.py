@@ -6,9 +6,11 @@ validate, 1,000 to test, the same split for every seed), trains for the same epo
 optimiser, and differs only in its regulariser:
 
 - ``baseline``: none;
-- ``neural``: toward the similarity of a twin's predicted responses to the similarity images (a
-  twin fitted with its defaults on a real recording; the images are the recording's held-out
+- ``neural``: toward the similarity of a twin's posterior mean responses to the similarity images
+  (a twin fitted with its defaults on a real recording; the images are the recording's held-out
   ones);
+- ``neural_draws``: the same, toward one of ``DRAWS`` posterior draws' matrices each step (the
+  twin's uncertainty in the target);
 - ``pixel``: toward the similarity of the same images' pixels (what images alone carry);
 - ``random``: toward the twin's matrix with the images relabelled at random;
 - ``multitask``: hidden features also predict the recorded responses to those images.
@@ -17,8 +19,8 @@ Each regulariser's weight is chosen per seed on the validation digits from ``WEI
 mean accuracy over ``VALIDATION_CORRUPTIONS`` at severity 3 (five of the test's corruption types,
 on other digits and with other noise draws), the same rule for every side. Test scores: clean
 accuracy, the mean over the 15 corruptions at 5 severities, Gaussian noise, FGSM and PGD at each
-epsilon; mean and sd over seeds, and the paired difference neural - pixel with its 95% t-interval
-over seeds.
+epsilon; mean and sd over seeds, and the paired differences neural - pixel and neural_draws -
+neural with their 95% t-intervals over seeds.
 """
 
 from __future__ import annotations
@@ -29,15 +31,31 @@ from typing import Any
 
 import numpy as np
 
+from probtwin.errors import DataError
 from probtwin.transfer import CORRUPTIONS, accuracy, corrupt, fgsm, fit_classifier, gaussian_noise, pgd
 
-__all__ = ["VARIANTS", "WEIGHTS", "corrupted_sets", "run_transfer_comparison", "score_classifier", "summarise"]
+__all__ = [
+    "DRAWS",
+    "PAIRS",
+    "VARIANTS",
+    "WEIGHTS",
+    "corrupted_sets",
+    "run_transfer_comparison",
+    "score_classifier",
+    "summarise",
+]
 
-VARIANTS = ("baseline", "neural", "pixel", "random", "multitask")
+VARIANTS = ("baseline", "neural", "neural_draws", "pixel", "random", "multitask")
 """The classifiers compared."""
 
 WEIGHTS = (0.3, 1.0, 3.0)
 """Regulariser weights tried on the validation digits."""
+
+DRAWS = 20
+"""Posterior draws of the twin's similarity matrix for ``neural_draws``."""
+
+PAIRS = (("neural", "pixel"), ("neural_draws", "neural"))
+"""The paired comparisons reported (first minus second, per seed)."""
 
 VALIDATION_CORRUPTIONS = ("gaussian_noise", "motion_blur", "fog", "contrast", "pixelate")
 
@@ -70,26 +88,26 @@ def score_classifier(
     return scores
 
 
-def _neural_source(data: str, time_limit: float, seed: int) -> tuple[Any, Any]:
-    """A twin fitted with its defaults on a real recording, and the recording's held-out part."""
+def _neural_source(data: str, time_limit: float, seed: int) -> tuple[Any, Any, dict]:
+    """A twin fitted with its defaults (and the data set's likelihood, as in the accuracy
+    benchmark) on a real recording, the recording's held-out part, and the twin's test scores."""
     import probtwin as pt
+    from probtwin.bench.accuracy import DATASETS
 
-    loaders = {
-        "cowley_v4_201025": lambda: pt.datasets.cowley_v4("201025", image_size=56),
-        "cowley_v4_210224": lambda: pt.datasets.cowley_v4("210224", image_size=56),
-        "tang_v1": lambda: pt.datasets.tang_v1(),
-    }
-    rec = loaders[data]()
-    twin = pt.ImageTwin(rec, seed=seed)
+    if data not in DATASETS:
+        raise DataError("data", f"one of {sorted(DATASETS)}", repr(data))
+    load, likelihood = DATASETS[data]
+    rec = load()
+    twin = pt.ImageTwin(rec, likelihood=likelihood, seed=seed)
     twin.fit(time_limit=time_limit, progress=False)
     held_out = rec.subset(np.flatnonzero(rec.tiers != "train"))
-    return twin, held_out
+    return twin, held_out, twin.evaluate(rec, "test")
 
 
 def run_transfer_comparison(
     data: str = "cowley_v4_210224",
     seeds: Sequence[int] = (5, 6, 7, 8, 9),
-    twin_time_limit: float = 600.0,
+    twin_time_limit: float = 300.0,
     epochs: int = 10,
     epsilons: Sequence[float] = (0.02, 0.05, 0.1, 0.2),
     noise_stds: Sequence[float] = (0.2, 0.4),
@@ -105,8 +123,9 @@ def run_transfer_comparison(
     Parameters
     ----------
     data : str
-        The recording the twin is fitted on (``"cowley_v4_201025"``, ``"cowley_v4_210224"``,
-        ``"tang_v1"``); ignored when ``twin`` and ``similarity`` are given.
+        The recording the twin is fitted on (a key of
+        :data:`probtwin.bench.accuracy.DATASETS`); ignored when ``twin`` and ``similarity`` are
+        given.
     seeds : sequence of int
         Classifier seeds (initialisation, batch order, the shuffled control).
     twin_time_limit : float
@@ -121,13 +140,16 @@ def run_transfer_comparison(
     -------
     dict
         ``rows``: per seed and variant, the chosen weight and the test scores; ``summary``:
-        mean and sd per variant; ``neural_minus_pixel``: the paired difference per score.
+        mean and sd per variant; ``neural_minus_pixel`` and ``neural_draws_minus_neural``: the
+        paired differences per score; ``twin``: the twin's held-out scores (when it was fitted
+        here); ``data``, ``seeds``, ``epochs``, ``wall_seconds``.
     """
     import probtwin as pt
 
     started = time.perf_counter()
+    twin_scores = None
     if twin is None or similarity is None:
-        twin, similarity = _neural_source(data, twin_time_limit, 0)
+        twin, similarity, twin_scores = _neural_source(data, twin_time_limit, 0)
     images, labels = pt.datasets.mnist_digits()
     order = np.random.default_rng(0).permutation(len(images))  # one split for every seed
     train, valid, test = order[:3000][:n_train], order[3000:4000], order[4000:][:n_test]
@@ -141,11 +163,12 @@ def run_transfer_comparison(
                 fitted[weight] = fit_classifier(
                     images[train],
                     labels[train],
-                    None if variant == "baseline" else variant,
+                    {"baseline": None, "neural_draws": "neural"}.get(variant, variant),
                     twin=twin,
                     similarity_images=similarity,
                     seed=seed,
                     weight=weight,
+                    num_samples=DRAWS if variant == "neural_draws" else None,
                     epochs=epochs,
                     progress_bar=False,
                 )
@@ -157,15 +180,18 @@ def run_transfer_comparison(
             rows.append({"seed": seed, "variant": variant, "weight": weight, **scores})
             if verbose:
                 shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-                print(f"seed {seed} {variant:9s} weight {weight:g}: {shown}", flush=True)
+                print(f"seed {seed} {variant:12s} weight {weight:g}: {shown}", flush=True)
     out = summarise(rows)
     out.update(data=data, seeds=list(seeds), epochs=epochs, wall_seconds=time.perf_counter() - started)
+    if twin_scores is not None:
+        kept = ("single_trial_correlation", "correlation_to_average")
+        out["twin"] = {k: twin_scores[k] for k in kept if k in twin_scores}
     return out
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sd over seeds per variant, and neural - pixel paired over seeds with its 95%
-    t-interval."""
+    """Mean and sd over seeds per variant, and each of ``PAIRS`` (first - second) paired over
+    seeds with its 95% t-interval and p-value, as ``"{first}_minus_{second}"``."""
     from scipy import stats
 
     keys = [k for k in rows[0] if k not in ("seed", "variant", "weight")]
@@ -175,13 +201,17 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         summary[variant] = {
             k: (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0) for k, v in values.items()
         }
-    paired = {}
+    out = {"rows": rows, "summary": summary}
     by = {(r["seed"], r["variant"]): r for r in rows}
-    seeds = sorted({r["seed"] for r in rows if (r["seed"], "pixel") in by and (r["seed"], "neural") in by})
-    if len(seeds) > 1:
+    for first, second in PAIRS:
+        seeds = sorted({r["seed"] for r in rows if (r["seed"], first) in by and (r["seed"], second) in by})
+        if len(seeds) < 2:
+            continue
+        paired = {}
         for k in keys:
-            d = np.array([by[(s, "neural")][k] - by[(s, "pixel")][k] for s in seeds])
+            d = np.array([by[(s, first)][k] - by[(s, second)][k] for s in seeds])
             half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
             p = float(stats.ttest_1samp(d, 0.0).pvalue) if d.std() > 0 else 1.0
             paired[k] = {"mean": float(d.mean()), "ci95": (float(d.mean() - half), float(d.mean() + half)), "p": p}
-    return {"rows": rows, "summary": summary, "neural_minus_pixel": paired}
+        out[f"{first}_minus_{second}"] = paired
+    return out

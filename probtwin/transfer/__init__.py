@@ -1,9 +1,16 @@
 """Robustness transfer: regularise image classifiers with a twin's neural representation, and
 measure what transfers (noise, common corruptions, adversarial perturbations)."""
 
-from probtwin.transfer.classifier import REGULARIZERS, DigitClassifier, adapt_images, fit_classifier
+from probtwin.transfer.classifier import REGULARIZERS, DigitClassifier, fit_classifier
 from probtwin.transfer.robustness import CORRUPTIONS, accuracy, corrupt, fgsm, gaussian_noise, pgd, robustness
-from probtwin.transfer.similarity import neural_similarity, pixel_similarity, shuffled_similarity, similarity_matrix
+from probtwin.transfer.similarity import (
+    adapt_images,
+    neural_similarity,
+    pixel_similarity,
+    representational_similarity,
+    shuffled_similarity,
+    similarity_matrix,
+)
 
 __all__ = [
     "CORRUPTIONS",
@@ -18,6 +25,7 @@ __all__ = [
     "neural_similarity",
     "pgd",
     "pixel_similarity",
+    "representational_similarity",
     "robustness",
     "shuffled_similarity",
     "similarity_matrix",

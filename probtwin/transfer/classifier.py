@@ -29,9 +29,15 @@ from torch.nn import functional as F
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 from probtwin.infer.progress import progress
-from probtwin.transfer.similarity import neural_similarity, pixel_similarity, shuffled_similarity, similarity_matrix
+from probtwin.transfer.similarity import (
+    adapt_images,
+    neural_similarity,
+    pixel_similarity,
+    shuffled_similarity,
+    similarity_matrix,
+)
 
-__all__ = ["REGULARIZERS", "DigitClassifier", "adapt_images", "fit_classifier"]
+__all__ = ["REGULARIZERS", "DigitClassifier", "fit_classifier"]
 
 REGULARIZERS = (None, "neural", "pixel", "random", "multitask")
 """What a classifier's training can be regularised toward."""
@@ -78,28 +84,6 @@ class DigitClassifier(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits, (n, classes)."""
         return self.logits(self.features(images))
-
-
-def adapt_images(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """Images of any format as a classifier's input: channels averaged (or repeated), resized by
-    area averaging, scaled to [0, 1] over the set.
-
-    Parameters
-    ----------
-    images : ndarray, shape (n, C, H, W)
-    shape : (channels, height, width)
-
-    Returns
-    -------
-    ndarray of float32, shape (n, *shape)
-    """
-    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
-    if x.ndim != 4:
-        raise DataError("similarity_images", "images (n, C, H, W)", str(tuple(x.shape)))
-    x = x.mean(dim=1, keepdim=True).expand(-1, shape[0], -1, -1)
-    x = F.interpolate(x, size=shape[1:], mode="area") if x.shape[-2:] != shape[1:] else x
-    low, high = x.min(), x.max()
-    return ((x - low) / (high - low).clamp_min(1e-8)).numpy().astype(np.float32)
 
 
 def _check_images(images: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,8 @@ from probtwin import transfer
 
 
 def zscored_rows_correlation(x):
-    """Each column z-scored over the rows, then the correlation of the rows."""
+    """Each column z-scored over the rows, then the correlation of the rows (constant columns left out)."""
+    x = x[:, x.std(0) > 1e-6]
     u = (x - x.mean(0)) / x.std(0)
     return np.corrcoef(u)
 
@@ -22,6 +23,8 @@ def test_similarity_matrix_is_the_correlation_of_unit_standardised_rows(rng):
     rescaled = x * rng.uniform(0.5, 5, size=40) + 7.0
     np.testing.assert_allclose(transfer.similarity_matrix(torch.as_tensor(rescaled)).numpy(), s, atol=1e-8)
     assert transfer.similarity_matrix(torch.randn(3, 5, 7)).shape == (3, 5, 5)
+    silent = np.c_[x, np.zeros((6, 3)), np.full((6, 2), 4.0)]  # constant units do not count
+    np.testing.assert_allclose(transfer.similarity_matrix(torch.as_tensor(silent)).numpy(), s, atol=1e-8)
     images = rng.uniform(size=(6, 1, 4, 4))
     np.testing.assert_allclose(
         transfer.pixel_similarity(images), zscored_rows_correlation(images.reshape(6, -1)), atol=1e-5
@@ -57,6 +60,30 @@ def test_neural_similarity_is_that_of_the_twins_predictions(small_twin):
     np.testing.assert_allclose(draws[2], zscored_rows_correlation(samples[2]), atol=1e-4)
     with pytest.raises(pt.DataError, match="similarity_images"):
         transfer.neural_similarity(twin, images[:1])
+    with pytest.raises(pt.DataError, match="similarity_images.*input shape \\(n, 1, 16, 24\\)"):
+        transfer.neural_similarity(twin, np.zeros((4, 1, 28, 28), np.float32))  # another size than the twin's
+
+
+def test_representational_similarity_of_a_twin_and_of_a_classifier(small_twin, rng):
+    twin, images = small_twin
+    np.testing.assert_allclose(
+        transfer.representational_similarity(twin, images, num_samples=3, seed=2),
+        transfer.neural_similarity(twin, images, num_samples=3, seed=2),
+    )
+    model = transfer.DigitClassifier(hidden=32)
+    colour = rng.uniform(0, 255, size=(7, 3, 56, 56)).astype(np.float32)  # adapted as the regulariser adapts
+    with torch.no_grad():
+        hidden = model.features(torch.as_tensor(transfer.adapt_images(colour, (1, 28, 28)))).numpy()
+    got = transfer.representational_similarity(model, colour)
+    assert got.shape == (7, 7)
+    np.testing.assert_allclose(got, zscored_rows_correlation(hidden), atol=1e-4)
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(9, 5))  # no features: its output
+    x = rng.uniform(size=(6, 1, 3, 3)).astype(np.float32)
+    with torch.no_grad():
+        out = plain(torch.as_tensor(transfer.adapt_images(x, (1, 3, 3)))).numpy()
+    np.testing.assert_allclose(transfer.representational_similarity(plain, x), zscored_rows_correlation(out), atol=1e-4)
+    with pytest.raises(pt.DataError, match="images.*at least two"):
+        transfer.representational_similarity(model, colour[:1])
 
 
 def test_adapt_images_to_a_classifiers_input(rng):
@@ -99,8 +126,7 @@ def test_a_classifier_learns_digits_and_the_regulariser_pulls_its_representation
     off = ~np.eye(64, dtype=bool)
 
     def distance(model):
-        with torch.no_grad():
-            s = transfer.similarity_matrix(model.features(torch.as_tensor(images[similar]))).numpy()
+        s = transfer.representational_similarity(model, images[similar])  # the matrix the regulariser pulls
         return np.mean((s - target)[off] ** 2)
 
     assert distance(pulled) < 0.5 * distance(plain)
