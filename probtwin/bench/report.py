@@ -214,7 +214,9 @@ def _state_cells(r: dict) -> list[str]:
 _TABLES: dict[str, tuple[str, str, tuple[str, ...], Callable[[dict], list[str]]]] = {
     "image": (
         "Image twin: test single-trial correlation",
-        "",
+        "No side finds stimulus signal in Allen V1, nor does a leave-one-out ridge on local luminance\n"
+        "and contrast (see [Datasets](datasets.md)): that row checks that no side finds structure where\n"
+        "there is none, and ranks nothing.\n",
         ("twin", "Sensorium 2022 anchor", "ridge on pixels", "twin − anchor"),
         _image_cells,
     ),

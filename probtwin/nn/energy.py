@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch.nn import functional as F
 
-__all__ = ["contrast_energy", "energy_rf_centres", "gaze_energy_centres"]
+__all__ = ["contrast_energy", "energy_rf_centres", "energy_rf_start", "gaze_energy_centres"]
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -43,7 +43,18 @@ def energy_rf_centres(
     sigma: float | Sequence[float] = (2.0, 3.0, 4.0),
     lags: int = 1,
 ) -> torch.Tensor:
-    """Pixel where each neuron's response correlates best with local contrast energy.
+    """Pixel where each neuron's response correlates best with local contrast energy: the
+    centres of :func:`energy_rf_start` (same parameters), shape (neurons, 2), (x, y) in pixels."""
+    return energy_rf_start(batches, sigma, lags)[0]
+
+
+def energy_rf_start(
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    sigma: float | Sequence[float] = (2.0, 3.0, 4.0),
+    lags: int = 1,
+) -> tuple[torch.Tensor, float]:
+    """Pixel where each neuron's response correlates best with local contrast energy, and the
+    energy's scale that fits the population best (a starting receptive-field size).
 
     Parameters
     ----------
@@ -60,8 +71,10 @@ def energy_rf_centres(
 
     Returns
     -------
-    torch.Tensor, shape (neurons, 2)
+    centres : torch.Tensor, shape (neurons, 2)
         (x, y) in pixels.
+    scale : float
+        The chosen ``sigma`` (pixels).
     """
     scales = (float(sigma),) if torch.as_tensor(sigma).ndim == 0 else tuple(float(s) for s in sigma)
     sums: dict[tuple[int, int], dict] = {}
@@ -80,7 +93,7 @@ def energy_rf_centres(
     peak, best = corr.max(dim=1)  # (scales, neurons)
     scale = peak.median(dim=1).values.argmax()
     best = best[scale] % (height * width)
-    return torch.stack([best % width, best // width], dim=1).float()
+    return torch.stack([best % width, best // width], dim=1).float(), scales[int(scale)]
 
 
 def _accumulate(acc: dict, e: torch.Tensor, y: torch.Tensor) -> None:

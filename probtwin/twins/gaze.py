@@ -98,8 +98,12 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         Hierarchical area-level priors on offsets and sizes (else each neuron on its own).
     pooling_levels, min_pooling : int, float
         The pooling pyramid: sizes ``min_pooling * 2**l`` pixels, l < ``pooling_levels``.
-    init_size : float
-        Initial pooling size (pixels): wide, so that every neuron starts with a gradient.
+    init_size : float, optional
+        Initial pooling size (pixels). None: on scenes with a gaze trace 4 pixels, wide, so
+        that every neuron starts with a gradient; on a map per frame (probe grids) the scale
+        of local contrast energy, of 1, 2 and 4 pixels up to a quarter of the map, that the
+        responses follow best (:func:`probtwin.nn.energy.energy_rf_start`), so that a field of
+        one grid place on a 9 x 9 grid does not start four places wide.
     saccade_threshold : float
         Pixels per frame that count as a saccade (:func:`probtwin.data.saccades.saccade_covariates`).
     saccade_basis, basis_spacing, basis_start : int, float, float, optional
@@ -145,7 +149,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         area_prior: bool = True,
         pooling_levels: int = 6,
         min_pooling: float = 0.5,
-        init_size: float = 4.0,
+        init_size: float | None = None,
         saccade_threshold: float = 2.0,
         saccade_basis: int | None = None,
         basis_spacing: float | None = None,
@@ -168,6 +172,8 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
             neuron_area = [areas_of(r).tolist() for r in recs if isinstance(r, Recording)]
         if int(temporal_lags) < 1 or int(temporal_basis) < 1:
             raise DataError("temporal_lags, temporal_basis", "positive integers", f"{temporal_lags}, {temporal_basis}")
+        if init_size is not None and not init_size > 0:
+            raise DataError("init_size", "a positive size in pixels, or None (from the data)", repr(init_size))
         if not 1 <= pooling_levels <= 12 or min_pooling <= 0:
             raise DataError(
                 "pooling_levels, min_pooling", "1 to 12 levels from a positive size", f"{pooling_levels}, {min_pooling}"
@@ -176,7 +182,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
             "area_prior": bool(area_prior),
             "pooling_levels": int(pooling_levels),
             "min_pooling": float(min_pooling),
-            "init_size": float(init_size),
+            "init_size": None if init_size is None else float(init_size),
             "saccade_threshold": float(saccade_threshold),
             "saccade_basis": saccade_basis,
             "basis_spacing": basis_spacing,

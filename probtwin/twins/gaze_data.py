@@ -13,7 +13,7 @@ from probtwin.data.batching import batch_arrays
 from probtwin.data.recording import Recording
 from probtwin.data.saccades import saccade_covariates
 from probtwin.errors import DataError
-from probtwin.nn.energy import energy_rf_centres, gaze_energy_centres
+from probtwin.nn.energy import energy_rf_start, gaze_energy_centres
 
 __all__ = ["GazeData", "areas_of"]
 
@@ -92,7 +92,8 @@ class GazeData:
         """Start each neuron where its training responses follow local contrast energy best:
         at the best eye-centred offset (coupling 0.9) or, where a fixed place in the scene does
         better, there (coupling 0.1). Scenes per frame: at the pixel whose contrast energy, at
-        the best lag, the responses follow best, as an offset from the centre (coupling 0.75)."""
+        the best lag and scale, the responses follow best, as an offset from the centre
+        (coupling 0.75), with that scale as the pooling size unless ``init_size`` is given."""
         if self._per_frame_scenes:
             return self._init_positions_per_frame()
         for k, rec in enumerate(self.recordings):
@@ -121,9 +122,12 @@ class GazeData:
             chunks = np.array_split(np.arange(train.n_trials), -(-train.n_trials // size))
             batches = (self._batch(k, batch_arrays(train, i)) for i in chunks)
             pairs = ((b["stimuli"], torch.nan_to_num(b["responses"])) for b in batches)
-            place = energy_rf_centres(pairs, sigma=1.0, lags=self.config["temporal_lags"])
+            side = min(self.specs[k].stimulus_shape[-2:])
+            scales = [s for s in (1.0, 2.0, 4.0) if s <= side / 4] or [1.0]
+            place, scale = energy_rf_start(pairs, sigma=scales, lags=self.config["temporal_lags"])
             offset = place.to(self.readouts[k].offset_loc) - torch.as_tensor(self._centre(k)).to(place.device)
-            self.readouts[k].start_at(offset, torch.full((len(offset),), 0.75, device=offset.device))
+            coupling = torch.full((len(offset),), 0.75, device=offset.device)
+            self.readouts[k].start_at(offset, coupling, scale if self.config["init_size"] is None else None)
 
     def _batch(self, k: int, arrays: dict, index=None, n_total=None) -> dict:
         arrays = dict(arrays)

@@ -15,6 +15,9 @@ from probtwin.nn import Modulator
 __all__ = ["GazeReadout"]
 
 _POSITIVE = constraints.softplus_positive
+#: The starting pooling size (pixels) on scenes with a gaze trace, where ``init_size`` is None:
+#: wide, so that every neuron starts with a gradient.
+_SCENE_SIZE = 4.0
 
 
 class GazeReadout(PyroModule):
@@ -49,7 +52,7 @@ class GazeReadout(PyroModule):
         small = config["init_scale"] * 0.1
         self.sites = {  # name: (shape, initial mean, initial posterior sd, event dims)
             "offset": ((n, 2), 0.0, 0.5, 1),
-            "log_size": ((n,), math.log(config["init_size"]), 0.05, 0),
+            "log_size": ((n,), math.log(config["init_size"] or _SCENE_SIZE), 0.05, 0),
             "coupling": ((n,), 0.75, 0.05, 0),
             "weights": ((n, channels), None, small, 1),
             "bias": ((n,), None, small, 0),
@@ -63,7 +66,7 @@ class GazeReadout(PyroModule):
             self.sites.update(
                 {
                     "area_offset": ((n_areas, 2), 0.0, 0.1, 1),
-                    "area_alpha": ((n_areas,), math.log(config["init_size"]), 0.05, 0),
+                    "area_alpha": ((n_areas,), math.log(config["init_size"] or _SCENE_SIZE), 0.05, 0),
                     "area_beta": ((n_areas,), 0.0, 0.01, 0),
                 }
             )
@@ -110,12 +113,17 @@ class GazeReadout(PyroModule):
         }
 
     @torch.no_grad()
-    def start_at(self, offset: torch.Tensor, coupling: torch.Tensor) -> None:
+    def start_at(self, offset: torch.Tensor, coupling: torch.Tensor, size: float | None = None) -> None:
         """Set the posterior means of the offsets (neurons, 2) pixels and couplings (neurons,),
         and the area sites to their areas' means and spreads (the size law's reference
-        eccentricity to the area's mean eccentricity)."""
+        eccentricity to the area's mean eccentricity); ``size`` (pixels), if given, every
+        neuron's pooling size and each area law's intercept."""
         self.offset_loc.copy_(offset / self.pixels)
         self.coupling_loc.copy_(coupling)
+        if size is not None:
+            self.log_size_loc.fill_(math.log(size))
+            if "area_alpha" in self.sites:
+                self.area_alpha_loc.fill_(math.log(size))
         if "area_offset" in self.sites:
             for a in range(len(self.area_names)):
                 mine = offset[self.area_index == a]

@@ -9,6 +9,7 @@ from probtwin.nn import (
     Shifter,
     contrast_energy,
     energy_rf_centres,
+    energy_rf_start,
     laplace_penalty,
     mlp,
     read_features,
@@ -111,6 +112,13 @@ def test_energy_rf_centres_take_the_scale_of_the_fields():
     small, right = energy_rf_centres(chunks, sigma=2.0), energy_rf_centres(chunks, sigma=4.0)
     assert (right == where).all() and not (small == where).all()
     assert (energy_rf_centres(chunks, sigma=(2.0, 4.0)) == right).all()  # the better scale is chosen
+    centres, scale = energy_rf_start(chunks, sigma=(2.0, 4.0))
+    assert scale == 4.0 and (centres == right).all()
+    fine = contrast_energy(images, 1.0)  # fields of scale 1: the start's size is the small scale
+    responses = torch.stack([fine[:, y, x] for x, y in where], 1)
+    responses = responses + responses.std(0) * torch.randn(400, 4)
+    chunks = [(images[i : i + 128], responses[i : i + 128]) for i in range(0, 400, 128)]
+    assert energy_rf_start(chunks, sigma=(0.5, 1.0, 4.0))[1] == 1.0
 
 
 def test_mlp_shape():

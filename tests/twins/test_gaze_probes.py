@@ -98,3 +98,26 @@ def test_the_probed_field_sits_at_the_offset_before_the_saccade_and_moves_with_i
             assert abs(col - x) <= 1 and abs(row - y) <= 1
     with pytest.raises(pt.DataError, match="times"):
         twin.probe_sensitivity([60])
+
+
+def test_fields_of_one_grid_place_start_small_unless_a_size_is_given():
+    rec, offsets, _ = _probes(trials=120)
+    settings = dict(hidden_channels=2, layers=1, input_kernel=3, temporal_lags=5, temporal_basis=3)
+    start = pt.GazeTwin(rec, **settings).readouts[0]
+    assert np.allclose(start.log_size_loc.detach().exp().numpy(), 1.0)  # the energy scale of 0.8-wide fields
+    assert np.allclose(start.area_alpha_loc.detach().exp().numpy(), 1.0)
+    np.testing.assert_allclose(start.offset_loc.detach().numpy() * start.pixels, offsets, atol=1.0)
+    given = pt.GazeTwin(rec, init_size=3.0, **settings).readouts[0]
+    assert np.allclose(given.log_size_loc.detach().exp().numpy(), 3.0)
+    with pytest.raises(pt.DataError, match="init_size"):
+        pt.GazeTwin(rec, init_size=0.0, **settings)
+
+
+def test_wide_fields_on_a_larger_map_start_wide():
+    torch.manual_seed(0)
+    maps = torch.randn(80, 1, 20, 24, 24)
+    energy = pt.nn.contrast_energy(maps[:, :, :].transpose(1, 2).flatten(0, 1), 4.0).unflatten(0, (80, 20))
+    spikes = torch.poisson(0.5 * energy[:, :, [8, 15], [6, 17]] / energy.mean())  # fields of scale 4
+    rec = pt.Recording(maps.numpy(), spikes.numpy(), trial_info={"saccade_onset": np.full(80, 10.0)})
+    twin = pt.GazeTwin(rec, hidden_channels=2, layers=1, input_kernel=3, temporal_lags=2, temporal_basis=1)
+    assert np.allclose(twin.readouts[0].log_size_loc.detach().exp().numpy(), 4.0)
