@@ -103,7 +103,8 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         that every neuron starts with a gradient; on a map per frame (probe grids) the scale
         of local contrast energy, of 1, 2 and 4 pixels up to a quarter of the map, that the
         responses follow best (:func:`probtwin.nn.energy.energy_rf_start`), so that a field of
-        one grid place on a 9 x 9 grid does not start four places wide.
+        one grid place on a 9 x 9 grid does not start four places wide (with
+        ``position_init='uniform'``, 4 pixels there too).
     saccade_threshold : float
         Pixels per frame that count as a saccade (:func:`probtwin.data.saccades.saccade_covariates`).
     saccade_basis, basis_spacing, basis_start : int, float, float, optional

@@ -116,7 +116,7 @@ def test_fields_of_one_grid_place_start_small_unless_a_size_is_given():
 def test_wide_fields_on_a_larger_map_start_wide():
     torch.manual_seed(0)
     maps = torch.randn(80, 1, 20, 24, 24)
-    energy = pt.nn.contrast_energy(maps[:, :, :].transpose(1, 2).flatten(0, 1), 4.0).unflatten(0, (80, 20))
+    energy = pt.nn.contrast_energy(maps.transpose(1, 2).flatten(0, 1), 4.0).unflatten(0, (80, 20))
     spikes = torch.poisson(0.5 * energy[:, :, [8, 15], [6, 17]] / energy.mean())  # fields of scale 4
     rec = pt.Recording(maps.numpy(), spikes.numpy(), trial_info={"saccade_onset": np.full(80, 10.0)})
     twin = pt.GazeTwin(rec, hidden_channels=2, layers=1, input_kernel=3, temporal_lags=2, temporal_basis=1)
