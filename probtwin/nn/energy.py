@@ -3,6 +3,7 @@ local contrast. Used to start readout positions near the receptive fields."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -52,7 +53,7 @@ def energy_rf_start(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     sigma: float | Sequence[float] = (2.0, 3.0, 4.0),
     lags: int = 1,
-) -> tuple[torch.Tensor, float]:
+) -> tuple[torch.Tensor, float, torch.Tensor]:
     """Pixel where each neuron's response correlates best with local contrast energy, and the
     energy's scale that fits the population best (a starting receptive-field size).
 
@@ -75,6 +76,11 @@ def energy_rf_start(
         (x, y) in pixels.
     scale : float
         The chosen ``sigma`` (pixels).
+    strength : torch.Tensor, shape (neurons,)
+        Each neuron's peak correlation at that scale times the square root of the number of
+        (energy, response) pairs: about a standard normal's maximum over the places and lags
+        where the responses do not follow the energy (near 3.4 for 81 places and 20 lags), larger
+        where they do.
     """
     scales = (float(sigma),) if torch.as_tensor(sigma).ndim == 0 else tuple(float(s) for s in sigma)
     sums: dict[tuple[int, int], dict] = {}
@@ -93,7 +99,8 @@ def energy_rf_start(
     peak, best = corr.max(dim=1)  # (scales, neurons)
     scale = peak.median(dim=1).values.argmax()
     best = best[scale] % (height * width)
-    return torch.stack([best % width, best // width], dim=1).float(), scales[int(scale)]
+    strength = (peak[scale] * math.sqrt(sums[(int(scale), 0)]["n"])).float()
+    return torch.stack([best % width, best // width], dim=1).float(), scales[int(scale)], strength
 
 
 def _accumulate(acc: dict, e: torch.Tensor, y: torch.Tensor) -> None:

@@ -17,6 +17,9 @@ from probtwin.nn.energy import energy_rf_start, gaze_energy_centres
 
 __all__ = ["GazeData", "areas_of"]
 
+#: an energy peak's strength (correlation x sqrt(pairs)) above which a field counts as found: a
+#: standard normal's maximum over 81 places x 20 lags is about 3.4, and rarely above 5
+_PEAK_STRENGTH = 5.0
 _NO_SACCADE = 1e3  # frames: the lag of a frame with no saccade in its trial (every bump is 0 there)
 
 
@@ -116,18 +119,60 @@ class GazeData:
 
     @torch.no_grad()
     def _init_positions_per_frame(self) -> None:
+        """Scenes per frame: each neuron starts at its energy peak; with a saccade onset and no
+        gaze trace, at its peak before the saccade, and the saccade's vector at the median shift
+        of the peaks from before to after it (:meth:`_saccade_windows`, :meth:`_saccade_start`)."""
         for k, rec in enumerate(self.recordings):
             train = rec.split("train")
             size = max(1, 2**22 // int(np.prod(self.specs[k].stimulus_shape)))
             chunks = np.array_split(np.arange(train.n_trials), -(-train.n_trials // size))
-            batches = (self._batch(k, batch_arrays(train, i)) for i in chunks)
-            pairs = ((b["stimuli"], torch.nan_to_num(b["responses"])) for b in batches)
             side = min(self.specs[k].stimulus_shape[-2:])
             scales = [s for s in (1.0, 2.0, 4.0) if s <= side / 4] or [1.0]
-            place, scale = energy_rf_start(pairs, sigma=scales, lags=self.config["temporal_lags"])
-            offset = place.to(self.readouts[k].offset_loc) - torch.as_tensor(self._centre(k)).to(place.device)
+            readout = self.readouts[k]
+            before, after = self._saccade_windows(k, train.n_frames)
+            frames = None if before is None else slice(0, before)
+            place, scale, strength = energy_rf_start(
+                self._energy_pairs(k, train, chunks, frames), sigma=scales, lags=self.config["temporal_lags"]
+            )
+            offset = place.to(readout.offset_loc) - torch.as_tensor(self._centre(k)).to(place.device)
             coupling = torch.full((len(offset),), 0.75, device=offset.device)
-            self.readouts[k].start_at(offset, coupling, scale if self.config["init_size"] is None else None)
+            readout.start_at(offset, coupling, scale if self.config["init_size"] is None else None)
+            if after is not None:
+                self._saccade_start(k, train, chunks, after, place, strength, scale, coupling)
+
+    def _saccade_windows(self, k: int, frames: int) -> tuple[int | None, int | None]:
+        """Session k's fixations before and after its saccade, clear of the remapping's starting
+        time course (``m -/+ 2 w`` frames from onset): the first frame after the first, the
+        first frame of the second; (None, None) without a saccade onset, or where either holds
+        fewer frames than the temporal kernel's lags."""
+        readout, onset = self.readouts[k], self._saccade_onset(k)
+        if onset is None:
+            return None, None
+        m, w = float(readout.remap_lag), float(readout.remap_width)
+        before, after = int(np.floor(onset + m - 2 * w)), int(np.ceil(onset + m + 2 * w))
+        lags = self.config["temporal_lags"]
+        return (before, after) if before > lags and frames - after > lags else (None, None)
+
+    def _energy_pairs(self, k: int, train, chunks, frames: slice | None):
+        """(stimuli, responses) of the training trials in chunks, of ``frames`` only if given."""
+        for i in chunks:
+            b = self._batch(k, batch_arrays(train, i))
+            x, y = b["stimuli"], torch.nan_to_num(b["responses"])
+            yield (x, y) if frames is None else (x[:, :, frames], y[:, frames])
+
+    def _saccade_start(self, k, train, chunks, start, before, strength_before, scale, coupling) -> None:
+        """Start the saccade's vector ``v`` where the fields moved: the median, over the neurons
+        whose energy peaks stand out both before and after the saccade (frames from ``start``;
+        strength above ``_PEAK_STRENGTH``), of the shift of the peak from before to after, divided by the
+        starting coupling (a field moves by ``lambda_i v`` at the saccade). No such neuron: 0."""
+        readout = self.readouts[k]
+        after, _, strength_after = energy_rf_start(
+            self._energy_pairs(k, train, chunks, slice(start, None)), sigma=scale, lags=self.config["temporal_lags"]
+        )
+        clear = (strength_before > _PEAK_STRENGTH) & (strength_after > _PEAK_STRENGTH)
+        if clear.any():
+            shift = (after - before)[clear].median(0).values / coupling[clear].median()
+            readout.saccade_loc.copy_(shift.to(readout.saccade_loc) / readout.pixels)
 
     def _batch(self, k: int, arrays: dict, index=None, n_total=None) -> dict:
         arrays = dict(arrays)

@@ -112,8 +112,11 @@ def test_energy_rf_centres_take_the_scale_of_the_fields():
     small, right = energy_rf_centres(chunks, sigma=2.0), energy_rf_centres(chunks, sigma=4.0)
     assert (right == where).all() and not (small == where).all()
     assert (energy_rf_centres(chunks, sigma=(2.0, 4.0)) == right).all()  # the better scale is chosen
-    centres, scale = energy_rf_start(chunks, sigma=(2.0, 4.0))
+    centres, scale, strength = energy_rf_start(chunks, sigma=(2.0, 4.0))
     assert scale == 4.0 and (centres == right).all()
+    assert strength.shape == (4,) and (strength > 10).all()  # fields found: far above noise's maximum
+    noise = [(x, torch.randn(len(x), 4)) for x, _ in chunks]
+    assert (energy_rf_start(noise, sigma=4.0)[2] < 5).all()  # no field: a noise maximum over 960 places
     fine = contrast_energy(images, 1.0)  # fields of scale 1: the start's size is the small scale
     responses = torch.stack([fine[:, y, x] for x, y in where], 1)
     responses = responses + responses.std(0) * torch.randn(400, 4)

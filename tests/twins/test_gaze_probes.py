@@ -113,6 +113,20 @@ def test_fields_of_one_grid_place_start_small_unless_a_size_is_given():
         pt.GazeTwin(rec, init_size=0.0, **settings)
 
 
+def test_the_saccade_vector_starts_at_the_shift_of_the_fields():
+    rec, offsets, saccade = _probes(trials=120)
+    settings = dict(hidden_channels=2, layers=1, input_kernel=3, temporal_lags=5, temporal_basis=3)
+    start = pt.GazeTwin(rec, **settings).readouts[0]
+    vector = start.saccade_loc.detach().numpy() * start.pixels
+    np.testing.assert_allclose(0.75 * vector, saccade, atol=0.5)  # a field moves by coupling (0.75) x vector
+    np.testing.assert_allclose(start.offset_loc.detach().numpy() * start.pixels, offsets, atol=1.0)  # before
+    rng = np.random.default_rng(1)
+    spikes = rng.poisson(0.3, size=rec.responses.shape).astype(np.float32)
+    noise = pt.Recording(np.asarray(rec.stimuli), spikes, trial_info=rec.trial_info)
+    flat = pt.GazeTwin(noise, **settings).readouts[0]
+    assert torch.all(flat.saccade_loc == 0)  # no field stands out: nothing to start the vector from
+
+
 def test_wide_fields_on_a_larger_map_start_wide():
     torch.manual_seed(0)
     maps = torch.randn(80, 1, 20, 24, 24)
@@ -121,3 +135,4 @@ def test_wide_fields_on_a_larger_map_start_wide():
     rec = pt.Recording(maps.numpy(), spikes.numpy(), trial_info={"saccade_onset": np.full(80, 10.0)})
     twin = pt.GazeTwin(rec, hidden_channels=2, layers=1, input_kernel=3, temporal_lags=2, temporal_basis=1)
     assert np.allclose(twin.readouts[0].log_size_loc.detach().exp().numpy(), 4.0)
+    assert torch.all(twin.readouts[0].saccade_loc == 0)  # fixations too short for the lags: no start from them
