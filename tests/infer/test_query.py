@@ -136,8 +136,10 @@ def test_an_intervention_replays_the_same_draws(twin):
         means = q.predict(query, chunks(x), "responses", 30)
     with seeded(5), torch.no_grad():
         intact, forced = q.intervene(query, chunks(x), "responses", 30, {"weights": clamp})
-    np.testing.assert_allclose(intact, means, rtol=1e-6)
-    np.testing.assert_allclose(forced, (x @ clamp.T).expand(30, -1, -1), rtol=1e-6)
+    # the same draws: equal up to float32 rounding (the batched run sums in another order); other
+    # draws would differ by O(1)
+    np.testing.assert_allclose(intact, means, rtol=1e-5)
+    np.testing.assert_allclose(forced, (x @ clamp.T).expand(30, -1, -1), rtol=1e-5)
     assert math.isfinite(float(forced.sum()))
     # several interventions at once, in a plate of their own: the same intact draws, each one's effect
     clamps = torch.stack([clamp, -2 * clamp, torch.zeros(N, P)])
