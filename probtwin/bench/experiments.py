@@ -373,9 +373,10 @@ def posterior_targets(
 
 
 def _budget(posterior: str, time_limit: float) -> float:
-    """One fit's ``time_limit`` for each of an ensemble's members (its default number); SWAG's
+    """One fit's ``time_limit`` for each member of an ensemble or bootstrap (its default number); SWAG's
     trajectory a quarter more."""
-    return time_limit * {"ensemble": resolve_posterior(posterior, None), "swag": 1.25}.get(posterior, 1)
+    members = resolve_posterior(posterior, None)
+    return time_limit * {"ensemble": members, "bootstrap": members, "swag": 1.25}.get(posterior, 1)
 
 
 def run_posterior_comparison(

@@ -231,11 +231,24 @@ class SessionRegistry:
             expected = f"trials of shape {tuple(self.specs[k].stimulus_shape)} (the twin's input)"
             raise DataError("stimuli", expected, f"shape {shape}")
 
+    #: Seed of this fit's bootstrap resample of every session's train tier (a member of a
+    #: ``posterior="bootstrap"`` twin); None: the train tier as it is.
+    _resample_seed: int | None = None
+
+    def _train_tiers(self) -> list[Recording]:
+        """Each session's train tier; under :attr:`_resample_seed`, a resample of its trials with
+        replacement, of the same size (the same seed, the same resample)."""
+        trains = [rec.split("train") for rec in self.recordings]
+        if self._resample_seed is None:
+            return trains
+        rng = np.random.default_rng([self._resample_seed, 7919])
+        return [t.subset(rng.integers(0, t.n_trials, t.n_trials)) for t in trains]
+
     def epoch_batches(self, epoch: int):
         """The steps of an epoch: each a list with one minibatch of every session's train tier
         (:func:`probtwin.data.batching.joint_steps`), so that a step's bound is an unbiased
         estimate of the full data's over all sessions."""
-        trains = [rec.split("train") for rec in self.recordings]
+        trains = self._train_tiers()
         for step in joint_steps([t.n_trials for t in trains], self._batch_size, self._seed, epoch):
             yield [
                 self._batch(k, batch_arrays(t, idx), idx, t.n_trials) for k, (t, idx) in enumerate(zip(trains, step))

@@ -144,7 +144,7 @@ class Twin(WholeTwinPosterior, SessionRegistry, Persistent, nn.Module):
         twin's :attr:`fit_defaults` (100, 64 and 10; the motor twin 400, 16 and 25); ``lr`` left
         None is 0.005 (the gaze twin of scenes per frame: 0.01).
 
-        A twin whose ``posterior`` is ``"ensemble"`` fits each of its members so, one after
+        A twin whose ``posterior`` is ``"ensemble"`` or ``"bootstrap"`` fits each of its members so, one after
         another, sharing ``time_limit``; ``"swag"`` collects the trajectory of a further few
         epochs (:mod:`probtwin.twins.posterior`). The returned history is the first member's.
 

@@ -100,12 +100,13 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
     init_range, init_scale, position_init_scale : float
         Initial spread of the positions, and initial posterior scales of weights and bias, and of
         positions (a wide start lets the positions explore before the posterior narrows).
-    posterior : {"readout", "ensemble", "swag"}
+    posterior : {"readout", "ensemble", "bootstrap", "swag"}
         What is uncertain (:mod:`probtwin.twins.posterior`): the readout only, with the rest point
-        estimates; or the whole twin, as a deep ensemble of ``members`` fits or as ``members``
+        estimates; or the whole twin, as a deep ensemble of ``members`` fits, as ``members`` fits
+        of bootstrap resamples of the training trials (a bagged posterior), or as ``members``
         SWAG draws (``swag_epochs`` further epochs, rank ``swag_rank``).
     members : int, optional
-        Members of the whole-twin posterior (default: 1, 3 and 10 for the three).
+        Members of the whole-twin posterior (default: 1, 3, 3 and 10 for the four).
     core : torch.nn.Module, optional
         Another core, from (batch, channels [+ behaviour], H, W) to (batch, out_channels, H', W'),
         with an int attribute ``out_channels``. Its weights are saved with the twin, its code is

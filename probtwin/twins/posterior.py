@@ -18,6 +18,11 @@ come from:
 ``"ensemble"``
     A deep ensemble (Lakshminarayanan et al. 2017): K fits from independent initial parameters
     (seeds ``seed + m``) and minibatch orders, each member with its readout posterior.
+``"bootstrap"``
+    A bagged posterior (BayesBag; Huggins and Miller 2023): as the ensemble, but member m fits a
+    resample of the training trials drawn with replacement (seed ``seed + m``). Each member's
+    spread is a posterior's; the members' spread is the data's sampling variability, which a
+    posterior of a misspecified model leaves out.
 ``"swag"``
     SWAG (Maddox et al. 2019): after the fit, ``swag_epochs`` more epochs at the last learning
     rate, the parameters' running mean and diagonal variance and the last ``swag_rank`` deviations
@@ -46,11 +51,11 @@ __all__ = [
     "resolve_posterior",
 ]
 
-POSTERIORS = ("readout", "ensemble", "swag")
+POSTERIORS = ("readout", "ensemble", "bootstrap", "swag")
 
 
 #: members when none are asked for
-DEFAULT_MEMBERS = {"readout": 1, "ensemble": 3, "swag": 10}
+DEFAULT_MEMBERS = {"readout": 1, "ensemble": 3, "bootstrap": 3, "swag": 10}
 
 
 def resolve_posterior(posterior: str, members: int | None) -> int:
@@ -152,7 +157,7 @@ def _member_path(checkpoint: str | None, m: int) -> str | None:
 def fit_posterior(twin: Any, config: FitConfig, device: torch.device) -> History:
     """Fit a twin and build its whole-twin posterior (``twin.config["posterior"]``).
 
-    ``config.time_limit`` bounds the whole: an ensemble's members share it equally, SWAG's
+    ``config.time_limit`` bounds the whole: an ensemble's (or bootstrap's) members share it equally, SWAG's
     collection takes a fifth of it. Members after the first checkpoint to
     ``<checkpoint stem>.member<m><suffix>``, so that an interrupted ensemble resumes.
 
@@ -164,19 +169,22 @@ def fit_posterior(twin: Any, config: FitConfig, device: torch.device) -> History
     posterior = twin.config.get("posterior", "readout")
     members = int(twin.config.get("members", 1))
     twin.members, twin.member_histories = [], []
-    if posterior == "ensemble" and members > 1:
-        return _fit_ensemble(twin, config, device, members)
+    if posterior == "bootstrap" or (posterior == "ensemble" and members > 1):
+        return _fit_ensemble(twin, config, device, members, resample=posterior == "bootstrap")
     if posterior == "swag":
         return _fit_swag(twin, config, device, members)
     return run_fit(twin, config, device)
 
 
-def _fit_ensemble(twin: Any, config: FitConfig, device: torch.device, k: int) -> History:
+def _fit_ensemble(twin: Any, config: FitConfig, device: torch.device, k: int, resample: bool) -> History:
+    """K fits from seeds ``seed + m``; with ``resample``, each of a bootstrap resample of the
+    training trials (the same seeds, the same resamples: a resumed fit continues the same)."""
     share = None if config.time_limit is None else config.time_limit / k
     seed = int(twin.config.get("seed", 0))
     for m in range(k):
         member = twin if m == 0 else twin._fresh(seed + m).to(device)
         member._batch_size, member._seed = twin._batch_size, config.seed + m
+        member._resample_seed = config.seed + m if resample else None
         member_config = dataclasses.replace(
             config, seed=config.seed + m, time_limit=share, checkpoint=_member_path(config.checkpoint, m)
         )

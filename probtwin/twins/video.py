@@ -178,7 +178,7 @@ class VideoTwin(ImageTwin):
         """Steps of clips: each trial of a minibatch contributes a random window of
         ``clip_frames`` frames (the same seed and epoch, the same windows)."""
         clip, burn = self.config["clip_frames"], self.config["burn_in"]
-        trains = [rec.split("train") for rec in self.recordings]
+        trains = self._train_tiers()
         steps = joint_steps([t.n_trials for t in trains], self._batch_size, self._seed, epoch)
         rng = np.random.default_rng([self._seed, epoch])
         for step in steps:

@@ -103,6 +103,36 @@ def test_swag_draws_the_point_estimates_around_their_running_mean(sim, swag):
     assert spread > 0
 
 
+def test_bootstrap_members_fit_resamples_of_the_training_trials(sim, monkeypatch):
+    import probtwin.twins.posterior as posterior
+
+    seen = []
+
+    def recording_fit(member, config, device):
+        (train,) = member._train_tiers()
+        again = member._train_tiers()[0]
+        seen.append((member._resample_seed, train.stimulus_ids.copy(), again.stimulus_ids))
+        return fit(member, config, device)
+
+    fit = posterior.run_fit
+    monkeypatch.setattr(posterior, "run_fit", recording_fit)
+    twin = pt.ImageTwin(sim.recording, posterior="bootstrap", members=2, **SMALL)
+    twin.fit(max_epochs=1, progress=False, seed=5)
+    n = sim.recording.split("train").n_trials
+    assert [seed for seed, _, _ in seen] == [5, 6] and len(twin.members) == 2
+    for _, index, again in seen:
+        assert len(index) == n and np.array_equal(index, again)  # the same seed, the same resample
+        assert np.isin(index, sim.recording.split("train").stimulus_ids).all()  # training trials only
+        unique = len(np.unique(index)) / n  # with replacement: 1 - 1/e of the trials, about 0.632
+        assert abs(unique - (1 - np.exp(-1))) < 4 * np.sqrt(np.exp(-1) * (1 - np.exp(-1)) / n)
+    assert not np.array_equal(seen[0][1], seen[1][1])  # each member its own resample
+    plain = pt.ImageTwin(sim.recording, **SMALL)
+    tier = sim.recording.split("train").stimulus_ids
+    assert np.array_equal(plain._train_tiers()[0].stimulus_ids, tier)  # a plain fit: the tier itself
+    x = np.asarray(sim.recording.split("test").stimuli)[:4]
+    assert twin.predict(x, num_samples=4, seed=0).samples.shape[:2] == (4, 4)
+
+
 def test_bad_posteriors_are_refused(sim):
     with pytest.raises(pt.DataError, match="posterior"):
         pt.ImageTwin(sim.recording, posterior="laplace", **SMALL)
