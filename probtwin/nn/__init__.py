@@ -5,7 +5,7 @@ from probtwin.nn.energy import contrast_energy, energy_rf_centres, energy_rf_sta
 from probtwin.nn.mlp import mlp
 from probtwin.nn.modulator import Modulator
 from probtwin.nn.readout import GaussianReadout, PositionPredictor, read_features, readout_response
-from probtwin.nn.shifter import Shifter
+from probtwin.nn.shifter import Shifter, shift_frames
 
 __all__ = [
     "ConvCore",
@@ -20,4 +20,5 @@ __all__ = [
     "mlp",
     "read_features",
     "readout_response",
+    "shift_frames",
 ]

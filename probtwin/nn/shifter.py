@@ -1,13 +1,14 @@
-"""Shifter: eye position -> a shift of every readout position."""
+"""Shifter: eye position -> a shift of every readout position, or of every frame a core sees."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from probtwin.nn.mlp import mlp
 
-__all__ = ["Shifter"]
+__all__ = ["Shifter", "shift_frames"]
 
 
 class Shifter(nn.Module):
@@ -37,3 +38,27 @@ class Shifter(nn.Module):
 
     def forward(self, gaze: torch.Tensor) -> torch.Tensor:
         return self.max_shift * torch.tanh(self.net(gaze))
+
+
+def shift_frames(frames: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Each frame sampled at ``q + shift``: output pixel ``q`` holds the input at ``q + shift``
+    (bilinear between pixels, zero outside the frame). With the eye's shift, the screen's frames
+    become what the retina sees.
+
+    Parameters
+    ----------
+    frames : torch.Tensor, shape (n, C, H, W)
+    shift : torch.Tensor, shape (n, 2)
+        (x, y) in grid units: the frame spans [-1, 1] in each direction (a :class:`Shifter`'s
+        output; one pixel is ``2 / W`` in x and ``2 / H`` in y).
+
+    Returns
+    -------
+    torch.Tensor, shape (n, C, H, W)
+    """
+    n = frames.shape[0]
+    theta = torch.zeros(n, 2, 3, dtype=frames.dtype, device=frames.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = shift.to(frames.dtype)
+    grid = F.affine_grid(theta, list(frames.shape), align_corners=False)
+    return F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -269,7 +269,8 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
         response, or for a flow the mean in its Gaussian space (the modulator's log gain added)."""
         k = batch["session"]
         r = self.readouts[k]
-        shift = r.shifter(batch["gaze"]) if r.shifter is not None else None
+        gaze = batch.get("gaze")  # None where a video twin moved the frames instead
+        shift = r.shifter(gaze) if r.shifter is not None and gaze is not None else None
         eta = readout_response(
             self._features(batch), position, weights, bias, shift, batch.get("behavior"), state_weights
         )

@@ -2,15 +2,23 @@
 
 For session s, trial t (video x_t, behaviour b_tf and gaze g_tf per frame f) and neuron i:
 
-    core            F_f = F_theta([x_t, b_t])[f]                 factorized 3-D core, causal in time
+    core            (below)                                       factorized 3-D core, causal in time
     position        p_i ~ Normal(m_phi(c_i), sigma_p^2 I)        shared over frames
     feature weights w_i ~ Normal(0, tau^2 I)
     bias            beta_i ~ Normal(0, 10^2)
     shift           delta_tf = h_psi(g_tf)                        per-frame shifter
+    retina          x~_tf(q) = x_tf(q + delta_tf)                 each frame as the eye saw it
+    core            F_f = F_theta([x~_t, b_t])[f]
     gain            gain_tfi = exp(u_i . z_psi(b_tf))             per-frame modulator
-    mean            lambda_tfi = f(w_i . F_f[p_i + delta_tf] + beta_i) gain_tfi
+    mean            lambda_tfi = f(w_i . F_f[p_i] + beta_i) gain_tfi
     response        y_tf ~ noise(lambda_tf)                       per frame: independent, or a flow
                                                                   with a latent state per frame
+
+The shifter moves each frame before the core (``retinal=True``), so that a saccade within the
+core's temporal window reaches it as the retina saw it: a jump of the image. Moving the readout
+instead (``retinal=False``: ``F_f[p_i + delta_tf]`` on the screen's frames, as the image twin and
+the Sensorium 2023 baseline do) is the same for a still eye, but hands the core's temporal filters
+frames from before a saccade at their screen place rather than where the eye saw them.
 
 Everything but the core is the image twin's (:mod:`probtwin.twins.image`): the readout, its
 priors and posterior, the noise models, the whole-twin posterior and every query. Training runs
@@ -38,12 +46,13 @@ from probtwin.data.padding import frame_counts
 from probtwin.data.recording import Recording
 from probtwin.data.registry import check_image_specs
 from probtwin.errors import DataError
+from probtwin.nn.shifter import shift_frames
 from probtwin.nn.video_core import FactorizedCore3d
 from probtwin.twins.image import ImageTwin
 
 __all__ = ["VideoTwin", "per_frame"]
 
-_VIDEO_SETTINGS = ("clip_frames", "burn_in", "input_frames", "hidden_frames", "recurrent")
+_VIDEO_SETTINGS = ("clip_frames", "burn_in", "input_frames", "hidden_frames", "recurrent", "retinal")
 
 
 def per_frame(values: torch.Tensor | None, frames: int) -> torch.Tensor | None:
@@ -72,6 +81,9 @@ class VideoTwin(ImageTwin):
         Causal temporal kernels of the first and the other layers (frames).
     recurrent : bool
         A convolutional GRU over the core's features.
+    retinal : bool
+        With gaze and a shifter, the shift moves each frame before the core (the retinal movie;
+        default) rather than the readout positions (``False``).
     clip_frames : int, optional
         Frames of each training clip (default: 60, or the trials' frames when shorter).
     burn_in : int, optional
@@ -105,6 +117,7 @@ class VideoTwin(ImageTwin):
         input_frames: int = 9,
         hidden_frames: int = 3,
         recurrent: bool = False,
+        retinal: bool = True,
         clip_frames: int | None = None,
         burn_in: int | None = None,
         **settings: Any,
@@ -119,6 +132,7 @@ class VideoTwin(ImageTwin):
             "input_frames": int(input_frames),
             "hidden_frames": int(hidden_frames),
             "recurrent": bool(recurrent),
+            "retinal": bool(retinal),
         }
         super().__init__(
             recordings,
@@ -205,6 +219,11 @@ class VideoTwin(ImageTwin):
         key = id(next(self.core.parameters(), None))
         if batch.get("features", (None,))[0] != key:
             x = batch["stimuli"]  # (trials, C, frames, H, W)
+            shifter = self._frame_shifter(batch)
+            if shifter is not None:  # each frame where the eye saw it
+                shift = shifter(per_frame(batch["gaze"], x.shape[2]).flatten(0, 1))
+                seen = shift_frames(x.transpose(1, 2).flatten(0, 1), shift)
+                x = seen.unflatten(0, (x.shape[0], -1)).transpose(1, 2)
             if self.config["behavior_in_core"]:
                 b = per_frame(batch["behavior"], x.shape[2])
                 x = torch.cat([x, b.transpose(1, 2)[..., None, None].expand(-1, -1, -1, *x.shape[-2:])], dim=1)
@@ -212,6 +231,13 @@ class VideoTwin(ImageTwin):
             features = frames(x) if frames is not None else self.core(x).transpose(1, 2).flatten(0, 1)
             batch["features"] = (key, features)
         return batch["features"][1]
+
+    def _frame_shifter(self, batch: dict) -> nn.Module | None:
+        """The session's shifter when it moves the frames (``retinal`` and gaze given)."""
+        shifter = self.readouts[batch["session"]].shifter
+        if not self.config["retinal"] or shifter is None or batch.get("gaze") is None:
+            return None
+        return shifter
 
     def _location(self, batch: dict, position, weights, bias, state_weights=None) -> torch.Tensor:
         """Locations (..., trials, frames, neurons) of the scored frames (after ``burn_in``)."""
@@ -221,5 +247,7 @@ class VideoTwin(ImageTwin):
         for field in ("behavior", "gaze"):
             values = per_frame(batch.get(field), frames)
             view[field] = None if values is None else values.flatten(0, 1)
+        if self._frame_shifter(batch) is not None:  # the frames moved, the readout stays
+            view["gaze"] = None
         loc = super()._location(view, position, weights, bias, state_weights)  # (..., trials * frames, N)
         return loc.unflatten(-2, (trials, frames))[..., batch.get("burn_in", 0) :, :]

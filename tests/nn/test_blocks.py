@@ -14,6 +14,7 @@ from probtwin.nn import (
     mlp,
     read_features,
     readout_response,
+    shift_frames,
 )
 
 
@@ -79,6 +80,28 @@ def test_shifter_modulator_and_position_predictor():
     mod = Modulator(3, 4)
     torch.testing.assert_close(mod(torch.randn(5, 3)), torch.ones(5, 4))  # starts at gain 1
     assert PositionPredictor(3)(torch.randn(7, 3)).abs().max() < 1
+
+
+def test_shift_frames_shows_each_frame_where_the_simulators_eye_sees_it():
+    """Whole-pixel shifts: pixel q of the output holds the input at q + shift, as
+    ``simulate.images.shift_images`` (circular there, zero outside here: compared inside)."""
+    import numpy as np
+
+    from probtwin.simulate.images import shift_images
+
+    rng = np.random.default_rng(0)
+    frames = rng.standard_normal((3, 12, 16)).astype(np.float32)
+    pixels = np.array([[2.0, -1.0], [0.0, 3.0], [-2.0, 0.0]])
+    expected = shift_images(frames, pixels)
+    grid_units = torch.tensor(pixels * [2 / 16, 2 / 12], dtype=torch.float32)  # a pixel spans 2 / size
+    out = shift_frames(torch.tensor(frames)[:, None].repeat(1, 2, 1, 1), grid_units)
+    assert out.shape == (3, 2, 12, 16)
+    inside = (slice(3, -3), slice(3, -3))
+    torch.testing.assert_close(out[:, 0][(slice(None), *inside)], torch.tensor(expected)[(slice(None), *inside)])
+    torch.testing.assert_close(out[:, 1], out[:, 0])  # every channel alike
+    assert torch.all(out[0, :, :, -2:] == 0)  # nothing outside the frame: zeros, not wrapped around
+    unmoved = shift_frames(torch.tensor(frames)[:, None], torch.zeros(3, 2))[:, 0]
+    torch.testing.assert_close(unmoved, torch.tensor(frames))
 
 
 def test_contrast_energy_is_local():

@@ -155,6 +155,52 @@ def test_bad_input_is_a_data_error(sim):
     assert twin.predict(np.zeros((2, 1, 30, 16, 20)), num_samples=2).samples.shape == (2, 2, 30, 24)  # any length
 
 
+def test_for_a_still_eye_moving_the_frames_is_moving_the_readout(sim):
+    """A shift of whole pixels, applied to the frames (retinal) or to the readout positions,
+    gives the same locations at fields far from the edges while the eye stays still; after a
+    jump the two differ for as long as the core's temporal window holds frames from before it
+    (the retinal core sees the jump), and agree again after."""
+    import copy
+
+    twin = pt.VideoTwin(sim.recording, **SMALL)
+    assert twin.config["retinal"]
+    twin.eval()
+    height, width = sim.recording.stimulus_shape[-2:]
+    pixel = torch.tensor([2 / width, 2 / height])
+    threshold = float((0.75 - twin.gaze_mean_0[0]) / twin.gaze_std_0[0])  # standardised gaze x of 0.75
+
+    class Steps(torch.nn.Module):  # one pixel right and down; two right once gaze x passes 0.75
+        def forward(self, gaze):
+            return pixel * torch.stack([1 + (gaze[:, 0] > threshold).float(), torch.ones(len(gaze))], -1)
+
+    twin.readouts[0].shifter = Steps()
+    moved = copy.deepcopy(twin)
+    moved.config["retinal"] = False
+    stimuli = np.asarray(sim.recording.split("test").stimuli)[:4]
+    still = np.zeros((4, stimuli.shape[2], 2), np.float32)
+    jumps = still.copy()
+    jumps[:, 10:] = 1.5  # a saccade at frame 10
+    torch.manual_seed(0)
+    n = sim.recording.n_neurons
+    position = torch.zeros(n, 2)  # every field at the centre, 4 pixels of reach from every edge
+    weights, bias = torch.randn(n, SMALL["hidden_channels"]), torch.zeros(n)
+
+    def locations(model, gaze):
+        with torch.no_grad():
+            batch = model._batch(0, {"stimuli": stimuli, "gaze": gaze})
+            return model._location(batch, position, weights, bias)
+
+    frame_moved = locations(twin, still)
+    torch.testing.assert_close(frame_moved, locations(moved, still), rtol=1e-4, atol=1e-4)
+    retinal, screen = locations(twin, jumps), locations(moved, jumps)
+    window = twin.core.history  # frames of the past each output sees
+    torch.testing.assert_close(retinal[:, :10], screen[:, :10], rtol=1e-4, atol=1e-4)
+    assert (retinal - screen)[:, 10 : 10 + window].abs().amax((0, 2)).min() > 1e-3
+    torch.testing.assert_close(retinal[:, 10 + window :], screen[:, 10 + window :], rtol=1e-4, atol=1e-4)
+    twin.readouts[0].shifter = None  # without the shift the same fields read other pixels
+    assert not torch.allclose(locations(twin, still), frame_moved, rtol=1e-3, atol=1e-3)
+
+
 def test_a_whole_twin_posterior_carries_into_video_predictions():
     sim = pt.simulate.video(n_neurons=6, n_trials=16, n_frames=16, image_size=(12, 16), seed=1)
     twin = pt.VideoTwin(sim.recording, posterior="ensemble", members=2, clip_frames=12, **SMALL)
