@@ -113,6 +113,11 @@ def test_save_and_load_predict_the_same(fitted, sim, tmp_path):
     assert isinstance(loaded, pt.VideoTwin) and loaded.config["clip_frames"] == 16
     test = sim.recording.split("test")
     np.testing.assert_allclose(loaded.predict(test, num_samples=4).samples, twin.predict(test, num_samples=4).samples)
+    assert loaded.config["retinal"]
+    payload = torch.load(tmp_path / "video.pt", weights_only=True)
+    del payload["config"]["retinal"]  # a twin saved before the frames were moved by gaze
+    torch.save(payload, tmp_path / "older.pt")
+    assert not pt.load(tmp_path / "older.pt").config["retinal"]  # it moved its readout
 
 
 def test_flow_noise_has_a_per_frame_latent_state():
