@@ -2,13 +2,12 @@
 
 For session s, trial t (video x_t, behaviour b_tf and gaze g_tf per frame f) and neuron i:
 
-    core            (below)                                       factorized 3-D core, causal in time
     position        p_i ~ Normal(m_phi(c_i), sigma_p^2 I)        shared over frames
     feature weights w_i ~ Normal(0, tau^2 I)
     bias            beta_i ~ Normal(0, 10^2)
     shift           delta_tf = h_psi(g_tf)                        per-frame shifter
     retina          x~_tf(q) = x_tf(q + delta_tf)                 each frame as the eye saw it
-    core            F_f = F_theta([x~_t, b_t])[f]
+    core            F_f = F_theta([x~_t, b_t])[f]                 factorized 3-D core, causal in time
     gain            gain_tfi = exp(u_i . z_psi(b_tf))             per-frame modulator
     mean            lambda_tfi = f(w_i . F_f[p_i] + beta_i) gain_tfi
     response        y_tf ~ noise(lambda_tf)                       per frame: independent, or a flow
