@@ -264,13 +264,17 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
             batch["features"] = (key, self.core(x))
         return batch["features"][1]
 
+    def _readout_shift(self, batch: dict) -> torch.Tensor | None:
+        """The shifter's move of every readout position, (batch, 2) grid units; None without one."""
+        shifter = self.readouts[batch["session"]].shifter
+        return None if shifter is None else shifter(batch["gaze"])
+
     def _location(self, batch: dict, position, weights, bias, state_weights=None) -> torch.Tensor:
         """Locations (batch, neurons), or (draws, batch, neurons) for stacked draws: the mean
         response, or for a flow the mean in its Gaussian space (the modulator's log gain added)."""
         k = batch["session"]
         r = self.readouts[k]
-        gaze = batch.get("gaze")  # None where a video twin moved the frames instead
-        shift = r.shifter(gaze) if r.shifter is not None and gaze is not None else None
+        shift = self._readout_shift(batch)
         eta = readout_response(
             self._features(batch), position, weights, bias, shift, batch.get("behavior"), state_weights
         )

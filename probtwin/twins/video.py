@@ -51,8 +51,6 @@ from probtwin.twins.image import ImageTwin
 
 __all__ = ["VideoTwin", "per_frame"]
 
-_VIDEO_SETTINGS = ("clip_frames", "burn_in", "input_frames", "hidden_frames", "recurrent", "retinal")
-
 
 def per_frame(values: torch.Tensor | None, frames: int) -> torch.Tensor | None:
     """Behaviour or gaze per frame (trials, frames, d): given so, or a per-trial value (trials, d)
@@ -243,6 +241,10 @@ class VideoTwin(ImageTwin):
             return None
         return shifter
 
+    def _readout_shift(self, batch: dict) -> torch.Tensor | None:
+        """None where the frames moved (the readout stays); else the image twin's shift."""
+        return None if self._frame_shifter(batch) is not None else super()._readout_shift(batch)
+
     def _location(self, batch: dict, position, weights, bias, state_weights=None) -> torch.Tensor:
         """Locations (..., trials, frames, neurons) of the scored frames (after ``burn_in``)."""
         trials, frames = batch["stimuli"].shape[0], batch["stimuli"].shape[2]
@@ -251,7 +253,5 @@ class VideoTwin(ImageTwin):
         for field in ("behavior", "gaze"):
             values = per_frame(batch.get(field), frames)
             view[field] = None if values is None else values.flatten(0, 1)
-        if self._frame_shifter(batch) is not None:  # the frames moved, the readout stays
-            view["gaze"] = None
         loc = super()._location(view, position, weights, bias, state_weights)  # (..., trials * frames, N)
         return loc.unflatten(-2, (trials, frames))[..., batch.get("burn_in", 0) :, :]
