@@ -53,6 +53,7 @@ def energy_rf_start(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     sigma: float | Sequence[float] = (2.0, 3.0, 4.0),
     lags: int = 1,
+    linear: bool = False,
 ) -> tuple[torch.Tensor, float, torch.Tensor]:
     """Pixel where each neuron's response correlates best with local contrast energy, and the
     energy's scale that fits the population best (a starting receptive-field size).
@@ -69,6 +70,11 @@ def energy_rf_start(
     lags : int
         Videos: the energy of frame t - l is paired with the response of frame t for each lag
         l < ``lags``, and each neuron takes its best (lag, pixel) (its latency is unknown).
+    linear : bool
+        Also the grey image itself, blurred at each scale, as a map whose correlation (in
+        absolute value) may place a neuron: sparse probes (one lit place a frame) drive a field
+        linearly, and a probe's contrast energy, a ring around it, peaks beside a field one
+        place wide. Each neuron takes its best (kind, lag, pixel) at the chosen scale.
 
     Returns
     -------
@@ -89,17 +95,23 @@ def energy_rf_start(
         grey = stimuli.transpose(1, 2).flatten(0, 1) if stimuli.dim() == 5 else stimuli
         responses = responses if stimuli.dim() == 5 else responses[:, None]
         for s, scale in enumerate(scales):
-            energy = contrast_energy(grey, scale).unflatten(0, (len(stimuli), frames))
-            height, width = energy.shape[-2:]
-            for lag in range(min(lags, frames)):
-                e = energy[:, : frames - lag].flatten(2).flatten(0, 1)  # (n * frames, HW)
-                _accumulate(sums.setdefault((s, lag), {}), e, responses[:, lag:].flatten(0, 1))
-    corr = torch.stack([_correlation(acc) for acc in sums.values()])  # (scales * lags, HW, neurons)
-    corr = corr.unflatten(0, (len(scales), -1)).flatten(1, 2)  # (scales, lags * HW, neurons)
+            maps = {"energy": contrast_energy(grey, scale)}
+            if linear:
+                maps["linear"] = _gaussian_blur(grey.mean(dim=1, keepdim=True), scale)[:, 0]
+            for kind, m in maps.items():
+                m = m.unflatten(0, (len(stimuli), frames))
+                height, width = m.shape[-2:]
+                for lag in range(min(lags, frames)):
+                    e = m[:, : frames - lag].flatten(2).flatten(0, 1)  # (n * frames, HW)
+                    _accumulate(sums.setdefault((s, kind, lag), {}), e, responses[:, lag:].flatten(0, 1))
+    corr = torch.stack(
+        [_correlation(acc).abs() if key[1] == "linear" else _correlation(acc) for key, acc in sums.items()]
+    )
+    corr = corr.unflatten(0, (len(scales), -1)).flatten(1, 2)  # (scales, kinds * lags * HW, neurons)
     peak, best = corr.max(dim=1)  # (scales, neurons)
-    scale = peak.median(dim=1).values.argmax()
+    scale = peak.quantile(0.5, dim=1).argmax()  # the median neuron (of an even number: between the middle two)
     best = best[scale] % (height * width)
-    strength = (peak[scale] * math.sqrt(sums[(int(scale), 0)]["n"])).float()
+    strength = (peak[scale] * math.sqrt(sums[(int(scale), "energy", 0)]["n"])).float()
     return torch.stack([best % width, best // width], dim=1).float(), scales[int(scale)], strength
 
 

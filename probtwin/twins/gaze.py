@@ -100,9 +100,10 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         The pooling pyramid: sizes ``min_pooling * 2**l`` pixels, l < ``pooling_levels``.
     init_size : float, optional
         Initial pooling size (pixels). None: on scenes with a gaze trace 4 pixels, wide, so
-        that every neuron starts with a gradient; on a map per frame (probe grids) the scale
-        of local contrast energy, of 1, 2 and 4 pixels up to a quarter of the map, that the
-        responses follow best (:func:`probtwin.nn.energy.energy_rf_start`), so that a field of
+        that every neuron starts with a gradient; on a map per frame (probe grids) the scale,
+        of 1, 2 and 4 pixels up to a quarter of the map, at which the responses follow the
+        local contrast energy or the blurred frames best
+        (:func:`probtwin.nn.energy.energy_rf_start`), so that a field of
         one grid place on a 9 x 9 grid does not start four places wide (with
         ``position_init='uniform'``, 4 pixels there too).
     saccade_threshold : float
@@ -115,6 +116,9 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
     temporal_lags, temporal_basis : int
         Scenes per frame: the temporal kernel's length in frames (lags 0 .. ``temporal_lags - 1``)
         and its number of bumps.
+    temporal_rank : int
+        Scenes per frame: pairs of feature weights and temporal kernels per neuron (1: a
+        separable space-time field).
     neuron_area, fixation, saccade_onset : list, optional
         Set by the twin from its recordings (each session's area labels; whether it is a
         fixation; the frame of the saccade's onset where there is no gaze trace), kept so that
@@ -157,6 +161,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         basis_start: float | None = None,
         temporal_lags: int = 20,
         temporal_basis: int = 5,
+        temporal_rank: int = 2,
         neuron_area: list[list[str]] | None = None,
         fixation: list[bool] | None = None,
         saccade_onset: list[float | None] | None = None,
@@ -171,8 +176,12 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         recs = [recordings] if isinstance(recordings, Recording) else list(recordings or [])
         if neuron_area is None:
             neuron_area = [areas_of(r).tolist() for r in recs if isinstance(r, Recording)]
-        if int(temporal_lags) < 1 or int(temporal_basis) < 1:
-            raise DataError("temporal_lags, temporal_basis", "positive integers", f"{temporal_lags}, {temporal_basis}")
+        if int(temporal_lags) < 1 or int(temporal_basis) < 1 or int(temporal_rank) < 1:
+            raise DataError(
+                "temporal_lags, temporal_basis, temporal_rank",
+                "positive integers",
+                f"{temporal_lags}, {temporal_basis}, {temporal_rank}",
+            )
         if init_size is not None and not init_size > 0:
             raise DataError("init_size", "a positive size in pixels, or None (from the data)", repr(init_size))
         if not 1 <= pooling_levels <= 12 or min_pooling <= 0:
@@ -190,6 +199,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
             "basis_start": basis_start,
             "temporal_lags": int(temporal_lags),
             "temporal_basis": int(temporal_basis),
+            "temporal_rank": int(temporal_rank),
             "neuron_area": neuron_area,
             "fixation": fixation,
             "saccade_onset": saccade_onset,
@@ -204,6 +214,12 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
             hidden_kernel=hidden_kernel,
             **settings,
         )
+
+    @classmethod
+    def _from_specs(cls, specs, likelihood: str, config: dict, core: nn.Module | None = None):
+        """A saved twin; one saved before ``temporal_rank`` existed had one pair (its weights and
+        temporal kernels, saved without the pair's axis, are read with it by :class:`GazeReadout`)."""
+        return super()._from_specs(specs, likelihood, {"temporal_rank": 1, **config}, core)
 
     # ------------------------------------------------------------------ building
 
@@ -263,7 +279,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         optional leading draws dimension)."""
         k = batch["session"]
         r = self.readouts[k]
-        drawn = sites["weights"].dim() == 3
+        drawn = sites["bias"].dim() == 2
         s = {name: (v if drawn else v[None]) for name, v in sites.items()}  # (D, N, ...)
         pyramid = self._features(batch)  # scenes per frame: each frame's feature map
         lag = batch["lag"]  # (T, F)
@@ -298,9 +314,10 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
                 .reshape(t, f, -1, d, n)
                 .permute(0, 2, 3, 1, 4)
             )  # (T, C, D, F, N)
-            drive = torch.einsum("tcdfn,dnc->tdnf", feats, s["weights"]).reshape(t, d * n, f)
-            drive = causal_filter(drive, self._temporal_kernel(s).reshape(d * n, -1)).reshape(t, d, n, f)
-            eta = drive.permute(1, 0, 3, 2) + s["bias"][:, None, None]
+            rank = s["weights"].shape[-2]
+            drive = torch.einsum("tcdfn,dnrc->tdnrf", feats, s["weights"]).reshape(t, d * n * rank, f)
+            drive = causal_filter(drive, self._temporal_kernel(s).reshape(d * n * rank, -1))
+            eta = drive.reshape(t, d, n, rank, f).sum(3).permute(1, 0, 3, 2) + s["bias"][:, None, None]
         else:
             feats = read_pooled(
                 pyramid,
@@ -327,8 +344,8 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         return loc if drawn else loc[0]
 
     def _temporal_kernel(self, sites: dict) -> torch.Tensor:
-        """Each neuron's temporal kernel k_i(l) = sum_b kappa_ib phi_b(l), (D, N, lags); the bumps
-        phi scaled so that kappa = 1 sums to 1 over the lags."""
+        """Each neuron's temporal kernels k_ir(l) = sum_b kappa_irb phi_b(l), (D, N, R, lags); the
+        bumps phi scaled so that kappa = 1 sums to 1 over the lags."""
         phi = lag_basis(self.config["temporal_lags"], self.config["temporal_basis"]).to(sites["temporal"])
         return sites["temporal"] @ phi / phi.sum()
 
@@ -336,17 +353,18 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         """Prior of every site but the offsets and sizes under the area prior (they depend on the
         area sites): ``{site: distribution}``."""
         r = self.readouts[k]
-        n, channels = r.weights_loc.shape
+        n = r.bias_loc.shape[0]
+        shape = r.sites["weights"][0]
         out = {
             "coupling": dist.Normal(torch.full((n,), 0.5, device=r.tau.device), 0.5),
-            "weights": dist.Normal(0.0, r.tau).expand([n, channels]).to_event(1),
+            "weights": dist.Normal(0.0, r.tau).expand(list(shape)).to_event(len(shape) - 1),
             "bias": dist.Normal(torch.zeros_like(r.bias_loc), 10.0),
             "gain_field": dist.Normal(0.0, r.tau_gain).expand([n, 2]).to_event(1),
             "saccadic": dist.Normal(0.0, r.tau_saccadic).expand([n, r.saccadic_loc.shape[1]]).to_event(1),
             "remap": dist.Normal(0.0, r.tau_remap).expand([n]),
         }
         if "temporal" in r.sites:
-            out["temporal"] = dist.Normal(0.0, r.tau_temporal).expand(list(r.temporal_loc.shape)).to_event(1)
+            out["temporal"] = dist.Normal(0.0, r.tau_temporal).expand(list(r.temporal_loc.shape)).to_event(2)
         if not self.config["area_prior"]:
             out["offset"] = dist.Normal(torch.zeros_like(r.offset_loc), 8.0).to_event(1)
             out["log_size"] = dist.Normal(torch.full_like(r.log_size_loc, math.log(2.0)), 1.0)
@@ -355,7 +373,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
     def model(self, batch: dict) -> None:
         k = batch["session"]
         r = self.readouts[k]
-        n = r.weights_loc.shape[0]
+        n = r.bias_loc.shape[0]
         pyro.factor("core_prior", self._core_log_prior(batch))
         values = {}
         if "saccade" in r.sites:  # no gaze trace: the saccade's vector, one per session
@@ -388,7 +406,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         for name, (loc, scale) in post.items():  # the session's own sites
             if r.plate(name) is None:
                 pyro.sample(f"{name}_{k}", dist.Normal(loc, scale).to_event(r.sites[name][3]))
-        plates = {"areas": len(r.area_names), "neurons": r.weights_loc.shape[0]}
+        plates = {"areas": len(r.area_names), "neurons": r.bias_loc.shape[0]}
         for plate, size in plates.items():
             with pyro.plate(f"{plate}_{k}", size, dim=-1):
                 for name, (loc, scale) in post.items():
@@ -397,14 +415,19 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         means = {name: loc for name, (loc, _) in post.items() if r.plate(name) != "areas"}
         self.noise[k].guide(f"responses_{k}", batch, lambda: self._location(batch, **means))
 
-    site_dims = {
-        "offset": ("neuron", "xy"),
-        "weights": ("neuron", "channel"),
-        "gain_field": ("neuron", "xy"),
-        "saccadic": ("neuron", "basis"),
-        "temporal": ("neuron", "temporal_basis"),
-        "saccade": ("xy",),
-        "area_offset": ("area", "xy"),
-        "area_alpha": ("area",),
-        "area_beta": ("area",),
-    }
+    @property
+    def site_dims(self) -> dict[str, tuple[str, ...]]:  # type: ignore[override]
+        """Names of each posterior site's dimensions (scenes per frame: weights and temporal
+        kernels in ``temporal_rank`` pairs)."""
+        pairs = self._per_frame_scenes
+        return {
+            "offset": ("neuron", "xy"),
+            "weights": ("neuron", "rank", "channel") if pairs else ("neuron", "channel"),
+            "gain_field": ("neuron", "xy"),
+            "saccadic": ("neuron", "basis"),
+            "temporal": ("neuron", "rank", "temporal_basis"),
+            "saccade": ("xy",),
+            "area_offset": ("area", "xy"),
+            "area_alpha": ("area",),
+            "area_beta": ("area",),
+        }

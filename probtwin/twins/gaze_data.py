@@ -119,7 +119,8 @@ class GazeData:
 
     @torch.no_grad()
     def _init_positions_per_frame(self) -> None:
-        """Scenes per frame: each neuron starts at its energy peak; with a saccade onset and no
+        """Scenes per frame: each neuron starts at its peak of contrast energy or of the frames
+        themselves (``linear``: a probe drives a field linearly); with a saccade onset and no
         gaze trace, at its peak before the saccade, and the saccade's vector at the median shift
         of the peaks from before to after it (:meth:`_saccade_windows`, :meth:`_saccade_start`)."""
         for k, rec in enumerate(self.recordings):
@@ -131,14 +132,20 @@ class GazeData:
             readout = self.readouts[k]
             before, after = self._saccade_windows(k, train.n_frames)
             frames = None if before is None else slice(0, before)
+            psth = None
+            if self._saccade_onset(k) is not None:  # trials locked to one onset: its time course is no field's
+                psth = torch.as_tensor(np.nanmean(np.asarray(train.responses, np.float32), 0), device=self.device)
             place, scale, strength = energy_rf_start(
-                self._energy_pairs(k, train, chunks, frames), sigma=scales, lags=self.config["temporal_lags"]
+                self._energy_pairs(k, train, chunks, frames, psth),
+                sigma=scales,
+                lags=self.config["temporal_lags"],
+                linear=True,
             )
             offset = place.to(readout.offset_loc) - torch.as_tensor(self._centre(k)).to(place.device)
             coupling = torch.full((len(offset),), 0.75, device=offset.device)
             readout.start_at(offset, coupling, scale if self.config["init_size"] is None else None)
             if after is not None:
-                self._saccade_start(k, train, chunks, after, place, strength, scale, coupling)
+                self._saccade_start(k, train, chunks, after, place, strength, scale, coupling, psth)
 
     def _saccade_windows(self, k: int, frames: int) -> tuple[int | None, int | None]:
         """Session k's fixations before and after its saccade, clear of the remapping's starting
@@ -153,21 +160,28 @@ class GazeData:
         lags = self.config["temporal_lags"]
         return (before, after) if before > lags and frames - after > lags else (None, None)
 
-    def _energy_pairs(self, k: int, train, chunks, frames: slice | None):
-        """(stimuli, responses) of the training trials in chunks, of ``frames`` only if given."""
+    def _energy_pairs(self, k: int, train, chunks, frames: slice | None, psth: torch.Tensor | None = None):
+        """(stimuli, responses) of the training trials in chunks, of ``frames`` only if given; the
+        responses less ``psth`` (frames, neurons), if given: the mean over trials of each frame,
+        so that what every trial does at the same frame (the saccade's time course, with a probe
+        schedule locked to it) does not place a field."""
         for i in chunks:
             b = self._batch(k, batch_arrays(train, i))
             x, y = b["stimuli"], torch.nan_to_num(b["responses"])
+            y = y if psth is None else y - psth
             yield (x, y) if frames is None else (x[:, :, frames], y[:, frames])
 
-    def _saccade_start(self, k, train, chunks, start, before, strength_before, scale, coupling) -> None:
+    def _saccade_start(self, k, train, chunks, start, before, strength_before, scale, coupling, psth=None) -> None:
         """Start the saccade's vector ``v`` where the fields moved: the median, over the neurons
         whose energy peaks stand out both before and after the saccade (frames from ``start``;
         strength above ``_PEAK_STRENGTH``), of the shift of the peak from before to after, divided by the
         starting coupling (a field moves by ``lambda_i v`` at the saccade). No such neuron: 0."""
         readout = self.readouts[k]
         after, _, strength_after = energy_rf_start(
-            self._energy_pairs(k, train, chunks, slice(start, None)), sigma=scale, lags=self.config["temporal_lags"]
+            self._energy_pairs(k, train, chunks, slice(start, None), psth),
+            sigma=scale,
+            lags=self.config["temporal_lags"],
+            linear=True,
         )
         clear = (strength_before > _PEAK_STRENGTH) & (strength_after > _PEAK_STRENGTH)
         if clear.any():

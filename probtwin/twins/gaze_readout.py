@@ -60,8 +60,10 @@ class GazeReadout(PyroModule):
             "saccadic": ((n, config["saccade_basis"]), 0.0, small, 1),
             "remap": ((n,), 0.0, small, 0),
         }
-        if per_frame_scenes:  # each neuron's temporal kernel over the frames' lags, in a basis
-            self.sites["temporal"] = ((n, config["temporal_basis"]), None, small, 1)
+        if per_frame_scenes:  # R pairs of feature weights and temporal kernels over the frames' lags
+            rank = config["temporal_rank"]
+            self.sites["weights"] = ((n, rank, channels), None, small, 2)
+            self.sites["temporal"] = ((n, rank, config["temporal_basis"]), None, small, 2)
         if config["area_prior"]:
             self.sites.update(
                 {
@@ -84,8 +86,9 @@ class GazeReadout(PyroModule):
                 loc = torch.randn(shape) * 0.01
             elif name == "bias":
                 loc = bias_init.clone()
-            elif name == "temporal":
-                loc = torch.ones(shape)  # a flat kernel (the twin scales it to sum to 1 over the lags)
+            elif name == "temporal":  # a flat kernel (the twin scales it to sum to 1 over the lags), then
+                loc = torch.ones(shape)  # biphasic ones (early against late), so that the pairs start apart
+                loc[:, 1:] = torch.linspace(1.0, -1.0, shape[-1])
             else:
                 loc = torch.full(shape, float(mean) / self.units.get(name, 1.0))
             setattr(self, f"{name}_loc", nn.Parameter(loc))
@@ -100,6 +103,16 @@ class GazeReadout(PyroModule):
         self.remap_lag = nn.Parameter(torch.tensor(float(lag)))  # m: frames from onset
         self.remap_width = PyroParam(torch.tensor(float(width)), constraint=constraints.positive)  # w
         self.modulator = Modulator(spec.n_behavior, n) if spec.n_behavior > 0 else None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Read a state saved before the pairs of weights and temporal kernels (scenes per frame:
+        ``weights`` (neurons, channels), ``temporal`` (neurons, basis)) as one pair."""
+        for name in ("weights", "temporal") if "temporal" in self.sites else ():
+            for key in (f"{prefix}{name}_loc", f"{prefix}{name}_scale_unconstrained"):
+                mine = getattr(self, key[len(prefix) :])
+                if key in state_dict and state_dict[key].dim() == mine.dim() - 1 == 2 and mine.shape[1] == 1:
+                    state_dict[key] = state_dict[key][:, None]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def plate(self, name: str) -> str | None:
         """The plate of a site: ``"neurons"``, ``"areas"`` or ``None`` (one value per session)."""

@@ -168,3 +168,19 @@ def test_state_weights_change_the_readout_by_v_transpose_z():
             assert torch.allclose(out[d, b], (feats[b, :, d].T * w).sum(-1) + bias[d], atol=1e-5)
     single = readout_response(features, positions[0], weights[0], bias[0], None, state, state_weights[0])
     assert torch.allclose(single, out[0], atol=1e-5)
+
+
+def test_energy_rf_start_finds_linear_fields_of_bright_and_dark_probes_with_linear():
+    """Probes of either sign on a grid: a unit excited by bright probes at a place and inhibited
+    by dark ones there follows the probe itself, not its energy (the same for both signs)."""
+    gen = torch.Generator().manual_seed(0)
+    maps = torch.zeros(3000, 1, 9, 9)
+    place = torch.randint(0, 81, (3000,), generator=gen)
+    sign = torch.randint(0, 2, (3000,), generator=gen).float() * 2 - 1
+    maps[torch.arange(3000), 0, place // 9, place % 9] = sign
+    where = torch.tensor([[2, 6], [7, 1]])  # (x, y)
+    responses = torch.stack([maps[:, 0, y, x] for x, y in where], 1) + 0.3 * torch.randn(3000, 2, generator=gen)
+    chunks = [(maps[i : i + 500], responses[i : i + 500]) for i in range(0, 3000, 500)]
+    centres, scale, _ = energy_rf_start(chunks, sigma=1.0, linear=True)
+    assert (centres == where).all() and scale == 1.0
+    assert not (energy_rf_start(chunks, sigma=1.0)[0] == where).all()  # energy alone does not see them

@@ -53,8 +53,14 @@ def test_probes_around_a_saccade_give_the_fields_and_the_saccade(fitted):
     shift = (d["coupling"][..., None] * d["saccade"][:, None]).mean(0)  # each field's move at the saccade
     np.testing.assert_allclose(d["offset"].mean(0), offsets, atol=0.6)
     np.testing.assert_allclose(shift, np.tile(saccade, (3, 1)), atol=0.8)
-    kernel = twin._temporal_kernel({"temporal": torch.as_tensor(d["temporal"].mean(0))[None]})[0].numpy()
-    assert np.all(np.abs(kernel).argmax(-1) == 2)  # the latency of two frames (w_i and k_i share a sign)
+    assert d["weights"].shape == (200, 3, 2, 4) and d["temporal"].shape == (200, 3, 2, 3)  # two pairs
+    # the latency of two frames: a probe on each field, 10 frames before the saccade, is answered 2 frames on
+    probes = np.zeros((4, 1, 60, 9, 9), np.float32)
+    for i, (x, y) in enumerate(np.array([4.0, 4.0]) + offsets):
+        probes[1 + i, 0, ONSET - 10, int(y), int(x)] = 1.0
+    mean = twin.predict(probes, num_samples=20, session=0).mean
+    evoked = np.stack([mean[1 + i, :, i] - mean[0, :, i] for i in range(3)])  # (neurons, frames)
+    assert np.all(evoked.argmax(-1) == ONSET - 8)
 
 
 def test_a_probe_recording_predicts_and_checks_its_onset(fitted):
@@ -82,7 +88,7 @@ def test_the_perisaccadic_units_fit_with_the_defaults(shared_data):
     history = twin.fit(max_epochs=2, progress=False)
     assert len(history) == 2 and np.isfinite(history["elbo"]).all()
     d = twin.parameter_draws(50)
-    assert d["saccade"].shape == (50, 2) and d["temporal"].shape == (50, 2, 5)
+    assert d["saccade"].shape == (50, 2) and d["temporal"].shape == (50, 2, 2, 5)  # 2 neurons, 2 pairs
     mean = twin.predict(rec.split("test"), num_samples=10).mean
     assert mean.shape == (rec.split("test").n_trials, 200, 2) and np.all(mean > 0)
 
@@ -136,3 +142,75 @@ def test_wide_fields_on_a_larger_map_start_wide():
     twin = pt.GazeTwin(rec, hidden_channels=2, layers=1, input_kernel=3, temporal_lags=2, temporal_basis=1)
     assert np.allclose(twin.readouts[0].log_size_loc.detach().exp().numpy(), 4.0)
     assert torch.all(twin.readouts[0].saccade_loc == 0)  # fixations too short for the lags: no start from them
+
+
+def test_two_pairs_give_bright_and_dark_probes_time_courses_of_their_own():
+    """A field that answers bright probes two frames later and dark ones five frames later is not
+    separable in space and time: the twin's two pairs of weights and kernels recover both latencies."""
+    rng = np.random.default_rng(2)
+    trials, frames = 240, 40
+    maps = np.zeros((trials, 1, frames, 9, 9), np.float32)
+    t, f = np.nonzero(rng.random((trials, frames)) < 0.8)
+    where = rng.integers(0, 81, size=len(t))
+    maps[t, 0, f, where // 9, where % 9] = rng.choice([-1.0, 1.0], size=len(t))
+    yy, xx = np.mgrid[0:9, 0:9]
+    field = np.exp(-((xx - 5.0) ** 2 + (yy - 3.0) ** 2) / (2 * 0.8**2))
+    drive = np.einsum("tfhw,hw->tf", maps[:, 0], field)
+    bright = np.pad(np.clip(drive, 0, None), ((0, 0), (2, 0)))[:, :frames]
+    dark = np.pad(np.clip(-drive, 0, None), ((0, 0), (5, 0)))[:, :frames]
+    rate = 0.05 + 1.5 * bright + 1.5 * dark
+    rec = pt.Recording(
+        maps, rng.poisson(rate[..., None]).astype(np.float32), trial_info={"saccade_onset": np.full(trials, 20.0)}
+    )
+    twin = pt.GazeTwin(rec, hidden_channels=4, layers=1, input_kernel=3, temporal_lags=8, temporal_basis=4)
+    twin.fit(max_epochs=40, progress=False)
+    probes = np.zeros((3, 1, frames, 9, 9), np.float32)
+    probes[1, 0, 5, 3, 5], probes[2, 0, 5, 3, 5] = 1.0, -1.0
+    mean = twin.predict(probes, num_samples=20, session=0).mean[..., 0]
+    evoked = mean[1:] - mean[:1]  # (bright, dark) x frames
+    assert evoked[:, 5:15].argmax(-1).tolist() == [2, 5]
+    assert evoked[0, 7] > 0.5 and evoked[1, 10] > 0.5  # spikes per frame at the peaks (truth: 1.5)
+
+
+def test_a_twin_saved_with_one_pair_before_the_pairs_existed_loads_as_one(fitted, tmp_path):
+    twin, rec, _, _ = fitted
+    one = pt.GazeTwin(
+        rec, hidden_channels=4, layers=1, input_kernel=3, temporal_lags=5, temporal_basis=3, temporal_rank=1
+    )
+    one.load_state_dict(
+        {
+            k: (v[:, :1] if k.startswith("readouts.0.weights_") or k.startswith("readouts.0.temporal_") else v)
+            for k, v in twin.state_dict().items()
+        }
+    )
+    payload = torch.load(one.save(tmp_path / "one.pt"), weights_only=True)
+    del payload["config"]["temporal_rank"]
+    for key in [k for k in payload["state"] if ".weights_" in k or ".temporal_" in k]:
+        payload["state"][key] = payload["state"][key][:, 0]  # saved without the pair's axis
+    torch.save(payload, tmp_path / "older.pt")
+    older = pt.load(tmp_path / "older.pt")
+    assert older.config["temporal_rank"] == 1 and older.readouts[0].weights_loc.shape == (3, 1, 4)
+    test = rec.split("test")
+    np.testing.assert_allclose(
+        older.predict(test, num_samples=5).mean, one.predict(test, num_samples=5).mean, rtol=1e-5
+    )
+
+
+def test_a_time_course_every_trial_shares_does_not_place_a_field():
+    """Probes at the centre come more often in frames 20-35 of every trial, when the unit fires
+    more whatever it sees; its field is elsewhere, at (2, 6), answering three frames later. The
+    start removes each frame's mean over the trials first and finds the field, not the centre."""
+    rng = np.random.default_rng(3)
+    trials, frames = 300, 80
+    maps = np.zeros((trials, 1, frames, 9, 9), np.float32)
+    where = rng.integers(0, 81, size=(trials, frames))
+    where[:, 20:36] = np.where(rng.random((trials, 16)) < 0.5, 40, where[:, 20:36])  # the centre, locked to the trial
+    t, f = np.nonzero(rng.random((trials, frames)) < 0.8)
+    maps[t, 0, f, where[t, f] // 9, where[t, f] % 9] = 1.0
+    drive = np.pad(maps[:, 0, :, 6, 2], ((0, 0), (3, 0)))[:, :frames]
+    rate = 0.1 + 0.4 * ((np.arange(frames) >= 20) & (np.arange(frames) < 40)) + 0.6 * drive
+    rec = pt.Recording(
+        maps, rng.poisson(rate[..., None]).astype(np.float32), trial_info={"saccade_onset": np.full(trials, 50.0)}
+    )
+    start = pt.GazeTwin(rec, hidden_channels=2, layers=1, input_kernel=3).readouts[0]
+    np.testing.assert_allclose(start.offset_loc.detach().numpy()[0] * start.pixels, [-2.0, 2.0])  # from (4, 4)
