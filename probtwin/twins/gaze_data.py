@@ -4,6 +4,7 @@ its responses follow the stimulus's contrast energy."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -134,7 +135,12 @@ class GazeData:
             frames = None if before is None else slice(0, before)
             psth = None
             if self._saccade_onset(k) is not None:  # trials locked to one onset: its time course is no field's
-                psth = torch.as_tensor(np.nanmean(np.asarray(train.responses, np.float32), 0), device=self.device)
+                with (
+                    warnings.catch_warnings()
+                ):  # a frame missing in every trial: its mean is 0, as its filled responses
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean = np.nan_to_num(np.nanmean(np.asarray(train.responses, np.float32), 0))
+                psth = torch.as_tensor(mean, device=self.device)
             place, scale, strength = energy_rf_start(
                 self._energy_pairs(k, train, chunks, frames, psth),
                 sigma=scales,
