@@ -215,11 +215,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
             **settings,
         )
 
-    @classmethod
-    def _from_specs(cls, specs, likelihood: str, config: dict, core: nn.Module | None = None):
-        """A saved twin; one saved before ``temporal_rank`` existed had one pair (its weights and
-        temporal kernels, saved without the pair's axis, are read with it by :class:`GazeReadout`)."""
-        return super()._from_specs(specs, likelihood, {"temporal_rank": 1, **config}, core)
+    _saved_before = {"temporal_rank": 1}  # a twin saved before ``temporal_rank`` existed had one pair
 
     # ------------------------------------------------------------------ building
 

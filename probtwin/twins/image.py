@@ -218,9 +218,13 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
             b = self._batch(k, batch_arrays(train, i))
             yield b["stimuli"], b["responses"]
 
+    #: Settings a twin saved before they existed was built with, where they differ from today's
+    #: defaults (read by :meth:`_from_specs` under the saved config).
+    _saved_before: dict[str, object] = {}
+
     @classmethod
     def _from_specs(cls, specs: list[SessionSpec], likelihood: str, config: dict, core: nn.Module | None = None):
-        config = dict(config)
+        config = {**cls._saved_before, **config}
         if config.pop("custom_core", False) and core is None:
             expected = "the core module this twin was built with (probtwin.load(path, core=...))"
             raise DataError("core", expected, "None: a custom core's code is not saved")

@@ -151,10 +151,7 @@ class VideoTwin(ImageTwin):
             raise DataError("burn_in", f"an integer in [0, {clip}) (frames of a clip)", repr(burn_in))
         self.config.update(self._video, clip_frames=int(clip), burn_in=int(burn))
 
-    @classmethod
-    def _from_specs(cls, specs, likelihood: str, config: dict, core: nn.Module | None = None):
-        """A saved twin; one saved before ``retinal`` existed moved its readout by gaze."""
-        return super()._from_specs(specs, likelihood, {"retinal": False, **config}, core)
+    _saved_before = {"retinal": False}  # a twin saved before ``retinal`` existed moved its readout by gaze
 
     def _check_specs(self) -> None:
         check_image_specs(self.specs, videos=True)
