@@ -39,7 +39,7 @@ Areas come from ``Recording.neuron_area`` (one area when it is not given).
 
 Scenes that change with the frames (videos (trials, C, frames, H, W), e.g. probes flashed on a
 grid) run the core once per frame, and each neuron sums its reads over the lags of a causal
-temporal kernel ``k_i(l) = sum_b kappa_ib phi_b(l)`` (``phi_b`` Gaussian bumps over
+temporal kernel ``k_i(l) = sum_b kappa_ib phi_b(l)`` (``phi_b`` Gaussian bumps of peak 1 over
 ``temporal_lags`` frames, kappa_i ~ Normal(0, tau_k^2 I) a site):
 
     drive           eta_itf = sum_l k_i(l) w_i . P_{r_i}(F_{t,f-l})[p_{i,t,f-l}] + beta_i
@@ -63,10 +63,10 @@ from torch import nn
 
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
-from probtwin.nn.gaze import bumps, causal_filter, lag_basis, pooling_pyramid, read_gaussian, read_pooled
+from probtwin.nn.gaze import bumps, causal_filter, pooling_pyramid, read_gaussian, read_pooled
 from probtwin.twins.gaze_data import GazeData, areas_of
 from probtwin.twins.gaze_queries import GazeQueries
-from probtwin.twins.gaze_readout import GazeReadout
+from probtwin.twins.gaze_readout import GazeReadout, kernel_basis
 from probtwin.twins.image import ImageTwin
 from probtwin.twins.likelihoods import link
 from probtwin.twins.video import per_frame
@@ -116,9 +116,17 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
     temporal_lags, temporal_basis : int
         Scenes per frame: the temporal kernel's length in frames (lags 0 .. ``temporal_lags - 1``)
         and its number of bumps.
-    temporal_rank : int
+    temporal_rank : int or None
         Scenes per frame: pairs of feature weights and temporal kernels per neuron (1: a
-        separable space-time field).
+        separable space-time field). None: a free weight per channel and temporal bump, a site
+        (neurons, temporal_basis, channels) and no ``temporal`` site (a field of any rank in
+        the core's channels, linear in its parameters).
+    temporal_norm : {"peak", "sum"}
+        Scenes per frame: the scale of the temporal kernel's bumps. ``"peak"``: each bump peaks
+        at 1, so that a probe of one frame can drive a neuron as much as a held scene (the
+        kernel starts flat, summing to 1 over the lags); ``"sum"``: the bumps scaled so that
+        kappa = 1 sums to 1 over the lags, which makes a transient response ``1 / lags`` of
+        the drive and held the fields of weak units near 0 (twins saved before 2026-12-06).
     neuron_area, fixation, saccade_onset : list, optional
         Set by the twin from its recordings (each session's area labels; whether it is a
         fixation; the frame of the saccade's onset where there is no gaze trace), kept so that
@@ -161,7 +169,8 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         basis_start: float | None = None,
         temporal_lags: int = 20,
         temporal_basis: int = 5,
-        temporal_rank: int = 2,
+        temporal_rank: int | None = 2,
+        temporal_norm: str = "peak",
         neuron_area: list[list[str]] | None = None,
         fixation: list[bool] | None = None,
         saccade_onset: list[float | None] | None = None,
@@ -176,12 +185,14 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         recs = [recordings] if isinstance(recordings, Recording) else list(recordings or [])
         if neuron_area is None:
             neuron_area = [areas_of(r).tolist() for r in recs if isinstance(r, Recording)]
-        if int(temporal_lags) < 1 or int(temporal_basis) < 1 or int(temporal_rank) < 1:
+        if int(temporal_lags) < 1 or int(temporal_basis) < 1 or (temporal_rank is not None and int(temporal_rank) < 1):
             raise DataError(
                 "temporal_lags, temporal_basis, temporal_rank",
                 "positive integers",
                 f"{temporal_lags}, {temporal_basis}, {temporal_rank}",
             )
+        if temporal_norm not in ("peak", "sum"):
+            raise DataError("temporal_norm", "'peak' or 'sum'", repr(temporal_norm))
         if init_size is not None and not init_size > 0:
             raise DataError("init_size", "a positive size in pixels, or None (from the data)", repr(init_size))
         if not 1 <= pooling_levels <= 12 or min_pooling <= 0:
@@ -199,7 +210,8 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
             "basis_start": basis_start,
             "temporal_lags": int(temporal_lags),
             "temporal_basis": int(temporal_basis),
-            "temporal_rank": int(temporal_rank),
+            "temporal_rank": None if temporal_rank is None else int(temporal_rank),
+            "temporal_norm": temporal_norm,
             "neuron_area": neuron_area,
             "fixation": fixation,
             "saccade_onset": saccade_onset,
@@ -215,7 +227,8 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
             **settings,
         )
 
-    _saved_before = {"temporal_rank": 1}  # a twin saved before ``temporal_rank`` existed had one pair
+    # settings that twins saved before they existed had: one pair, bumps summing to 1
+    _saved_before = {"temporal_rank": 1, "temporal_norm": "sum"}
 
     # ------------------------------------------------------------------ building
 
@@ -310,10 +323,18 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
                 .reshape(t, f, -1, d, n)
                 .permute(0, 2, 3, 1, 4)
             )  # (T, C, D, F, N)
-            rank = s["weights"].shape[-2]
-            drive = torch.einsum("tcdfn,dnrc->tdnrf", feats, s["weights"]).reshape(t, d * n * rank, f)
-            drive = causal_filter(drive, self._temporal_kernel(s).reshape(d * n * rank, -1))
-            eta = drive.reshape(t, d, n, rank, f).sum(3).permute(1, 0, 3, 2) + s["bias"][:, None, None]
+            if "temporal" in s:  # R pairs: each pair's read filtered by its own kernel
+                rank = s["weights"].shape[-2]
+                drive = torch.einsum("tcdfn,dnrc->tdnrf", feats, s["weights"]).reshape(t, d * n * rank, f)
+                drive = causal_filter(drive, self._temporal_kernel(s).reshape(d * n * rank, -1))
+                eta = drive.reshape(t, d, n, rank, f).sum(3).permute(1, 0, 3, 2)
+            else:  # every channel's read filtered by every bump, weighted freely
+                phi = kernel_basis(self.config).to(feats)  # (B, L)
+                c = feats.shape[1]
+                x = feats.permute(0, 2, 4, 1, 3).reshape(-1, 1, f)  # (T D N C, 1, F)
+                filtered = causal_filter(x.expand(-1, phi.shape[0], -1), phi).reshape(t, d, n, c, -1, f)
+                eta = torch.einsum("tdncbf,dnbc->dtfn", filtered, s["weights"])
+            eta = eta + s["bias"][:, None, None]
         else:
             feats = read_pooled(
                 pyramid,
@@ -340,10 +361,9 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         return loc if drawn else loc[0]
 
     def _temporal_kernel(self, sites: dict) -> torch.Tensor:
-        """Each neuron's temporal kernels k_ir(l) = sum_b kappa_irb phi_b(l), (D, N, R, lags); the
-        bumps phi scaled so that kappa = 1 sums to 1 over the lags."""
-        phi = lag_basis(self.config["temporal_lags"], self.config["temporal_basis"]).to(sites["temporal"])
-        return sites["temporal"] @ phi / phi.sum()
+        """Each neuron's temporal kernels k_ir(l) = sum_b kappa_irb phi_b(l), (D, N, R, lags),
+        with the bumps phi of ``temporal_norm``."""
+        return sites["temporal"] @ kernel_basis(self.config).to(sites["temporal"])
 
     def _priors(self, k: int) -> dict:
         """Prior of every site but the offsets and sizes under the area prior (they depend on the
@@ -415,10 +435,12 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
     def site_dims(self) -> dict[str, tuple[str, ...]]:  # type: ignore[override]
         """Names of each posterior site's dimensions (scenes per frame: weights and temporal
         kernels in ``temporal_rank`` pairs)."""
-        pairs = self._per_frame_scenes
+        weights = ("neuron", "channel")
+        if self._per_frame_scenes:  # pairs, or a weight per temporal bump (temporal_rank=None)
+            weights = ("neuron", "rank" if self.config["temporal_rank"] else "temporal_basis", "channel")
         return {
             "offset": ("neuron", "xy"),
-            "weights": ("neuron", "rank", "channel") if pairs else ("neuron", "channel"),
+            "weights": weights,
             "gain_field": ("neuron", "xy"),
             "saccadic": ("neuron", "basis"),
             "temporal": ("neuron", "rank", "temporal_basis"),

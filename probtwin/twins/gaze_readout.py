@@ -11,13 +11,26 @@ from torch import nn
 
 from probtwin.data.registry import SessionSpec
 from probtwin.nn import Modulator
+from probtwin.nn.gaze import lag_basis
 
-__all__ = ["GazeReadout"]
+__all__ = ["GazeReadout", "kernel_basis"]
 
 _POSITIVE = constraints.softplus_positive
 #: The starting pooling size (pixels) on scenes with a gaze trace, where ``init_size`` is None:
 #: wide, so that every neuron starts with a gradient.
 _SCENE_SIZE = 4.0
+
+
+def kernel_basis(config: dict) -> torch.Tensor:
+    """The bumps phi of the temporal kernels k(l) = sum_b kappa_b phi_b(l) over the lags, of peak 1
+    (``temporal_norm="peak"``) or scaled to sum to 1 over all bumps and lags (``"sum"``).
+
+    Returns
+    -------
+    torch.Tensor, shape (temporal_basis, temporal_lags)
+    """
+    phi = lag_basis(config["temporal_lags"], config["temporal_basis"])
+    return phi / phi.sum() if config["temporal_norm"] == "sum" else phi
 
 
 class GazeReadout(PyroModule):
@@ -60,8 +73,10 @@ class GazeReadout(PyroModule):
             "saccadic": ((n, config["saccade_basis"]), 0.0, small, 1),
             "remap": ((n,), 0.0, small, 0),
         }
-        if per_frame_scenes:  # R pairs of feature weights and temporal kernels over the frames' lags
-            rank = config["temporal_rank"]
+        rank = config["temporal_rank"]
+        if per_frame_scenes and rank is None:  # a free weight per temporal bump and channel
+            self.sites["weights"] = ((n, config["temporal_basis"], channels), None, small, 2)
+        elif per_frame_scenes:  # R pairs of feature weights and temporal kernels over the frames' lags
             self.sites["weights"] = ((n, rank, channels), None, small, 2)
             self.sites["temporal"] = ((n, rank, config["temporal_basis"]), None, small, 2)
         if config["area_prior"]:
@@ -86,9 +101,10 @@ class GazeReadout(PyroModule):
                 loc = torch.randn(shape) * 0.01
             elif name == "bias":
                 loc = bias_init.clone()
-            elif name == "temporal":  # a flat kernel (the twin scales it to sum to 1 over the lags), then
-                loc = torch.ones(shape)  # biphasic ones (early against late), so that the pairs start apart
+            elif name == "temporal":  # a flat kernel summing to 1 over the lags, then biphasic ones
+                loc = torch.ones(shape)  # (early against late), so that the pairs start apart
                 loc[:, 1:] = torch.linspace(1.0, -1.0, shape[-1])
+                loc = loc / kernel_basis(config).sum()
             else:
                 loc = torch.full(shape, float(mean) / self.units.get(name, 1.0))
             setattr(self, f"{name}_loc", nn.Parameter(loc))
@@ -96,7 +112,7 @@ class GazeReadout(PyroModule):
         self.tau = PyroParam(torch.tensor(float(config["weight_prior_scale"])), constraint=constraints.positive)
         for name in ("tau_gain", "tau_saccadic", "tau_remap"):
             setattr(self, name, PyroParam(torch.tensor(0.3), constraint=constraints.positive))
-        if per_frame_scenes:
+        if "temporal" in self.sites:
             self.tau_temporal = PyroParam(torch.tensor(1.0), constraint=constraints.positive)
         # R(u) starts just before onset: frames of a free-viewing trace, or 10 ms bins around one saccade
         lag, width = (-1.0, 1.5) if saccade_onset is None else (-5.0, 5.0)

@@ -11,9 +11,12 @@ import probtwin as pt
 ONSET = 30
 
 
-def _probes(trials: int = 240, frames: int = 60, seed: int = 0):
+def _probes(
+    trials: int = 240, frames: int = 60, seed: int = 0, base: float = 0.05, gain: float = 1.5, saccade=(3.0, -2.0)
+):
     """Units with Gaussian fields on a 9 x 9 grid that move with the eye by the saccade (3, -2)
-    pixels at frame ONSET, responding to a probe two frames later."""
+    pixels at frame ONSET, responding to a probe two frames later: ``base + gain * drive``
+    spikes per frame, the drive 1 for a probe at the field's centre."""
     rng = np.random.default_rng(seed)
     maps = np.zeros((trials, 1, frames, 9, 9), np.float32)
     where = rng.integers(0, 81, size=(trials, frames))
@@ -22,9 +25,9 @@ def _probes(trials: int = 240, frames: int = 60, seed: int = 0):
     maps[t, 0, f, where[t, f] // 9, where[t, f] % 9] = 1.0
     centre = np.array([4.0, 4.0])
     offsets = np.array([[-2.0, 1.0], [1.0, 2.0], [-1.0, -1.0]])  # (x, y) pixels from the centre
-    saccade = np.array([3.0, -2.0])
+    saccade = np.array(saccade, dtype=float)
     yy, xx = np.mgrid[0:9, 0:9]
-    rate = np.full((trials, frames, 3), 0.05)
+    rate = np.full((trials, frames, 3), base)
     for i, o in enumerate(offsets):
         for after in (False, True):
             x, y = centre + o + (saccade if after else 0.0)
@@ -32,7 +35,7 @@ def _probes(trials: int = 240, frames: int = 60, seed: int = 0):
             drive = np.einsum("tfhw,hw->tf", maps[:, 0], field)
             drive = np.pad(drive, ((0, 0), (2, 0)))[:, :frames]  # seen two frames later
             when = (np.arange(frames) >= ONSET + 2) == after
-            rate[:, when, i] += 1.5 * drive[:, when]
+            rate[:, when, i] += gain * drive[:, when]
     rec = pt.Recording(
         maps, rng.poisson(rate).astype(np.float32), trial_info={"saccade_onset": np.full(trials, float(ONSET))}
     )
@@ -144,9 +147,28 @@ def test_wide_fields_on_a_larger_map_start_wide():
     assert torch.all(twin.readouts[0].saccade_loc == 0)  # fixations too short for the lags: no start from them
 
 
-def test_two_pairs_give_bright_and_dark_probes_time_courses_of_their_own():
+def test_weak_transient_fields_are_found_with_the_default_kernel_scale():
+    """Fields that raise a unit's rate from 0.1 to 0.4 spikes for one frame (the default 20 lags
+    in 5 bumps): with bumps of peak 1 the twin finds each at its place; with the bumps scaled to
+    sum to 1 (``temporal_norm="sum"``, twins saved before) the same fit left all three at 0."""
+    rec, offsets, _ = _probes(base=0.1, gain=0.3, saccade=(0.0, 0.0))
+    twin = pt.GazeTwin(rec, hidden_channels=4, layers=1, input_kernel=3)
+    assert twin.config["temporal_norm"] == "peak"
+    twin.fit(max_epochs=40, progress=False)
+    rf = twin.probe_sensitivity([ONSET - 10], num_samples=20)["mean"][0]  # (9, 9, neurons), truth 0.3 at the centre
+    for i, (x, y) in enumerate(np.array([4.0, 4.0]) + offsets):
+        row, col = np.unravel_index(rf[..., i].argmax(), (9, 9))
+        assert abs(col - x) <= 1 and abs(row - y) <= 1
+        assert rf[int(y), int(x), i] > 0.05
+    with pytest.raises(pt.DataError, match="temporal_norm"):
+        pt.GazeTwin(rec, temporal_norm="area")
+
+
+@pytest.mark.parametrize("rank", [2, None])
+def test_two_pairs_give_bright_and_dark_probes_time_courses_of_their_own(rank):
     """A field that answers bright probes two frames later and dark ones five frames later is not
-    separable in space and time: the twin's two pairs of weights and kernels recover both latencies."""
+    separable in space and time: the twin's two pairs of weights and kernels recover both latencies,
+    as do free weights per channel and temporal bump (``temporal_rank=None``)."""
     rng = np.random.default_rng(2)
     trials, frames = 240, 40
     maps = np.zeros((trials, 1, frames, 9, 9), np.float32)
@@ -162,8 +184,14 @@ def test_two_pairs_give_bright_and_dark_probes_time_courses_of_their_own():
     rec = pt.Recording(
         maps, rng.poisson(rate[..., None]).astype(np.float32), trial_info={"saccade_onset": np.full(trials, 20.0)}
     )
-    twin = pt.GazeTwin(rec, hidden_channels=4, layers=1, input_kernel=3, temporal_lags=8, temporal_basis=4)
+    twin = pt.GazeTwin(
+        rec, hidden_channels=4, layers=1, input_kernel=3, temporal_lags=8, temporal_basis=4, temporal_rank=rank
+    )
     twin.fit(max_epochs=40, progress=False)
+    d = twin.parameter_draws(10)
+    if rank is None:
+        assert d["weights"].shape == (10, 1, 4, 4) and "temporal" not in d  # (draws, neurons, bumps, channels)
+        assert twin.site_dims["weights"] == ("neuron", "temporal_basis", "channel")
     probes = np.zeros((3, 1, frames, 9, 9), np.float32)
     probes[1, 0, 5, 3, 5], probes[2, 0, 5, 3, 5] = 1.0, -1.0
     mean = twin.predict(probes, num_samples=20, session=0).mean[..., 0]
@@ -184,12 +212,19 @@ def test_a_twin_saved_with_one_pair_before_the_pairs_existed_loads_as_one(fitted
         }
     )
     payload = torch.load(one.save(tmp_path / "one.pt"), weights_only=True)
-    del payload["config"]["temporal_rank"]
+    del payload["config"]["temporal_rank"], payload["config"]["temporal_norm"]
     for key in [k for k in payload["state"] if ".weights_" in k or ".temporal_" in k]:
         payload["state"][key] = payload["state"][key][:, 0]  # saved without the pair's axis
+    # then the bumps summed to 1 over the lags: the same kernels had kappa (and its sd) larger by their sum
+    total = float(pt.nn.gaze.lag_basis(5, 3).sum())
+    state = payload["state"]
+    state["readouts.0.temporal_loc"] = state["readouts.0.temporal_loc"] * total
+    sd = torch.nn.functional.softplus(state["readouts.0.temporal_scale_unconstrained"]) * total
+    state["readouts.0.temporal_scale_unconstrained"] = sd + torch.log(-torch.expm1(-sd))
     torch.save(payload, tmp_path / "older.pt")
     older = pt.load(tmp_path / "older.pt")
     assert older.config["temporal_rank"] == 1 and older.readouts[0].weights_loc.shape == (3, 1, 4)
+    assert older.config["temporal_norm"] == "sum" and one.config["temporal_norm"] == "peak"
     test = rec.split("test")
     np.testing.assert_allclose(
         older.predict(test, num_samples=5).mean, one.predict(test, num_samples=5).mean, rtol=1e-5
