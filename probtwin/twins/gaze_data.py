@@ -135,9 +135,8 @@ class GazeData:
             frames = None if before is None else slice(0, before)
             psth = None
             if self._saccade_onset(k) is not None:  # trials locked to one onset: its time course is no field's
-                with (
-                    warnings.catch_warnings()
-                ):  # a frame missing in every trial: its mean is 0, as its filled responses
+                # a frame missing in every trial: its mean is 0, as its filled responses
+                with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     mean = np.nan_to_num(np.nanmean(np.asarray(train.responses, np.float32), 0))
                 psth = torch.as_tensor(mean, device=self.device)
