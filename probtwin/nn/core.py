@@ -43,8 +43,10 @@ class ConvCore(nn.Module):
 
     Layer 1: a ``input_kernel`` x ``input_kernel`` convolution; layers 2..L: depth-separable
     ``hidden_kernel`` convolutions; each followed by batch norm and ELU. Padding keeps the spatial
-    size, so a feature at grid position p sits over image position p. The output concatenates
-    nothing: it is the last layer's feature map.
+    size, so a feature at grid position p sits over image position p. The output is the last
+    layer's feature map, after the input's own channels with ``pass_input`` (a linear path beside
+    the nonlinear one: a readout can weigh the stimulus itself where the layers have learned
+    nothing of it).
 
     Parameters
     ----------
@@ -58,10 +60,13 @@ class ConvCore(nn.Module):
     depth_separable : bool
         Depth-separable hidden convolutions (else full convolutions).
     batch_norm : bool
+    pass_input : bool
+        Output the input's channels first, then the features.
 
     Shapes
     ------
-    input (batch, in_channels, H, W) -> output (batch, hidden_channels, H, W)
+    input (batch, in_channels, H, W) -> output (batch, out_channels, H, W), ``out_channels`` =
+    ``hidden_channels`` (+ ``in_channels`` with ``pass_input``)
 
     Examples
     --------
@@ -79,12 +84,14 @@ class ConvCore(nn.Module):
         hidden_kernel: int = 7,
         depth_separable: bool = True,
         batch_norm: bool = True,
+        pass_input: bool = False,
     ) -> None:
         super().__init__()
         if input_kernel % 2 == 0 or hidden_kernel % 2 == 0:
             raise ValueError("kernel sizes must be odd so that features stay centred")
         self.in_channels = in_channels
-        self.out_channels = hidden_channels
+        self.pass_input = bool(pass_input)
+        self.out_channels = hidden_channels + (in_channels if pass_input else 0)
         blocks: list[nn.Module] = []
         for k in range(layers):
             if k == 0:
@@ -109,4 +116,6 @@ class ConvCore(nn.Module):
         return laplace_penalty(self.input_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x.contiguous(memory_format=torch.channels_last))
+        x = x.contiguous(memory_format=torch.channels_last)
+        features = self.blocks(x)
+        return torch.cat([x, features], 1) if self.pass_input else features

@@ -44,6 +44,10 @@ temporal kernel ``k_i(l) = sum_b kappa_ib phi_b(l)`` (``phi_b`` Gaussian bumps o
 
     drive           eta_itf = sum_l k_i(l) w_i . P_{r_i}(F_{t,f-l})[p_{i,t,f-l}] + beta_i
 
+There F = [S, F_theta(S)] by default (``stimulus_pathway``): the frame itself is a channel beside
+the core's features, so that a readout holds a Gaussian-pooled linear field of the probes even
+where a core learned from a few units' responses has not learned the probe.
+
 Without a gaze trace but with the frame of each trial's saccade onset
 (``trial_info["saccade_onset"]``, the same for every trial; probes around a saccade to a fixed
 target), the eye is at the scene's centre before the onset and at ``c + v`` after it, the
@@ -94,6 +98,12 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         flow with a latent state per frame).
     hidden_channels, layers, input_kernel, hidden_kernel : int
         The core's shape (:class:`~probtwin.nn.ConvCore`).
+    stimulus_pathway : bool, optional
+        The stimulus's own channels beside the core's features (``ConvCore(pass_input=True)``),
+        so that a readout can hold a linear field, pooled by its Gaussian, that the core has not
+        learned: a weak unit's probe field, which a core learned from a few units' responses
+        leaves out. None: on for scenes per frame (probe maps), off for scenes with a gaze
+        trace.
     area_prior : bool
         Hierarchical area-level priors on offsets and sizes (else each neuron on its own).
     pooling_levels, min_pooling : int, float
@@ -159,6 +169,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         layers: int = 3,
         input_kernel: int = 9,
         hidden_kernel: int = 5,
+        stimulus_pathway: bool | None = None,
         area_prior: bool = True,
         pooling_levels: int = 6,
         min_pooling: float = 0.5,
@@ -199,7 +210,10 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
             raise DataError(
                 "pooling_levels, min_pooling", "1 to 12 levels from a positive size", f"{pooling_levels}, {min_pooling}"
             )
+        if stimulus_pathway and settings.get("core") is not None:
+            raise DataError("stimulus_pathway", "None or False with a custom core (its own channels)", "True")
         self._gaze = {
+            "stimulus_pathway": None if stimulus_pathway is None else bool(stimulus_pathway),
             "area_prior": bool(area_prior),
             "pooling_levels": int(pooling_levels),
             "min_pooling": float(min_pooling),
@@ -227,8 +241,9 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
             **settings,
         )
 
-    # settings that twins saved before they existed had: one pair, bumps summing to 1
-    _saved_before = {"temporal_rank": 1, "temporal_norm": "sum"}
+    # settings that twins saved before they existed had: one pair, bumps summing to 1, the core's
+    # features alone
+    _saved_before = {"temporal_rank": 1, "temporal_norm": "sum", "stimulus_pathway": False}
 
     # ------------------------------------------------------------------ building
 
@@ -236,7 +251,14 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
     def _condition_ndim(self) -> int:  # a query's gaze: a trace (frames, 2) per scene; fixation: (2,)
         return 2 if all(self.config.get("fixation", [False])) else 3
 
+    def _default_core(self, in_channels: int) -> nn.Module:
+        if self._gaze["stimulus_pathway"] is None:
+            self._gaze["stimulus_pathway"] = self._per_frame_scenes
+        return super()._default_core(in_channels, pass_input=self._gaze["stimulus_pathway"])
+
     def _readouts(self, channels: int) -> nn.ModuleList:
+        if self._gaze["stimulus_pathway"] is None:  # a custom core: its own channels
+            self._gaze["stimulus_pathway"] = False
         self.config.update(self._gaze)
         areas = self.config["neuron_area"]
         if len(areas) != len(self.specs) or any(len(a) != s.n_neurons for a, s in zip(areas, self.specs, strict=False)):
@@ -264,7 +286,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
 
     def _elements_per_neuron(self, k: int) -> int:
         frames = max((r.n_frames or 1) for r in self.recordings) if self.recordings else 100
-        return self.config["hidden_channels"] * frames
+        return self.core.out_channels * frames
 
     # ------------------------------------------------------------------ the generative story
 

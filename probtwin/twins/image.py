@@ -22,6 +22,7 @@ subsampled plate, so a minibatch's likelihood is scaled to the whole train tier.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import pyro
@@ -177,12 +178,12 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
     def _check_specs(self) -> None:
         check_image_specs(self.specs)
 
-    def _default_core(self, in_channels: int) -> nn.Module:
+    def _default_core(self, in_channels: int, **options: Any) -> nn.Module:
+        """The core of the settings (``options``: more of :class:`~probtwin.nn.ConvCore`'s)."""
         layers, input_kernel, hidden_kernel = (self.config[k] for k in ("layers", "input_kernel", "hidden_kernel"))
-        return ConvCore(in_channels, self.config["hidden_channels"], layers, input_kernel, hidden_kernel)
+        return ConvCore(in_channels, self.config["hidden_channels"], layers, input_kernel, hidden_kernel, **options)
 
     def _build(self, in_channels: int, core: nn.Module | None) -> None:
-        hidden_channels = self.config["hidden_channels"]
         if core is None:
             self.core = self._default_core(in_channels)
         else:
@@ -190,8 +191,8 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
             if not isinstance(out, int):
                 raise DataError("core", "a torch module with an int attribute out_channels", type(core).__name__)
             self.core = core
-            self.config["hidden_channels"] = hidden_channels = out
-        self.readouts = self._readouts(hidden_channels)
+            self.config["hidden_channels"] = out
+        self.readouts = self._readouts(self.core.out_channels)
         if self.config["position_init"] == "energy" and self.recordings:
             self._init_positions()
 

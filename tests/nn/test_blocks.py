@@ -33,6 +33,18 @@ def test_core_keeps_the_spatial_size_and_centres_features():
         ConvCore(1, input_kernel=8)
 
 
+def test_core_passes_its_input_before_its_features():
+    torch.manual_seed(0)
+    plain = ConvCore(2, hidden_channels=4, layers=2).eval()
+    both = ConvCore(2, hidden_channels=4, layers=2, pass_input=True).eval()
+    both.load_state_dict(plain.state_dict())  # the same layers: pass_input adds no parameter
+    x = torch.randn(3, 2, 11, 13)
+    out = both(x)
+    assert both.out_channels == out.shape[1] == 6 and plain.out_channels == 4
+    torch.testing.assert_close(out[:, :2], x)  # the stimulus itself, then the features
+    torch.testing.assert_close(out[:, 2:], plain(x))
+
+
 def test_laplace_penalty_of_a_delta_kernel():
     w = torch.zeros(1, 1, 3, 3)
     w[0, 0, 1, 1] = 1.0

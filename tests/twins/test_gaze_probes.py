@@ -56,7 +56,8 @@ def test_probes_around_a_saccade_give_the_fields_and_the_saccade(fitted):
     shift = (d["coupling"][..., None] * d["saccade"][:, None]).mean(0)  # each field's move at the saccade
     np.testing.assert_allclose(d["offset"].mean(0), offsets, atol=0.6)
     np.testing.assert_allclose(shift, np.tile(saccade, (3, 1)), atol=0.8)
-    assert d["weights"].shape == (200, 3, 2, 4) and d["temporal"].shape == (200, 3, 2, 3)  # two pairs
+    # two pairs, over the probe map itself and the core's 4 channels
+    assert d["weights"].shape == (200, 3, 2, 5) and d["temporal"].shape == (200, 3, 2, 3)
     # the latency of two frames: a probe on each field, 10 frames before the saccade, is answered 2 frames on
     probes = np.zeros((4, 1, 60, 9, 9), np.float32)
     for i, (x, y) in enumerate(np.array([4.0, 4.0]) + offsets):
@@ -107,6 +108,26 @@ def test_the_probed_field_sits_at_the_offset_before_the_saccade_and_moves_with_i
             assert abs(col - x) <= 1 and abs(row - y) <= 1
     with pytest.raises(pt.DataError, match="times"):
         twin.probe_sensitivity([60])
+
+
+def test_probe_maps_reach_the_readout_beside_the_core_by_default():
+    """On probe maps the readout reads the map itself as a channel before the core's features
+    (``stimulus_pathway``); on scenes with a gaze trace, and with a custom core, the core's
+    features alone."""
+    rec, _, _ = _probes(trials=60)
+    settings = dict(hidden_channels=2, layers=1, input_kernel=3, temporal_lags=5, temporal_basis=3)
+    twin = pt.GazeTwin(rec, **settings)
+    assert twin.config["stimulus_pathway"] is True and twin.core.out_channels == 3
+    assert twin.readouts[0].weights_loc.shape == (3, 2, 3)  # (neurons, pairs, channels)
+    frames = torch.as_tensor(rec.stimuli[:2]).transpose(1, 2).flatten(0, 1)  # (trials * frames, 1, 9, 9)
+    torch.testing.assert_close(twin.core.eval()(frames)[:, :1], frames)
+    assert pt.GazeTwin(rec, stimulus_pathway=False, **settings).core.out_channels == 2
+    sim = pt.simulate.free_viewing(n_neurons=6, n_scenes=8, n_frames=20, scene_size=(32, 32), seed=0)
+    assert pt.GazeTwin(sim.recording, **settings).config["stimulus_pathway"] is False
+    custom = pt.nn.ConvCore(1, hidden_channels=2, layers=1, input_kernel=3)
+    assert pt.GazeTwin(rec, core=custom, **settings).config["stimulus_pathway"] is False
+    with pytest.raises(pt.DataError, match="stimulus_pathway"):
+        pt.GazeTwin(rec, core=custom, stimulus_pathway=True, **settings)
 
 
 def test_fields_of_one_grid_place_start_small_unless_a_size_is_given():
@@ -190,7 +211,7 @@ def test_two_pairs_give_bright_and_dark_probes_time_courses_of_their_own(rank):
     twin.fit(max_epochs=40, progress=False)
     d = twin.parameter_draws(10)
     if rank is None:
-        assert d["weights"].shape == (10, 1, 4, 4) and "temporal" not in d  # (draws, neurons, bumps, channels)
+        assert d["weights"].shape == (10, 1, 4, 5) and "temporal" not in d  # (draws, neurons, bumps, channels)
         assert twin.site_dims["weights"] == ("neuron", "temporal_basis", "channel")
     probes = np.zeros((3, 1, frames, 9, 9), np.float32)
     probes[1, 0, 5, 3, 5], probes[2, 0, 5, 3, 5] = 1.0, -1.0
@@ -202,17 +223,17 @@ def test_two_pairs_give_bright_and_dark_probes_time_courses_of_their_own(rank):
 
 def test_a_twin_saved_with_one_pair_before_the_pairs_existed_loads_as_one(fitted, tmp_path):
     twin, rec, _, _ = fitted
-    one = pt.GazeTwin(
-        rec, hidden_channels=4, layers=1, input_kernel=3, temporal_lags=5, temporal_basis=3, temporal_rank=1
-    )
+    settings = dict(hidden_channels=4, layers=1, input_kernel=3, temporal_lags=5, temporal_basis=3)
+    one = pt.GazeTwin(rec, temporal_rank=1, stimulus_pathway=False, **settings)
     one.load_state_dict(
         {
-            k: (v[:, :1] if k.startswith("readouts.0.weights_") or k.startswith("readouts.0.temporal_") else v)
+            k: v[:, :1, 1:] if k.startswith("readouts.0.weights_") else v[:, :1] if ".temporal_" in k else v
             for k, v in twin.state_dict().items()
         }
     )
     payload = torch.load(one.save(tmp_path / "one.pt"), weights_only=True)
-    del payload["config"]["temporal_rank"], payload["config"]["temporal_norm"]
+    for key in ("temporal_rank", "temporal_norm", "stimulus_pathway"):
+        del payload["config"][key]
     for key in [k for k in payload["state"] if ".weights_" in k or ".temporal_" in k]:
         payload["state"][key] = payload["state"][key][:, 0]  # saved without the pair's axis
     # then the bumps summed to 1 over the lags: the same kernels had kappa (and its sd) larger by their sum
@@ -225,6 +246,7 @@ def test_a_twin_saved_with_one_pair_before_the_pairs_existed_loads_as_one(fitted
     older = pt.load(tmp_path / "older.pt")
     assert older.config["temporal_rank"] == 1 and older.readouts[0].weights_loc.shape == (3, 1, 4)
     assert older.config["temporal_norm"] == "sum" and one.config["temporal_norm"] == "peak"
+    assert older.config["stimulus_pathway"] is False and older.core.out_channels == 4  # the core's features alone
     test = rec.split("test")
     np.testing.assert_allclose(
         older.predict(test, num_samples=5).mean, one.predict(test, num_samples=5).mean, rtol=1e-5
