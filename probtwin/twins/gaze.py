@@ -251,14 +251,15 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
     def _condition_ndim(self) -> int:  # a query's gaze: a trace (frames, 2) per scene; fixation: (2,)
         return 2 if all(self.config.get("fixation", [False])) else 3
 
+    def _build(self, in_channels: int, core: nn.Module | None) -> None:
+        if self._gaze["stimulus_pathway"] is None:  # on for the default core on scenes per frame
+            self._gaze["stimulus_pathway"] = core is None and self._per_frame_scenes
+        super()._build(in_channels, core)
+
     def _default_core(self, in_channels: int) -> nn.Module:
-        if self._gaze["stimulus_pathway"] is None:
-            self._gaze["stimulus_pathway"] = self._per_frame_scenes
         return super()._default_core(in_channels, pass_input=self._gaze["stimulus_pathway"])
 
     def _readouts(self, channels: int) -> nn.ModuleList:
-        if self._gaze["stimulus_pathway"] is None:  # a custom core: its own channels
-            self._gaze["stimulus_pathway"] = False
         self.config.update(self._gaze)
         areas = self.config["neuron_area"]
         if len(areas) != len(self.specs) or any(len(a) != s.n_neurons for a, s in zip(areas, self.specs, strict=False)):
