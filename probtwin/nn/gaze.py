@@ -52,10 +52,15 @@ def pooling_pyramid(features: torch.Tensor, levels: int, min_size: float) -> tor
 
 
 def read_pooled(
-    pyramid: torch.Tensor, positions: torch.Tensor, log2_size: torch.Tensor, min_size: float
+    pyramid: torch.Tensor,
+    positions: torch.Tensor,
+    log2_size: torch.Tensor,
+    min_size: float,
+    blend: str = "variance",
 ) -> torch.Tensor:
-    """Each trial's pyramid at positions and sizes, trilinear (zero outside the map; sizes beyond
-    the pyramid read its first or last level).
+    """Each trial's pyramid at positions and sizes, bilinear in space and blending the two
+    levels around each size (zero outside the map; sizes beyond the pyramid read its first or
+    last level).
 
     Parameters
     ----------
@@ -66,15 +71,26 @@ def read_pooled(
         log2 of the pooling sd in pixels.
     min_size : float
         The pyramid's first level.
+    blend : {"variance", "log"}
+        The weight of the upper level a of size s between levels a_l and a_(l+1) = 2 a_l.
+        ``"variance"``: (s^2 - a_l^2) / (a_(l+1)^2 - a_l^2), so that the pooling's variance is
+        s^2 at every size, as at the levels; ``"log"``: log2(s / a_l), linear in log size (the
+        pooling's sd up to 12% above s between levels).
 
     Returns
     -------
     torch.Tensor, shape (trials, C, P)
     """
+    if blend not in ("variance", "log"):
+        raise ValueError(f"blend: 'variance' or 'log', not {blend!r}")
     levels, h, w = pyramid.shape[-3:]
     x = 2 * positions[..., 0] / (w - 1) - 1
     y = 2 * positions[..., 1] / (h - 1) - 1
-    z = (2 * (log2_size - math.log2(min_size)) / max(levels - 1, 1) - 1).clamp(-1, 1)
+    level = (log2_size - math.log2(min_size)).clamp(0, levels - 1)  # l + log2(s / a_l)
+    if blend == "variance" and levels > 1:
+        below = level.detach().floor().clamp(max=levels - 2)
+        level = below + (4.0 ** (level - below) - 1) / 3
+    z = 2 * level / max(levels - 1, 1) - 1
     grid = torch.stack([x, y, z], dim=-1)[:, :, None, None, :]  # (trials, P, 1, 1, 3)
     out = F.grid_sample(pyramid, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return out[..., 0, 0]

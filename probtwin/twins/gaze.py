@@ -108,6 +108,11 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         Hierarchical area-level priors on offsets and sizes (else each neuron on its own).
     pooling_levels, min_pooling : int, float
         The pooling pyramid: sizes ``min_pooling * 2**l`` pixels, l < ``pooling_levels``.
+    pooling_blend : {"variance", "log"}
+        Scenes with a gaze trace: how a size between two levels of the pyramid is read
+        (:func:`~probtwin.nn.gaze.read_pooled`). ``"variance"``: the pooling's variance is the
+        size's square at every size, so that r_i is the pooling's sd; ``"log"`` (twins saved
+        before): linear in log size, up to 12% wider between levels.
     init_size : float, optional
         Initial pooling size (pixels). None: on scenes with a gaze trace 4 pixels, wide, so
         that every neuron starts with a gradient; on a map per frame (probe grids) the scale,
@@ -173,6 +178,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         area_prior: bool = True,
         pooling_levels: int = 6,
         min_pooling: float = 0.5,
+        pooling_blend: str = "variance",
         init_size: float | None = None,
         saccade_threshold: float = 2.0,
         saccade_basis: int | None = None,
@@ -210,6 +216,8 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
             raise DataError(
                 "pooling_levels, min_pooling", "1 to 12 levels from a positive size", f"{pooling_levels}, {min_pooling}"
             )
+        if pooling_blend not in ("variance", "log"):
+            raise DataError("pooling_blend", "'variance' or 'log'", repr(pooling_blend))
         if stimulus_pathway and settings.get("core") is not None:
             raise DataError("stimulus_pathway", "None or False with a custom core (its own channels)", "True")
         self._gaze = {
@@ -217,6 +225,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
             "area_prior": bool(area_prior),
             "pooling_levels": int(pooling_levels),
             "min_pooling": float(min_pooling),
+            "pooling_blend": pooling_blend,
             "init_size": None if init_size is None else float(init_size),
             "saccade_threshold": float(saccade_threshold),
             "saccade_basis": saccade_basis,
@@ -242,8 +251,8 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
         )
 
     # settings that twins saved before they existed had: one pair, bumps summing to 1, the core's
-    # features alone
-    _saved_before = {"temporal_rank": 1, "temporal_norm": "sum", "stimulus_pathway": False}
+    # features alone, sizes between levels read linearly in log size
+    _saved_before = {"temporal_rank": 1, "temporal_norm": "sum", "stimulus_pathway": False, "pooling_blend": "log"}
 
     # ------------------------------------------------------------------ building
 
@@ -364,6 +373,7 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
                 place.transpose(0, 1).reshape(t, -1, 2),
                 log2_size.transpose(0, 1).reshape(t, -1),
                 self.config["min_pooling"],
+                self.config["pooling_blend"],
             ).reshape(t, -1, d, f, n)  # (T, C, D, F, N)
             eta = torch.einsum("tcdfn,dnc->dtfn", feats, s["weights"]) + s["bias"][:, None, None]
         gaze = gaze.expand(d, t, f, 2)

@@ -38,11 +38,37 @@ def test_reading_at_pixels_and_levels_returns_the_pyramid_and_interpolates_betwe
         for p in range(2):
             x, y = pos[t, p].long()
             torch.testing.assert_close(out[t, :, p], pyr[t, :, level[t, p], y, x])
-    half = read_pooled(pyr, torch.tensor([[[3.5, 5.0]]]).expand(2, 1, 2), torch.full((2, 1), math.log2(0.5) + 0.5), 0.5)
-    expected = pyr[:, :, :2, 5, 3:5].mean((-1, -2))
+    between = torch.tensor([[[3.5, 5.0]]]).expand(2, 1, 2)
+    expected = pyr[:, :, :2, 5, 3:5].mean((-1, -2))  # halfway between pixels and between levels 0 and 1:
+    half = read_pooled(pyr, between, torch.full((2, 1), math.log2(0.5) + 0.5), 0.5, blend="log")  # in log size
+    torch.testing.assert_close(half[:, :, 0], expected)
+    size = 0.5 * math.sqrt((1 + 4) / 2)  # in variance: 0.5^2 and 1^2 halfway
+    half = read_pooled(pyr, between, torch.full((2, 1), math.log2(size)), 0.5)
     torch.testing.assert_close(half[:, :, 0], expected)
     beyond = read_pooled(pyr, pos, torch.full((2, 2), 40.0), 0.5)  # sizes past the last level read the last
     torch.testing.assert_close(beyond, read_pooled(pyr, pos, torch.full((2, 2), math.log2(0.5) + 3), 0.5))
+
+
+def test_the_pooling_read_between_levels_has_the_size_as_its_sd():
+    """A point's pyramid read at every pixel at a size s between levels: the pooling field's sd
+    along each axis is s (``blend="variance"``, the default), as at the levels and as
+    :func:`read_gaussian`'s; blending linearly in log size makes it up to 12% wider."""
+    point = torch.zeros(1, 1, 61, 61)
+    point[0, 0, 30, 30] = 1.0
+    pyr = pooling_pyramid(point, levels=4, min_size=1.0)
+    yy, xx = torch.meshgrid(torch.arange(61.0), torch.arange(61.0), indexing="ij")
+    everywhere = torch.stack([xx.flatten(), yy.flatten()], -1)[None]  # (1, 61 * 61, 2)
+
+    def sd(field: torch.Tensor) -> float:
+        return float(((xx.flatten() - 30) ** 2 * field).sum() / field.sum()) ** 0.5
+
+    for s in (1.0, 1.2, 1.5, 1.9, 2.6, 3.3, 4.0, 5.7):
+        log2_size = torch.full((1, 61 * 61), math.log2(s))
+        assert abs(sd(read_pooled(pyr, everywhere, log2_size, 1.0)[0, 0]) / s - 1) < 0.002
+        assert abs(sd(read_gaussian(point, everywhere, log2_size, 1.0, 4)[0, 0]) / s - 1) < 0.002
+    log2_size = torch.full((1, 61 * 61), 0.5)  # halfway between 1 and 2 in log size
+    wide = sd(read_pooled(pyr, everywhere, log2_size, 1.0, blend="log")[0, 0])
+    assert abs(wide - math.sqrt((1 + 4) / 2)) < 0.002  # not sqrt(2): 1.118 times wider
 
 
 def test_reading_directly_equals_reading_the_pyramid_at_its_levels():

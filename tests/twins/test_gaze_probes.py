@@ -232,7 +232,7 @@ def test_a_twin_saved_with_one_pair_before_the_pairs_existed_loads_as_one(fitted
         }
     )
     payload = torch.load(one.save(tmp_path / "one.pt"), weights_only=True)
-    for key in ("temporal_rank", "temporal_norm", "stimulus_pathway"):
+    for key in ("temporal_rank", "temporal_norm", "stimulus_pathway", "pooling_blend"):
         del payload["config"][key]
     for key in [k for k in payload["state"] if ".weights_" in k or ".temporal_" in k]:
         payload["state"][key] = payload["state"][key][:, 0]  # saved without the pair's axis
@@ -247,6 +247,7 @@ def test_a_twin_saved_with_one_pair_before_the_pairs_existed_loads_as_one(fitted
     assert older.config["temporal_rank"] == 1 and older.readouts[0].weights_loc.shape == (3, 1, 4)
     assert older.config["temporal_norm"] == "sum" and one.config["temporal_norm"] == "peak"
     assert older.config["stimulus_pathway"] is False and older.core.out_channels == 4  # the core's features alone
+    assert older.config["pooling_blend"] == "log" and one.config["pooling_blend"] == "variance"
     test = rec.split("test")
     np.testing.assert_allclose(
         older.predict(test, num_samples=5).mean, one.predict(test, num_samples=5).mean, rtol=1e-5

@@ -144,6 +144,8 @@ def test_bad_input_is_a_data_error(sim):
         pt.GazeTwin(pt.Recording(video.stimuli, video.responses))
     with pytest.raises(pt.DataError, match="shifter"):
         pt.GazeTwin(sim.recording, shifter=True)
+    with pytest.raises(pt.DataError, match=r"pooling_blend[\s\S]*'variance' or 'log'"):
+        pt.GazeTwin(sim.recording, pooling_blend="linear")
 
 
 def test_one_response_per_trial_is_a_fixation_at_the_centre():
