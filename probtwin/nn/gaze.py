@@ -72,10 +72,10 @@ def read_pooled(
     min_size : float
         The pyramid's first level.
     blend : {"variance", "log"}
-        The weight of the upper level a of size s between levels a_l and a_(l+1) = 2 a_l.
-        ``"variance"``: (s^2 - a_l^2) / (a_(l+1)^2 - a_l^2), so that the pooling's variance is
-        s^2 at every size, as at the levels; ``"log"``: log2(s / a_l), linear in log size (the
-        pooling's sd up to 12% above s between levels).
+        The weight on the upper level when a size s lies between the levels a_l and
+        a_(l+1) = 2 a_l. ``"variance"``: (s^2 - a_l^2) / (a_(l+1)^2 - a_l^2), so that the
+        pooling's variance is s^2 at every size, as at the levels; ``"log"``: log2(s / a_l),
+        linear in log size (the pooling's sd up to 12% above s between levels).
 
     Returns
     -------
