@@ -56,5 +56,6 @@ def paired_activation(
 
 
 def core_history(twin: Any) -> int:
-    """Frames of the past a video twin's core sees at each frame (0 for images)."""
-    return int(getattr(twin.core, "history", 0))
+    """Frames of the past a video twin's response sees at each frame, its core's and its
+    readout's lags together (0 for images)."""
+    return int(getattr(twin, "past_frames", getattr(twin.core, "history", 0)))

@@ -20,8 +20,9 @@ scored by ``eval_samples`` fresh posterior draws: how much the twin, all its unc
 included, expects the MEI to drive the neuron.
 
 For a video twin the MEI is a short movie ``x`` of ``frames`` frames with a fixed L2 norm over
-all its frames, and ``mu_i(x)`` the mean response over the frames from the core's history on
-(each of them sees a whole history, so that no frame's drive depends on the movie's start). The
+all its frames, and ``mu_i(x)`` the mean response over the frames from the twin's history on
+(its core's and readout's lags: each of these frames sees a whole history, so that no frame's
+drive depends on the movie's start). The
 preconditioners act on each frame.
 """
 
@@ -109,8 +110,8 @@ def mei(
     level : float
         Credible level of the activation's interval.
     frames : int, optional
-        Video twins: the movie's frames (default: twice the core's history, at least 2); the
-        activation is the mean response over the frames from the core's history on.
+        Video twins: the movie's frames (default: twice the twin's history, at least 2); the
+        activation is the mean response over the frames from the twin's history on (its core's and readout's lags).
 
     Returns
     -------
@@ -137,7 +138,7 @@ def mei(
     if video:
         frames = max(2 * history, 2) if frames is None else frames
         if int(frames) != frames or frames <= history:
-            raise DataError("frames", f"a number of frames above the core's history ({history})", repr(frames))
+            raise DataError("frames", f"a number of frames above the twin's history ({history})", repr(frames))
         shape = (shape[0], int(frames), *shape[2:])
         scored = slice(history, None)
     elif frames is not None:

@@ -71,8 +71,8 @@ def receptive_fields(
     at : numpy.ndarray, shape (C, H, W), or (C, lags, H, W) for a video twin, optional
         Where the gradient is taken.
     lags : int, optional
-        Video twins: frames of the movie, the response frame included (default: the core's
-        history + 1, every frame the response can depend on).
+        Video twins: frames of the movie, the response frame included (default: the twin's
+        history + 1, its core's and readout's lags, every frame the response can depend on).
 
     Returns
     -------

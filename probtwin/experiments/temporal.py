@@ -103,7 +103,7 @@ def kernel_latency(
         movies of the twin's recording (the ``lags`` frames before each one's end), or the blank
         screen when it holds none (a loaded twin) or none is long enough.
     lags : int, optional
-        Default: the core's history + 1.
+        Default: the twin's history + 1 (its core's and readout's lags).
     num_samples, seed, session, neurons
         As :func:`~probtwin.experiments.receptive_fields`.
 

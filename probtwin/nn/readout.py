@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from probtwin.nn.gaze import causal_filter
 from probtwin.nn.mlp import mlp
 
 __all__ = ["GaussianReadout", "PositionPredictor", "read_features", "readout_response"]
@@ -44,6 +45,8 @@ def readout_response(
     shift: torch.Tensor | None = None,
     state: torch.Tensor | None = None,
     state_weights: torch.Tensor | None = None,
+    lags: torch.Tensor | None = None,
+    frames: int | None = None,
 ) -> torch.Tensor:
     """``(w_i + V_i^T z_t) . F[p_i + shift] + beta_i`` for every trial and neuron.
 
@@ -52,12 +55,21 @@ def readout_response(
     features : torch.Tensor, shape (batch, channels, H, W)
     positions : torch.Tensor, shape (neurons, 2) or (draws, neurons, 2)
     weights : torch.Tensor, shape (neurons, channels) or (draws, neurons, channels)
+        With ``lags``: (..., neurons, K * channels), K blocks of ``channels``, one per bump.
     bias : torch.Tensor, shape (neurons,) or (draws, neurons)
     shift : torch.Tensor, shape (batch, 2), optional
     state : torch.Tensor, shape (batch, B), optional
         Behavioural state ``z_t`` of each trial; with ``state_weights``, the feature weights
         change with state, so that a neuron's selectivity (not only its gain) can depend on it.
     state_weights : torch.Tensor, shape (neurons, B, channels) or (draws, neurons, B, channels)
+        With ``lags``: (..., K * channels) last.
+    lags : torch.Tensor, shape (K, L), optional
+        Bumps over the lags 0 .. L - 1 of frames: the batch is ``trials * frames`` maps (frames
+        after trials), and each neuron's response is ``sum_k sum_l lags[k, l] (w_ik .
+        F_{f-l}[p_i]) + beta_i``, the reads of its last L frames weighted by a time course of
+        its own (zeros before a trial's first frame).
+    frames : int, optional
+        Frames per trial, with ``lags``.
 
     Returns
     -------
@@ -65,17 +77,34 @@ def readout_response(
     """
     feats = read_features(features, positions, shift)  # (batch, C, [draws,] N)
     drawn = positions.dim() == 3
+    k = ""
+    if lags is not None:  # a bump axis k beside the channels
+        k = "k"
+        weights = weights.unflatten(-1, (lags.shape[0], -1))
+        state_weights = None if state_weights is None else state_weights.unflatten(-1, (lags.shape[0], -1))
     if drawn:
-        out = torch.einsum("bcdn,dnc->dbn", feats, weights) + bias[:, None, :]
+        out = torch.einsum(f"bcdn,dn{k}c->dbn{k}", feats, weights)
     else:
-        out = torch.einsum("bcn,nc->bn", feats, weights) + bias
+        out = torch.einsum(f"bcn,n{k}c->bn{k}", feats, weights)
     if state_weights is not None:
         if drawn:  # contract behaviour first: (batch, C, draws, N) against (draws, batch, N, C)
-            mixed = torch.einsum("bj,dnjc->dbnc", state, state_weights)
-            out = out + torch.einsum("bcdn,dbnc->dbn", feats, mixed)
+            mixed = torch.einsum(f"bj,dnj{k}c->dbn{k}c", state, state_weights)
+            out = out + torch.einsum(f"bcdn,dbn{k}c->dbn{k}", feats, mixed)
         else:
-            out = out + torch.einsum("bcn,bnc->bn", feats, torch.einsum("bj,njc->bnc", state, state_weights))
-    return out
+            mixed = torch.einsum(f"bj,nj{k}c->bn{k}c", state, state_weights)
+            out = out + torch.einsum(f"bcn,bn{k}c->bn{k}", feats, mixed)
+    if lags is not None:
+        out = _over_lags(out, lags, int(frames))
+    return out + (bias[:, None, :] if drawn else bias)
+
+
+def _over_lags(drive: torch.Tensor, lags: torch.Tensor, frames: int) -> torch.Tensor:
+    """(..., trials * frames, N, K) -> (..., trials * frames, N): each bump's drive filtered
+    causally over each trial's frames by its bump, summed over the bumps."""
+    *lead, batch, n, bumps = drive.shape
+    x = drive.unflatten(-3, (batch // frames, frames)).movedim(-3, -1)  # (..., T, N, K, F)
+    y = causal_filter(x.reshape(-1, bumps, frames), lags.to(drive)).sum(1)  # (S, F)
+    return y.reshape(*lead, batch // frames, n, frames).transpose(-1, -2).flatten(-3, -2)
 
 
 class GaussianReadout(nn.Module):

@@ -281,7 +281,14 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
         r = self.readouts[k]
         shift = self._readout_shift(batch)
         eta = readout_response(
-            self._features(batch), position, weights, bias, shift, batch.get("behavior"), state_weights
+            self._features(batch),
+            position,
+            weights,
+            bias,
+            shift,
+            batch.get("behavior"),
+            state_weights,
+            **self._readout_lags(batch),
         )
         if self.noise[k].gaussian_space:
             return eta if r.modulator is None else eta + r.modulator.log_gain(batch["behavior"])
@@ -289,6 +296,10 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, T
         if r.modulator is not None:
             mean = mean * r.modulator(batch["behavior"])
         return mean
+
+    def _readout_lags(self, batch: dict) -> dict:
+        """``lags`` and ``frames`` of :func:`~probtwin.nn.readout_response` (images: none)."""
+        return {}
 
     def _core_log_prior(self, batch: dict) -> torch.Tensor:
         scale = self.config["core_prior_scale"]

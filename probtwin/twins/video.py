@@ -45,6 +45,7 @@ from probtwin.data.padding import frame_counts
 from probtwin.data.recording import Recording
 from probtwin.data.registry import check_image_specs
 from probtwin.errors import DataError
+from probtwin.nn.gaze import lag_basis
 from probtwin.nn.shifter import shift_frames
 from probtwin.nn.video_core import FactorizedCore3d
 from probtwin.twins.image import ImageTwin
@@ -81,6 +82,11 @@ class VideoTwin(ImageTwin):
     retinal : bool
         With gaze and a shifter, the shift moves each frame before the core (the retinal movie;
         default) rather than the readout positions (``False``).
+    readout_lags, readout_basis : int
+        Each neuron weights what it reads in the last ``readout_lags`` frames with a time course
+        of its own, in ``readout_basis`` bumps (:func:`probtwin.nn.gaze.lag_basis`), one weight
+        vector per bump (``weights`` of ``readout_basis * channels``), on top of the core's
+        shared temporal filters. 1 and 1: the frame's features alone.
     clip_frames : int, optional
         Frames of each training clip (default: 60, or the trials' frames when shorter).
     burn_in : int, optional
@@ -115,6 +121,8 @@ class VideoTwin(ImageTwin):
         hidden_frames: int = 3,
         recurrent: bool = False,
         retinal: bool = True,
+        readout_lags: int = 7,
+        readout_basis: int = 4,
         clip_frames: int | None = None,
         burn_in: int | None = None,
         **settings: Any,
@@ -122,14 +130,21 @@ class VideoTwin(ImageTwin):
         if noise not in ("independent", "flow", "zero_inflated_flow"):
             expected = "'independent', 'flow' or 'zero_inflated_flow' (per-frame noise of a video twin)"
             raise DataError("noise", expected, repr(noise))
-        for name, value in (("input_frames", input_frames), ("hidden_frames", hidden_frames)):
+        for name, value in (
+            ("input_frames", input_frames),
+            ("hidden_frames", hidden_frames),
+            ("readout_lags", readout_lags),
+            ("readout_basis", readout_basis),
+        ):
             if int(value) != value or value < 1:
-                raise DataError(name, "a positive number of frames", repr(value))
+                raise DataError(name, "a positive number of frames (bumps)", repr(value))
         self._video = {
             "input_frames": int(input_frames),
             "hidden_frames": int(hidden_frames),
             "recurrent": bool(recurrent),
             "retinal": bool(retinal),
+            "readout_lags": int(readout_lags),
+            "readout_basis": int(readout_basis),
         }
         super().__init__(
             recordings,
@@ -145,13 +160,14 @@ class VideoTwin(ImageTwin):
         clip = min(60, frames) if clip_frames is None else clip_frames
         if int(clip) != clip or not 2 <= clip <= frames:
             raise DataError("clip_frames", f"an integer in [2, {frames}] (the trials' frames)", repr(clip_frames))
-        history = getattr(self.core, "history", 0)
-        burn = min(history, clip // 2) if burn_in is None else burn_in
+        burn = min(self.past_frames, clip // 2) if burn_in is None else burn_in
         if int(burn) != burn or not 0 <= burn < clip:
             raise DataError("burn_in", f"an integer in [0, {clip}) (frames of a clip)", repr(burn_in))
         self.config.update(self._video, clip_frames=int(clip), burn_in=int(burn))
 
-    _saved_before = {"retinal": False}  # a twin saved before ``retinal`` existed moved its readout by gaze
+    # a twin saved before ``retinal`` existed moved its readout by gaze; before the readout's lags,
+    # it read the features of the frame alone
+    _saved_before = {"retinal": False, "readout_lags": 1, "readout_basis": 1}
 
     def _check_specs(self) -> None:
         check_image_specs(self.specs, videos=True)
@@ -168,6 +184,21 @@ class VideoTwin(ImageTwin):
             self._video["hidden_frames"],
             self._video["recurrent"],
         )
+
+    @property
+    def past_frames(self) -> int:
+        """Frames of the past each response sees: the core's history and the readout's lags."""
+        return int(getattr(self.core, "history", 0)) + self._video["readout_lags"] - 1
+
+    def _readouts(self, channels: int) -> nn.ModuleList:
+        return super()._readouts(channels * self._video["readout_basis"])  # a weight vector per bump
+
+    def _readout_lags(self, batch: dict) -> dict:
+        """The bumps over the readout's lags and the frames per trial (none for one lag and bump)."""
+        lags, basis = self._video["readout_lags"], self._video["readout_basis"]
+        if lags == basis == 1:
+            return {}
+        return {"lags": lag_basis(lags, basis), "frames": batch["frames"]}
 
     # ------------------------------------------------------------------ data
 
@@ -246,7 +277,7 @@ class VideoTwin(ImageTwin):
         """Locations (..., trials, frames, neurons) of the scored frames (after ``burn_in``)."""
         trials, frames = batch["stimuli"].shape[0], batch["stimuli"].shape[2]
         self._features(batch)
-        view = dict(batch)
+        view = dict(batch, frames=frames)
         for field in ("behavior", "gaze"):
             values = per_frame(batch.get(field), frames)
             view[field] = None if values is None else values.flatten(0, 1)

@@ -55,7 +55,7 @@ def test_the_sensorium_2023_baseline_is_causal_and_learns(sim):
 
 def test_the_comparison_reports_every_side_beside_the_truth():
     out = run_video_comparison(
-        n_neurons=8, n_trials=16, n_frames=16, seed=1, time_limit=2.0, sides=("video_twin", "image_twin_per_frame")
+        n_neurons=8, n_trials=16, n_frames=24, seed=1, time_limit=2.0, sides=("video_twin", "image_twin_per_frame")
     )
     assert out["true_model"] > 0.3
     for side in ("video_twin", "image_twin_per_frame"):
