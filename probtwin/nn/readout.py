@@ -6,7 +6,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from probtwin.nn.gaze import causal_filter
 from probtwin.nn.mlp import mlp
 
 __all__ = ["GaussianReadout", "PositionPredictor", "read_features", "readout_response"]
@@ -101,10 +100,12 @@ def readout_response(
 def _over_lags(drive: torch.Tensor, lags: torch.Tensor, frames: int) -> torch.Tensor:
     """(..., trials * frames, N, K) -> (..., trials * frames, N): each bump's drive filtered
     causally over each trial's frames by its bump, summed over the bumps."""
-    *lead, batch, n, bumps = drive.shape
-    x = drive.unflatten(-3, (batch // frames, frames)).movedim(-3, -1)  # (..., T, N, K, F)
-    y = causal_filter(x.reshape(-1, bumps, frames), lags.to(drive)).sum(1)  # (S, F)
-    return y.reshape(*lead, batch // frames, n, frames).transpose(-1, -2).flatten(-3, -2)
+    x = drive.unflatten(-3, (drive.shape[-3] // frames, frames)).movedim(-3, -1)  # (..., T, N, K, F)
+    per_lag = torch.einsum("...kf,kl->...lf", x, lags.to(drive))  # (..., T, N, L, F): sum_k phi_k(l) u_k(f)
+    out = per_lag[..., 0, :]
+    for lag in range(1, min(lags.shape[1], frames)):  # out(f) = sum_l per_lag(l, f - l), zeros before f = 0
+        out = out + F.pad(per_lag[..., lag, :-lag], (lag, 0))
+    return out.transpose(-1, -2).flatten(-3, -2)
 
 
 class GaussianReadout(nn.Module):

@@ -189,6 +189,19 @@ def test_save_and_load_predict_the_same(fitted, sim, tmp_path):
     del payload["config"]["retinal"]  # a twin saved before the frames were moved by gaze
     torch.save(payload, tmp_path / "older.pt")
     assert not pt.load(tmp_path / "older.pt").config["retinal"]  # it moved its readout
+    # a twin saved before the readout's lags read each frame's features alone, and loads so
+    one = pt.VideoTwin(sim.recording, clip_frames=16, **SMALL, **ONE_LAG)
+    one.save(tmp_path / "one.pt")
+    payload = torch.load(tmp_path / "one.pt", weights_only=True)
+    for key in ONE_LAG:
+        del payload["config"][key]
+    torch.save(payload, tmp_path / "before_lags.pt")
+    before = pt.load(tmp_path / "before_lags.pt")
+    assert {key: before.config[key] for key in ONE_LAG} == ONE_LAG
+    torch.manual_seed(0)
+    expected = one.predict(test, num_samples=2).samples
+    torch.manual_seed(0)
+    np.testing.assert_allclose(before.predict(test, num_samples=2).samples, expected, rtol=1e-5)
 
 
 def test_flow_noise_has_a_per_frame_latent_state():
@@ -218,6 +231,9 @@ def test_bad_input_is_a_data_error(sim):
         pt.VideoTwin(sim.recording, clip_frames=25, **SMALL)
     with pytest.raises(pt.DataError, match="burn_in"):
         pt.VideoTwin(sim.recording, clip_frames=10, burn_in=10, **SMALL)
+    for bad in ({"readout_lags": 0}, {"readout_basis": 2.5}):
+        with pytest.raises(pt.DataError, match=next(iter(bad))):
+            pt.VideoTwin(sim.recording, **bad, **SMALL)
     rec = sim.recording
     with pytest.raises(pt.DataError, match="frames"):  # frame counts that differ
         pt.Recording(np.asarray(rec.stimuli)[:, :, :20], np.asarray(rec.responses))
