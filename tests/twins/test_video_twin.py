@@ -376,7 +376,8 @@ def test_trials_of_unequal_length(sim):
 def test_spatiotemporal_receptive_fields_recover_the_simple_cells_filters(fitted, sim):
     """The gradient of the last frame's response at a blank movie, per lag and pixel, is a
     simple cell's space-time filter (its drive is linear in the movie); a complex cell has none
-    at a blank screen. Nothing earlier than the core's history reaches the response."""
+    at a blank screen. Nothing earlier than the twin's history (its core's and readout's lags)
+    reaches the response."""
     twin, _ = fitted
     history = twin.past_frames  # the core's history and the readout's lags
     assert history == twin.core.history + twin.config["readout_lags"] - 1
