@@ -16,7 +16,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-__all__ = ["bumps", "causal_filter", "lag_basis", "pooling_pyramid", "read_gaussian", "read_pooled"]
+__all__ = ["bumps", "causal_filter", "lag_basis", "pooling_pyramid", "read_gaussian", "read_pooled", "sum_over_lags"]
 
 
 def _sampled_gaussian(offsets: torch.Tensor, size: torch.Tensor, reach: int) -> torch.Tensor:
@@ -99,10 +99,11 @@ def read_pooled(
 def read_gaussian(
     features: torch.Tensor, positions: torch.Tensor, log2_size: torch.Tensor, min_size: float, levels: int
 ) -> torch.Tensor:
-    """Each map pooled by a Gaussian at each position and size, directly (no pyramid): the same
-    pooling as :func:`read_pooled` on the pyramid of ``levels`` levels from ``min_size`` (sizes
-    beyond it clamped to its first or last level), cheaper where each map is read at fewer
-    places than the pyramid costs (a map per frame, a few neurons).
+    """Each map pooled by a Gaussian of sd ``2 ** log2_size`` at each position, directly (no
+    pyramid), sizes clamped to those of the pyramid of ``levels`` levels from ``min_size``: at
+    the levels the pooling of :func:`read_pooled`, between them one Gaussian where the pyramid
+    blends two (of the same variance with ``blend="variance"``); cheaper where each map is read
+    at fewer places than the pyramid costs (a map per frame, a few neurons).
 
     Parameters
     ----------
@@ -157,3 +158,20 @@ def causal_filter(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """
     lags = kernel.shape[-1]
     return F.conv1d(F.pad(x, (lags - 1, 0)), kernel.flip(-1)[:, None], groups=kernel.shape[0])
+
+
+def sum_over_lags(drive: torch.Tensor, lags: torch.Tensor) -> torch.Tensor:
+    """Drives weighted per bump, each filtered causally over the frames by its bump and summed
+    over the bumps: ``out_f = sum_k sum_l lags[k, l] drive_{f-l, k}`` (zeros before the first
+    frame), a neuron's reads of its past frames under a time course of its own.
+
+    Shapes
+    ------
+    drive (..., F, N, K), lags (K, L) -> (..., F, N)
+    """
+    frames = drive.shape[-3]
+    per_lag = torch.einsum("...fnk,kl->...lfn", drive, lags.to(drive))  # sum_k phi_k(l) drive_k(f)
+    out = per_lag[..., 0, :, :]
+    for lag in range(1, min(lags.shape[1], frames)):  # out(f) += per_lag(l, f - l)
+        out = out + F.pad(per_lag[..., lag, :-lag, :], (0, 0, lag, 0))
+    return out

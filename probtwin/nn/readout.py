@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from probtwin.nn.gaze import sum_over_lags
 from probtwin.nn.mlp import mlp
 
 __all__ = ["GaussianReadout", "PositionPredictor", "read_features", "readout_response"]
@@ -92,20 +93,9 @@ def readout_response(
         else:
             mixed = torch.einsum(f"bj,nj{k}c->bn{k}c", state, state_weights)
             out = out + torch.einsum(f"bcn,bn{k}c->bn{k}", feats, mixed)
-    if lags is not None:
-        out = _over_lags(out, lags, int(frames))
+    if lags is not None:  # (..., trials * frames, N, K) -> (..., trials * frames, N), within each trial
+        out = sum_over_lags(out.unflatten(-3, (-1, int(frames))), lags).flatten(-3, -2)
     return out + (bias[:, None, :] if drawn else bias)
-
-
-def _over_lags(drive: torch.Tensor, lags: torch.Tensor, frames: int) -> torch.Tensor:
-    """(..., trials * frames, N, K) -> (..., trials * frames, N): each bump's drive filtered
-    causally over each trial's frames by its bump, summed over the bumps."""
-    x = drive.unflatten(-3, (drive.shape[-3] // frames, frames)).movedim(-3, -1)  # (..., T, N, K, F)
-    per_lag = torch.einsum("...kf,kl->...lf", x, lags.to(drive))  # (..., T, N, L, F): sum_k phi_k(l) u_k(f)
-    out = per_lag[..., 0, :]
-    for lag in range(1, min(lags.shape[1], frames)):  # out(f) = sum_l per_lag(l, f - l), zeros before f = 0
-        out = out + F.pad(per_lag[..., lag, :-lag], (lag, 0))
-    return out.transpose(-1, -2).flatten(-3, -2)
 
 
 class GaussianReadout(nn.Module):

@@ -67,7 +67,7 @@ from torch import nn
 
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
-from probtwin.nn.gaze import bumps, causal_filter, pooling_pyramid, read_gaussian, read_pooled
+from probtwin.nn.gaze import bumps, causal_filter, pooling_pyramid, read_gaussian, read_pooled, sum_over_lags
 from probtwin.twins.gaze_data import GazeData, areas_of
 from probtwin.twins.gaze_queries import GazeQueries
 from probtwin.twins.gaze_readout import GazeReadout, kernel_basis
@@ -360,12 +360,9 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
                 drive = torch.einsum("tcdfn,dnrc->tdnrf", feats, s["weights"]).reshape(t, d * n * rank, f)
                 drive = causal_filter(drive, self._temporal_kernel(s).reshape(d * n * rank, -1))
                 eta = drive.reshape(t, d, n, rank, f).sum(3).permute(1, 0, 3, 2)
-            else:  # every channel's read filtered by every bump, weighted freely
-                phi = kernel_basis(self.config).to(feats)  # (B, L)
-                c = feats.shape[1]
-                x = feats.permute(0, 2, 4, 1, 3).reshape(-1, 1, f)  # (T D N C, 1, F)
-                filtered = causal_filter(x.expand(-1, phi.shape[0], -1), phi).reshape(t, d, n, c, -1, f)
-                eta = torch.einsum("tdncbf,dnbc->dtfn", filtered, s["weights"])
+            else:  # a free weight per channel and bump: the reads weighted per bump, then filtered by it
+                drive = torch.einsum("tcdfn,dnbc->dtfnb", feats, s["weights"])  # per bump
+                eta = sum_over_lags(drive, kernel_basis(self.config))  # (D, T, F, N)
             eta = eta + s["bias"][:, None, None]
         else:
             feats = read_pooled(

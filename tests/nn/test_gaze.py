@@ -93,3 +93,16 @@ def test_reading_directly_equals_reading_the_pyramid_at_its_levels():
 def test_bumps_vanish_without_a_saccade():
     b = bumps(torch.tensor([0.0, 2.0, 1e3]), torch.tensor([0.0, 2.0]), 1.0)
     np.testing.assert_allclose(b.numpy(), [[1, math.exp(-2)], [math.exp(-2), 1], [0, 0]], atol=1e-7)
+
+
+def test_sum_over_lags_filters_each_bumps_drive_by_its_bump_and_sums():
+    from probtwin.nn.gaze import causal_filter, lag_basis, sum_over_lags
+
+    torch.manual_seed(0)
+    drive = torch.randn(2, 3, 9, 4, 3)  # (draws, trials, frames, neurons, bumps)
+    lags = lag_basis(5, 3)
+    series = drive.permute(0, 1, 3, 4, 2).reshape(-1, 3, 9)  # (draws trials neurons, bumps, frames)
+    expected = causal_filter(series, lags).sum(1).reshape(2, 3, 4, 9).transpose(-1, -2)
+    torch.testing.assert_close(sum_over_lags(drive, lags), expected)
+    short = sum_over_lags(drive[:, :, :3], lags)  # fewer frames than lags: only the past there is
+    torch.testing.assert_close(short, expected[:, :, :3])
