@@ -29,6 +29,7 @@ from probtwin.bench.anchor import SensoriumBaseline, train_point_estimate
 from probtwin.data.batching import batch_arrays, clip_arrays
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
+from probtwin.experiments._pairs import core_history
 from probtwin.infer import seeded
 from probtwin.nn import Shifter, readout_response
 from probtwin.nn.video_core import FactorizedCore3d
@@ -113,7 +114,7 @@ def fit_video_anchor(
     rec: Recording,
     core: dict | None = None,
     clip_frames: int = 60,
-    burn_in: int = 12,
+    burn_in: int | None = None,
     lr: float = 0.005,
     batch_size: int = 8,
     max_epochs: int = 200,
@@ -125,7 +126,8 @@ def fit_video_anchor(
     seed: int = 0,
 ) -> dict:
     """Train the Sensorium 2023 baseline on clips of the train tier (early stopping on the
-    validation tier) and score the test tier.
+    validation tier) and score the test tier. ``burn_in`` unscored frames of each clip, by
+    default as the video twin's: none when a clip is a whole trial, else 12.
 
     Returns
     -------
@@ -143,6 +145,8 @@ def fit_video_anchor(
     train, valid, test = (rec.split(t) for t in ("train", "validation", "test"))
     frames = rec.n_frames
     clip = min(clip_frames, frames)
+    if burn_in is None:
+        burn_in = 0 if clip == frames else 12
     in_channels = rec.stimuli.shape[1] + (rec.behavior.shape[-1] if rec.behavior is not None else 0)
     start = time.perf_counter()
     with seeded(seed):
@@ -207,7 +211,7 @@ def truth_checks(twin: VideoTwin, sim, num_samples: int = 50, frames: int = 30, 
 
     - Direction tuning: drifting gratings, 12 directions x 3 spatial x 3 temporal frequencies
       (the simulated range), 2 phases, ``frames`` frames, the steady response (after the
-      twin's burn-in). For direction-selective cells (true DSI of the curve above 0.3): the
+      twin's ``past_frames``). For direction-selective cells (true DSI of the curve above 0.3): the
       median error of the posterior-mean preferred direction; for every neuron: the fraction of
       curve points inside the 90% band, and the correlation of posterior-mean and true curves.
     - Latency: gratings (8 orientations x 3 frequencies x 4 phases) flashed for one frame; the
@@ -231,8 +235,7 @@ def truth_checks(twin: VideoTwin, sim, num_samples: int = 50, frames: int = 30, 
         np.linspace(0, 2 * np.pi, 12, endpoint=False), (0.08, 0.12, 0.16), (0.05, 0.1, 0.2), 2, frames, twin=twin
     )
     curve = experiments.tuning_curve(twin, g, num_samples=num_samples, seed=seed)
-    burn = twin.config["burn_in"]
-    true = sim.respond(g.images)[:, burn:].mean(1)  # (stimuli, neurons)
+    true = sim.respond(g.images)[:, core_history(twin) :].mean(1)  # (stimuli, neurons), steady as the twin's
     table = g.parameters
     order = table.groupby(["direction", "spatial_frequency", "temporal_frequency"], sort=True).indices
     truth = np.stack([true[rows].mean(0) for rows in order.values()]).reshape(*curve.shape[1:])  # like curve

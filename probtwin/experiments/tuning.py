@@ -9,6 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from probtwin.errors import DataError
+from probtwin.experiments._pairs import core_history
 from probtwin.experiments.stimuli import StimulusSet, is_grid
 
 __all__ = ["predicted_responses", "tuning_curve"]
@@ -46,9 +47,9 @@ def predicted_responses(
     session : optional
     frames : "steady", "all" or slice
         Movies (a video twin): the response averaged over the frames after the twin's
-        ``burn_in`` (``"steady"``: past the onset transient, as the mean response to a drifting
-        grating), over the frames of a ``slice``, or kept per frame (``"all"``: a ``frame``
-        dimension before ``neuron``).
+        ``past_frames`` (``"steady"``: once every response sees the movie alone, past the onset
+        transient, as the mean response to a drifting grating), over the frames of a ``slice``,
+        or kept per frame (``"all"``: a ``frame`` dimension before ``neuron``).
 
     Returns
     -------
@@ -65,7 +66,7 @@ def predicted_responses(
         if frames == "all":
             dims = ("sample", "stimulus", "frame", "neuron")
         else:
-            keep = slice(getattr(twin, "config", {}).get("burn_in", 0), None) if frames == "steady" else frames
+            keep = slice(core_history(twin), None) if frames == "steady" else frames
             if not isinstance(keep, slice) or values[:, :, keep].shape[2] == 0:
                 raise DataError("frames", f"a slice holding some of the {values.shape[2]} frames", repr(frames))
             values = values[:, :, keep].mean(2)

@@ -22,9 +22,11 @@ frames from before a saccade at their screen place rather than where the eye saw
 Everything but the core is the image twin's (:mod:`probtwin.twins.image`): the readout, its
 priors and posterior, the noise models, the whole-twin posterior and every query. Training runs
 on clips: a random window of ``clip_frames`` frames of each trial in a minibatch, its first
-``burn_in`` frames fed to the core but unscored (they lack the history the causal core needs),
-the likelihood scaled by ``frames / (clip_frames - burn_in)`` so that a clip stands for its
-trial. Predictions run over whole trials, in chunks of trials.
+``burn_in`` frames fed to the core but unscored where the window starts inside a trial (they
+lack the history the causal core needs), the likelihood scaled by
+``frames / (clip_frames - burn_in)`` so that a clip stands for its trial. A clip that is a whole
+trial is scored from its first frame: the core sees the zeros of its padding before it, as when
+the twin predicts whole trials. Predictions run over whole trials, in chunks of trials.
 
 Trials of unequal length (NaN-padded, :mod:`probtwin.data.padding`) are read as they are: a
 clip lies inside its trial where the trial is long enough, only a trial's own frames are scored
@@ -90,8 +92,11 @@ class VideoTwin(ImageTwin):
     clip_frames : int, optional
         Frames of each training clip (default: 60, or the trials' frames when shorter).
     burn_in : int, optional
-        Unscored first frames of a clip (default: the frames of history the core's
-        convolutions see, at most half the clip).
+        Unscored first frames of a clip. Default: none when every clip is a whole trial (its
+        first frames see what came before the trial as the core's padding, as they do when the
+        twin predicts whole trials); else the frames of the past each response sees
+        (:attr:`past_frames`), at most half the clip, since a clip cut from inside a trial
+        lacks their history.
     **settings
         The other settings of :class:`~probtwin.twins.image.ImageTwin` (``latent_rank``, readout,
         priors, shifter, modulator, posterior, seed, ...).
@@ -160,7 +165,8 @@ class VideoTwin(ImageTwin):
         clip = min(60, frames) if clip_frames is None else clip_frames
         if int(clip) != clip or not 2 <= clip <= frames:
             raise DataError("clip_frames", f"an integer in [2, {frames}] (the trials' frames)", repr(clip_frames))
-        burn = min(self.past_frames, clip // 2) if burn_in is None else burn_in
+        whole_trials = all(s.stimulus_shape[1] == clip for s in self.specs)  # every clip starts a trial
+        burn = (0 if whole_trials else min(self.past_frames, clip // 2)) if burn_in is None else burn_in
         if int(burn) != burn or not 0 <= burn < clip:
             raise DataError("burn_in", f"an integer in [0, {clip}) (frames of a clip)", repr(burn_in))
         self.config.update(self._video, clip_frames=int(clip), burn_in=int(burn))

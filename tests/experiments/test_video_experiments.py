@@ -81,9 +81,9 @@ def test_video_tuning_curves_and_latency_read_the_twins_predictions(twin):
     assert g.images.shape[2:] == (16, 12, 16)
     curve = tuning_curve(twin, g, num_samples=3)
     assert curve.dims == ("sample", "direction", "spatial_frequency", "temporal_frequency", "neuron")
-    burn = twin.config["burn_in"]
+    past = twin.past_frames  # the steady frames: each response sees the grating alone
     per_frame = twin.predict(g.images, num_samples=3).samples  # (draws, stimuli, frames, neurons)
-    expected = per_frame[:, :, burn:].mean(2).reshape(3, 4, 2, 6).mean(2)  # steady frames, phases averaged
+    expected = per_frame[:, :, past:].mean(2).reshape(3, 4, 2, 6).mean(2)  # steady frames, phases averaged
     np.testing.assert_allclose(curve.values[:, :, 0, 0], expected, rtol=1e-5)
 
     images = gratings([0.0, np.pi / 2], twin=twin)

@@ -147,6 +147,16 @@ def test_clips_hold_matching_windows_of_every_field():
         seen |= set((stim[:, 0] // 100).int().tolist())
     assert seen == set(range(n))  # every trial once an epoch
 
+    # by default a clip from inside a trial leaves the twin's past frames unscored (at most half
+    # the clip); a clip that is a whole trial is scored from its first frame, as predicted
+    inside = pt.VideoTwin(rec, likelihood="normal", clip_frames=12, position_init="uniform", **SMALL)
+    assert inside.past_frames == 4 + 2 + 6 and inside.config["burn_in"] == 6
+    whole = pt.VideoTwin(rec, likelihood="normal", clip_frames=frames, position_init="uniform", **SMALL)
+    whole._batch_size, whole._seed = 4, 0
+    (batch,) = next(iter(whole.epoch_batches(0)))
+    assert whole.config["burn_in"] == 0 and batch["likelihood_scale"] == pytest.approx(1.0)
+    torch.testing.assert_close(batch["responses"][..., 0], torch.as_tensor(responses[batch["index"].numpy(), :, 0]))
+
 
 def test_fit_learns_per_frame_responses(fitted, sim):
     twin, history = fitted
