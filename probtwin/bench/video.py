@@ -26,7 +26,7 @@ import torch
 
 from probtwin import experiments, metrics
 from probtwin.bench.anchor import SensoriumBaseline, train_point_estimate
-from probtwin.data.batching import batch_arrays, clip_arrays
+from probtwin.data.batching import batch_arrays, clip_arrays, default_burn_in
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 from probtwin.experiments._pairs import core_history
@@ -127,7 +127,7 @@ def fit_video_anchor(
 ) -> dict:
     """Train the Sensorium 2023 baseline on clips of the train tier (early stopping on the
     validation tier) and score the test tier. ``burn_in`` unscored frames of each clip, by
-    default as the video twin's: none when a clip is a whole trial, else 12.
+    default as the video twin's (:func:`~probtwin.data.batching.default_burn_in` with a history of 12).
 
     Returns
     -------
@@ -145,8 +145,7 @@ def fit_video_anchor(
     train, valid, test = (rec.split(t) for t in ("train", "validation", "test"))
     frames = rec.n_frames
     clip = min(clip_frames, frames)
-    if burn_in is None:
-        burn_in = 0 if clip == frames else 12
+    burn_in = default_burn_in(clip, frames, 12) if burn_in is None else burn_in
     in_channels = rec.stimuli.shape[1] + (rec.behavior.shape[-1] if rec.behavior is not None else 0)
     start = time.perf_counter()
     with seeded(seed):

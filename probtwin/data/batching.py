@@ -10,7 +10,7 @@ from probtwin.data.padding import frame_counts, hold_padding
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 
-__all__ = ["TrialBatches", "batch_arrays", "clip_arrays", "joint_steps"]
+__all__ = ["TrialBatches", "batch_arrays", "clip_arrays", "default_burn_in", "joint_steps"]
 
 
 class TrialBatches:
@@ -132,6 +132,20 @@ def batch_arrays(recording: Recording, index: np.ndarray, dtype: type = np.float
         if values is not None:
             out[field] = np.asarray(values[index], dtype=dtype)
     return out
+
+
+def default_burn_in(clip: int, frames: int, history: int) -> int:
+    """Unscored first frames of a training clip: none when the clip is a whole trial (``clip ==
+    frames``: its first frames see what came before the trial as a causal model's padding, as
+    when whole trials are predicted), else the model's ``history`` frames, at most half the clip
+    (a window cut from inside a trial lacks their past).
+
+    Examples
+    --------
+    >>> default_burn_in(60, 60, 18), default_burn_in(60, 300, 18), default_burn_in(20, 300, 18)
+    (0, 18, 10)
+    """
+    return 0 if clip == frames else min(int(history), clip // 2)
 
 
 def clip_arrays(arrays: dict[str, np.ndarray], clip: int, rng: np.random.Generator, burn_in: int = 0) -> dict:

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from probtwin.data.batching import batch_arrays, clip_arrays, joint_steps
+from probtwin.data.batching import batch_arrays, clip_arrays, default_burn_in, joint_steps
 from probtwin.data.padding import frame_counts
 from probtwin.data.recording import Recording
 from probtwin.data.registry import check_image_specs
@@ -165,8 +165,8 @@ class VideoTwin(ImageTwin):
         clip = min(60, frames) if clip_frames is None else clip_frames
         if int(clip) != clip or not 2 <= clip <= frames:
             raise DataError("clip_frames", f"an integer in [2, {frames}] (the trials' frames)", repr(clip_frames))
-        whole_trials = all(s.stimulus_shape[1] == clip for s in self.specs)  # every clip starts a trial
-        burn = (0 if whole_trials else min(self.past_frames, clip // 2)) if burn_in is None else burn_in
+        longest = max(s.stimulus_shape[1] for s in self.specs)  # clips of that length are whole trials
+        burn = default_burn_in(clip, longest, self.past_frames) if burn_in is None else burn_in
         if int(burn) != burn or not 0 <= burn < clip:
             raise DataError("burn_in", f"an integer in [0, {clip}) (frames of a clip)", repr(burn_in))
         self.config.update(self._video, clip_frames=int(clip), burn_in=int(burn))

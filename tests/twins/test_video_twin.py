@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import probtwin as pt
+from probtwin.data.batching import default_burn_in
 from probtwin.nn.video_core import ConvGRU, FactorizedCore3d
 
 ONE_LAG = dict(readout_lags=1, readout_basis=1)  # the readout reads each frame's features alone
@@ -155,6 +156,7 @@ def test_clips_hold_matching_windows_of_every_field():
     whole._batch_size, whole._seed = 4, 0
     (batch,) = next(iter(whole.epoch_batches(0)))
     assert whole.config["burn_in"] == 0 and batch["likelihood_scale"] == pytest.approx(1.0)
+    assert [default_burn_in(c, 300, 18) for c in (300, 60, 20)] == [0, 18, 10]  # the baseline's rule too
     torch.testing.assert_close(batch["responses"][..., 0], torch.as_tensor(responses[batch["index"].numpy(), :, 0]))
 
 
