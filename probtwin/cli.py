@@ -288,8 +288,10 @@ def _bench_experiments(args: argparse.Namespace) -> None:
         real_calibration(cowley_v4("210325", trials="raw"), tuple(args.posteriors), time_limit=limit)
         return
     seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
-    rows = run_posterior_comparison(seeds=seeds, posteriors=tuple(args.posteriors), **settings)
-    for posterior in args.posteriors:
+    rows = run_posterior_comparison(
+        seeds=seeds, posteriors=tuple(args.posteriors), recalibrate=args.recalibrate, **settings
+    )
+    for posterior in dict.fromkeys(r["posterior"] for r in rows):
         mine = [r for r in rows if r["posterior"] == posterior]
         means = {k: float(np.mean([r[k] for r in mine])) for k in mine[0] if k not in ("seed", "posterior")}
         print(f"mean {posterior} " + " ".join(f"{k}={v:.3f}" for k, v in means.items()))
@@ -396,6 +398,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="+",
         default=["readout", "swag", "ensemble"],
         help="whole-twin posteriors compared (posterior)",
+    )
+    bench.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="also score each twin after recalibrating its readout posterior on validation trials (posterior)",
     )
     bench.add_argument("--rank", type=int, default=None, help="latent rank (noise benchmarks)")
     bench.add_argument(

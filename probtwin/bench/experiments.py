@@ -387,13 +387,17 @@ def run_posterior_comparison(
     time_limit: float = 480.0,
     pupil_shift_fraction: float = 0.2,
     num_samples: int = 200,
+    recalibrate: bool = False,
     report=print,
 ) -> list[dict[str, Any]]:
     """:func:`posterior_targets` of each whole-twin posterior on the state benchmark's
     simulations (:func:`fit_state_twin`'s twin), seed by seed, with fit and predict seconds.
 
     ``time_limit`` is one fit's: a posterior of K fits (the ensemble) gets K times it, SWAG
-    1.25 times (its fit, then a fifth more to collect the trajectory).
+    1.25 times (its fit, then a fifth more to collect the trajectory). With ``recalibrate``, each
+    fitted twin is also scored after :meth:`~probtwin.twins.image.ImageTwin.recalibrate` on the
+    validation tier (the row's posterior ``"<posterior>+recalibrated"``, its ``fit_seconds`` the
+    fit's and the recalibration's).
     """
     rows = []
     for seed in seeds:
@@ -402,10 +406,19 @@ def run_posterior_comparison(
             budget = _budget(posterior, time_limit)
             start = time.perf_counter()
             twin = fit_state_twin(sim, budget, seed, posterior=posterior)
-            row = {"seed": seed, "posterior": posterior, "fit_seconds": time.perf_counter() - start}
-            row |= posterior_targets(twin, sim, num_samples=num_samples, seed=seed)
-            rows.append(row)
-            report(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            fitted = {"seed": seed, "posterior": posterior, "fit_seconds": time.perf_counter() - start}
+            variants = [(fitted, None)]
+            if recalibrate:
+                variants.append(({**fitted, "posterior": f"{posterior}+recalibrated"}, sim.recording))
+            for row, validation in variants:
+                if validation is not None:
+                    begin = time.perf_counter()
+                    twin.recalibrate(validation)
+                    row["fit_seconds"] += time.perf_counter() - begin
+                row |= posterior_targets(twin, sim, num_samples=num_samples, seed=seed)
+                rows.append(row)
+                if report is not None:
+                    report(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     return rows
 
 

@@ -174,5 +174,9 @@ class Twin(WholeTwinPosterior, SessionRegistry, Persistent, nn.Module):
             checkpoint=None if checkpoint is None else str(checkpoint),
             time_limit=time_limit,
         )
+        self._before_fit()
         self.history = fit_posterior(self, config, dev)
         return self.history
+
+    def _before_fit(self) -> None:
+        """What a twin resets before a fit (nothing here)."""

@@ -46,13 +46,14 @@ from probtwin.twins.noise import resolve_likelihood
 from probtwin.twins.posterior import normal_mixture_quantile, resolve_posterior
 from probtwin.twins.queries import PosteriorQueries
 from probtwin.twins.readout import BayesianReadout
+from probtwin.twins.recalibration import Recalibration
 
 __all__ = ["ImageTwin"]
 
 _NOT_SETTINGS = ("self", "recordings", "likelihood", "core", "_specs", "__class__")  # the rest is saved
 
 
-class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, Twin):
+class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, Recalibration, Twin):
     """A probabilistic twin of a population's responses to images.
 
     Parameters

@@ -16,7 +16,8 @@ from probtwin.infer import History, resolve_device
 __all__ = ["Persistent", "load"]
 
 FORMAT = "probtwin-twin"
-VERSION = 2  # 2: constrained parameters are PyroParams (their unconstrained values stored as "<name>_unconstrained")
+VERSION = 3  # 2: constrained parameters are PyroParams (their unconstrained values stored as "<name>_unconstrained")
+# 3: a readout's "spread" buffer (the recalibration's factors; 1 where a file has none)
 _REGISTRY: dict[str, type] = {}
 
 # version 1 -> 2: the same unconstrained numbers under the PyroParam names (softplus, exp and sigmoid
@@ -36,8 +37,12 @@ _RENAMED_IN_2 = {
 }
 
 
-def _upgraded(state: dict, version: int) -> dict:
-    """A saved state in the current version's names."""
+def _upgraded(state: dict, version: int, fresh: dict) -> dict:
+    """A saved state in the current version's names; ``fresh`` the state of a new twin of the same
+    settings (for what an older version did not save)."""
+    if version < 3:
+        spread = {key: value for key, value in fresh.items() if key.endswith(".spread") and key not in state}
+        state = {**state, **spread}
     if version >= 2:
         return state
     out = {}
@@ -98,7 +103,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", **modules: Any) -
     specs = [SessionSpec(**s) for s in payload["sessions"]]
     twin = cls._from_specs(specs, payload["likelihood"], payload["config"], **modules)
     try:
-        twin.load_state_dict(_upgraded(payload["state"], int(payload.get("version", 1))))
+        twin.load_state_dict(_upgraded(payload["state"], int(payload.get("version", 1)), twin.state_dict()))
     except RuntimeError as err:
         raise DataError("path", f"a {payload['class']} state this version can read", f"{path} ({err})") from None
     if payload.get("history"):

@@ -6,7 +6,9 @@ The posterior is mean-field Normal: ``q(p_i) = Normal(position_loc_i, position_s
 on, the scales positive through a softplus (``PyroParam`` with ``softplus_positive``); the
 prior scales ``tau`` (feature weights), ``sigma_p`` (positions) and ``tau_state`` are
 positive point estimates (empirical Bayes). The parameters are module-local: the module is never
-called as a ``PyroModule``, only read.
+called as a ``PyroModule``, only read. ``spread`` (neurons,), 1 while fitting, widens each
+neuron's posterior scales by a factor that :meth:`ImageTwin.recalibrate` chooses on held-out
+trials (:mod:`probtwin.twins.recalibration`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class BayesianReadout(PyroModule):
         self.weight_scale = PyroParam(torch.full((n, channels), small), constraint=_POSITIVE)
         self.bias_loc = torch.nn.Parameter(bias_init.clone())
         self.bias_scale = PyroParam(torch.full((n,), small), constraint=_POSITIVE)
+        self.register_buffer("spread", torch.ones(n))
         self.tau = PyroParam(torch.tensor(float(config["weight_prior_scale"])), constraint=constraints.positive)
         if spec.neuron_coords is not None:
             coords = torch.as_tensor(spec.neuron_coords, dtype=torch.float32)
@@ -88,14 +91,15 @@ class BayesianReadout(PyroModule):
         return dist.Normal(self.position_prior(self.coords), self.sigma_p.expand(n, 2)).to_event(1)
 
     def posterior(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """The mean-field posterior: ``{site: (loc, scale)}``."""
+        """The mean-field posterior: ``{site: (loc, scale)}``, each neuron's scales times its ``spread``."""
+        s = self.spread
         out = {
-            "position": (self.position_loc, self.position_scale),
-            "weights": (self.weight_loc, self.weight_scale),
-            "bias": (self.bias_loc, self.bias_scale),
+            "position": (self.position_loc, self.position_scale * s[:, None]),
+            "weights": (self.weight_loc, self.weight_scale * s[:, None]),
+            "bias": (self.bias_loc, self.bias_scale * s),
         }
         if self.state_loc is not None:
-            out["state_weights"] = (self.state_loc, self.state_scale)
+            out["state_weights"] = (self.state_loc, self.state_scale * s[:, None, None])
         return out
 
     @torch.no_grad()
@@ -110,7 +114,7 @@ class BayesianReadout(PyroModule):
         """Posterior mean and standard deviation of each position (neurons, 2) as (x, y), grid
         units, shifted to where the neuron reads at the standardised gaze ``gaze_origin`` (1, 2)
         when there is a shifter."""
-        loc, scale = self.position_loc, self.position_scale
+        loc, scale = self.posterior()["position"]
         if self.shifter is not None and gaze_origin is not None:
             loc = loc + self.shifter(gaze_origin)
         return loc, scale

@@ -82,3 +82,23 @@ def test_real_calibration_scores_each_posterior_on_held_out_trials():
         coverage = [row[f"coverage_{level:g}"] for level in pt.calibration.LEVELS]
         assert np.all(np.diff(coverage) >= 0) and 0 <= coverage[0] and coverage[-1] <= 1
         assert abs(row["coverage_0.9"] - row["coverage_90"]) < 0.1  # the same check, other draws
+
+
+def test_posterior_comparison_scores_a_recalibrated_twin_beside_the_fitted_one():
+    from probtwin.bench import experiments as bx
+
+    rows = bx.run_posterior_comparison(
+        seeds=(7,),
+        posteriors=("readout",),
+        n_neurons=8,
+        n_images=300,
+        time_limit=3.0,
+        num_samples=20,
+        recalibrate=True,
+        report=None,
+    )
+    fitted, recalibrated = rows
+    assert [fitted["posterior"], recalibrated["posterior"]] == ["readout", "readout+recalibrated"]
+    assert recalibrated["fit_seconds"] > fitted["fit_seconds"]
+    assert recalibrated["mean_coverage_90"] > fitted["mean_coverage_90"]  # the intervals only widen
+    assert recalibrated["position_error_median"] == pytest.approx(fitted["position_error_median"])

@@ -170,3 +170,9 @@ def test_arviz_export_holds_every_site_and_each_frame(sim, fitted):
     assert {"offset", "log_size", "coupling", "remap", "area_beta"} <= set(idata.posterior.data_vars)
     n_test = sim.recording.split("test").n_trials
     assert idata.observed_data["responses"].shape == (n_test, 40, twin.specs[0].n_neurons)
+
+
+def test_recalibration_is_refused_for_the_gaze_readout(fitted, sim):
+    twin, _ = fitted
+    with pytest.raises(pt.DataError, match="image readout"):
+        twin.recalibrate(sim.recording)

@@ -378,6 +378,8 @@ def test_trials_of_unequal_length(sim):
     assert np.isnan(prediction.samples[:, ~recorded]).all() and np.isfinite(prediction.samples[:, recorded]).all()
     scores = twin.evaluate(padded, num_samples=8)
     assert np.isfinite(scores["single_trial_correlation"]) and np.isfinite(scores["log_likelihood_bits"])
+    out = twin.recalibrate(padded, tier=None, num_samples=8, steps=3)  # each trial's recorded frames
+    assert np.isfinite(out["pooled"]) and np.all(np.isfinite(out["spread"]) & (out["spread"] >= 1))
     assert np.isnan(twin.sample(padded.split("test"), num_samples=2)[:, ~recorded[padded.tiers == "test"]]).all()
     intact, _ = twin.intervene(padded.split("test"), {"bias_0": np.zeros(24)}, num_samples=2)
     assert np.isnan(intact.samples[:, ~recorded[padded.tiers == "test"]]).all()
