@@ -90,6 +90,17 @@ def _per_trial(values: np.ndarray, seen: np.ndarray) -> np.ndarray:
         return np.where(counts > 0, total / counts, np.nan)
 
 
+#: draws x trials x frames x neurons held at once
+_MAX_VALUES = 2**24
+
+
+def _trial_chunks(rec: Recording, num_samples: int) -> list[Recording]:
+    """``rec`` in consecutive chunks of trials whose draws hold at most ``_MAX_VALUES`` values."""
+    per_trial = num_samples * (rec.n_frames or 1) * rec.n_neurons
+    size = max(1, _MAX_VALUES // per_trial)
+    return [rec.subset(np.arange(i, min(i + size, rec.n_trials))) for i in range(0, rec.n_trials, size)]
+
+
 class Recalibration:
     """Mixin of :class:`~probtwin.twins.image.ImageTwin`: widen each neuron's readout posterior
     until its spread of mean responses matches its error on held-out trials."""
@@ -149,25 +160,30 @@ class Recalibration:
         if not hasattr(readout, "spread"):
             raise DataError("twin", "a twin with the image readout (ImageTwin, VideoTwin)", type(self).__name__)
         readout.spread.fill_(1.0)
-        y = np.asarray(part.responses, float)
-        seen = ~np.isnan(y)
+        chunks = [(c, ~np.isnan(np.asarray(c.responses, float))) for c in _trial_chunks(part, num_samples)]
 
-        def mean_draws() -> np.ndarray:
-            return self.predict(part, num_samples=num_samples, seed=seed, session=session).samples
+        def mean_draws(chunk: Recording) -> np.ndarray:
+            return self.predict(chunk, num_samples=num_samples, seed=seed, session=session).samples
 
-        f = mean_draws()
-        predictive = np.asarray(self.sample(part, num_samples=num_samples, seed=seed + 1, session=session))
-        f_hat, variance = f.mean(0), f.var(0)
-        excess = (y - f_hat) ** 2 - (predictive.var(0) - variance)
-        out = shrunk_ratios(_per_trial(excess, seen), _per_trial(variance, seen), per_neuron=per_neuron)
-        start = np.nanmean(_per_trial(variance, seen), 0)
-        goal = np.maximum(out["shrunk"], 1.0) * start
+        def posterior_variance() -> np.ndarray:  # (trials, neurons)
+            return np.concatenate([_per_trial(mean_draws(c).var(0), seen) for c, seen in chunks])
+
+        excess, variance = [], []
+        for c, (chunk, seen) in enumerate(chunks):  # the same posterior draws, fresh noise in each chunk
+            f = mean_draws(chunk)
+            predictive = np.asarray(self.sample(chunk, num_samples=num_samples, seed=seed + 1 + c, session=session))
+            error = (np.asarray(chunk.responses, float) - f.mean(0)) ** 2
+            excess.append(_per_trial(error - (predictive.var(0) - f.var(0)), seen))
+            variance.append(_per_trial(f.var(0), seen))
+        variance = np.concatenate(variance)
+        out = shrunk_ratios(np.concatenate(excess), variance, per_neuron=per_neuron)
+        goal = np.maximum(out["shrunk"], 1.0) * np.nanmean(variance, 0)
         lo, hi = np.zeros_like(goal), np.where(out["shrunk"] > 1, np.log(max_spread), 0.0)
         device, dtype = readout.spread.device, readout.spread.dtype
         for _ in range(steps):
             mid = (lo + hi) / 2
             readout.spread.copy_(torch.as_tensor(np.exp(mid), device=device, dtype=dtype))
-            wide = np.nanmean(_per_trial(mean_draws().var(0), seen), 0)
+            wide = np.nanmean(posterior_variance(), 0)
             lo, hi = np.where(wide < goal, mid, lo), np.where(wide < goal, hi, mid)
         spread = np.exp((lo + hi) / 2)
         readout.spread.copy_(torch.as_tensor(spread, device=device, dtype=dtype))

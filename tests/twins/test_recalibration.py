@@ -108,6 +108,19 @@ def test_recalibrate_matches_validation_variance_and_widens_test_intervals(twin,
     assert torch.all(twin.readouts[0].spread == 1.0)
 
 
+def test_recalibrate_in_chunks_of_trials_gives_the_same_factors(twin, sim, monkeypatch):
+    from probtwin.twins import recalibration
+
+    whole = twin.recalibrate(sim.recording, tier=None, num_samples=20, steps=6)
+    monkeypatch.setattr(recalibration, "_MAX_VALUES", 20 * 20 * 100)  # chunks of 100 trials
+    assert len(recalibration._trial_chunks(sim.recording, 20)) == 8
+    chunked = twin.recalibrate(sim.recording, tier=None, num_samples=20, steps=6)
+    # the same posterior draws in every chunk, other noise draws: equal up to Monte Carlo error
+    assert chunked["pooled"] == pytest.approx(whole["pooled"], rel=0.1)
+    assert np.median(chunked["spread"]) == pytest.approx(np.median(whole["spread"]), rel=0.1)
+    twin.readouts[0].spread.fill_(1.0)
+
+
 def test_recalibrate_refuses_a_factor_below_one(twin, sim):
     with pytest.raises(pt.DataError, match="max_spread"):
         twin.recalibrate(sim.recording, max_spread=0.5)
