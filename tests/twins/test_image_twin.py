@@ -224,7 +224,7 @@ def test_intervene_sets_a_site_in_every_draw(fitted, sim):
     assert not np.allclose(intact.samples, forced.samples)
 
 
-def test_files_of_format_version_1_still_load(fitted, sim, tmp_path):
+def test_files_of_earlier_format_versions_still_load(fitted, sim, tmp_path):
     from probtwin.twins.persistence import _RENAMED_IN_2
 
     twin, _ = fitted
@@ -240,6 +240,14 @@ def test_files_of_format_version_1_still_load(fitted, sim, tmp_path):
     np.testing.assert_array_equal(
         pt.load(tmp_path / "v1.pt").predict(test, num_samples=3, seed=2).samples,
         twin.predict(test, num_samples=3, seed=2).samples,
+    )
+    v2 = {k: v for k, v in payload["state"].items() if not k.endswith(".spread")}  # before recalibration
+    assert len(v2) < len(payload["state"])
+    torch.save({**payload, "version": 2, "state": v2}, tmp_path / "v2_old.pt")
+    old = pt.load(tmp_path / "v2_old.pt")
+    assert torch.all(old.readouts[0].spread == 1.0)
+    np.testing.assert_array_equal(
+        old.predict(test, num_samples=3, seed=2).samples, twin.predict(test, num_samples=3, seed=2).samples
     )
     torch.save({**payload, "state": {k: v for k, v in payload["state"].items() if "core" not in k}}, tmp_path / "x.pt")
     with pytest.raises(pt.DataError, match="state this version can read"):
