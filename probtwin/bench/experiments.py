@@ -400,6 +400,13 @@ def run_posterior_comparison(
     fit's and the recalibration's).
     """
     rows = []
+
+    def score(row: dict, twin: ImageTwin, sim: Simulation) -> None:
+        row |= posterior_targets(twin, sim, num_samples=num_samples, seed=row["seed"])
+        rows.append(row)
+        if report is not None:
+            report(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+
     for seed in seeds:
         sim = v1(n_neurons=n_neurons, n_images=n_images, seed=seed, pupil_shift_fraction=pupil_shift_fraction)
         for posterior in posteriors:
@@ -407,18 +414,12 @@ def run_posterior_comparison(
             start = time.perf_counter()
             twin = fit_state_twin(sim, budget, seed, posterior=posterior)
             fitted = {"seed": seed, "posterior": posterior, "fit_seconds": time.perf_counter() - start}
-            variants = [(fitted, None)]
+            score(dict(fitted), twin, sim)
             if recalibrate:
-                variants.append(({**fitted, "posterior": f"{posterior}+recalibrated"}, sim.recording))
-            for row, validation in variants:
-                if validation is not None:
-                    begin = time.perf_counter()
-                    twin.recalibrate(validation)
-                    row["fit_seconds"] += time.perf_counter() - begin
-                row |= posterior_targets(twin, sim, num_samples=num_samples, seed=seed)
-                rows.append(row)
-                if report is not None:
-                    report(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+                begin = time.perf_counter()
+                twin.recalibrate(sim.recording)
+                seconds = fitted["fit_seconds"] + time.perf_counter() - begin
+                score({**fitted, "posterior": f"{posterior}+recalibrated", "fit_seconds": seconds}, twin, sim)
     return rows
 
 

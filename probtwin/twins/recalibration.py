@@ -53,11 +53,12 @@ def shrunk_ratios(excess: np.ndarray, variance: np.ndarray, per_neuron: bool = T
     Returns
     -------
     dict
-        ``ratio`` (neurons,) each neuron's own, ``standard_error`` (neurons,) its standard
-        error, ``pooled`` the population's (sum of excess over sum of variance), ``between``
-        the variance of the true ratios across neurons (method of moments, at least 0), and
-        ``shrunk`` (neurons,) the posterior mean of each neuron's ratio under
-        ``ratio_i ~ Normal(r_i, se_i^2)``, ``r_i ~ Normal(pooled, between)``.
+        ``variance`` (neurons,) each neuron's mean posterior variance, ``ratio`` (neurons,)
+        each neuron's own ratio, ``standard_error`` (neurons,) its standard error, ``pooled``
+        the population's (sum of excess over sum of variance), ``between`` the variance of the
+        true ratios across neurons (method of moments, at least 0), and ``shrunk`` (neurons,)
+        the posterior mean of each neuron's ratio under ``ratio_i ~ Normal(r_i, se_i^2)``,
+        ``r_i ~ Normal(pooled, between)``.
     """
     excess, variance = np.asarray(excess, float), np.asarray(variance, float)
     if excess.shape != variance.shape or excess.ndim != 2:
@@ -76,7 +77,14 @@ def shrunk_ratios(excess: np.ndarray, variance: np.ndarray, per_neuron: bool = T
     between = max(float(np.var(ratio) - np.mean(standard_error**2)), 0.0) if per_neuron else 0.0
     weight = between / (between + standard_error**2) if between > 0 else np.zeros_like(ratio)
     shrunk = pooled + weight * (ratio - pooled)
-    return {"ratio": ratio, "standard_error": standard_error, "pooled": pooled, "between": between, "shrunk": shrunk}
+    return {
+        "variance": v,
+        "ratio": ratio,
+        "standard_error": standard_error,
+        "pooled": pooled,
+        "between": between,
+        "shrunk": shrunk,
+    }
 
 
 def _per_trial(values: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -149,8 +157,8 @@ class Recalibration:
         Returns
         -------
         dict
-            ``spread`` (neurons,), and from :func:`shrunk_ratios`: ``ratio``,
-            ``standard_error``, ``pooled``, ``between``, ``shrunk``.
+            ``spread`` (neurons,), and from :func:`shrunk_ratios`: ``variance`` (at a spread
+            of 1), ``ratio``, ``standard_error``, ``pooled``, ``between``, ``shrunk``.
         """
         if not max_spread >= 1:
             raise DataError("max_spread", "a factor of at least 1", repr(max_spread))
@@ -175,9 +183,8 @@ class Recalibration:
             error = (np.asarray(chunk.responses, float) - f.mean(0)) ** 2
             excess.append(_per_trial(error - (predictive.var(0) - f.var(0)), seen))
             variance.append(_per_trial(f.var(0), seen))
-        variance = np.concatenate(variance)
-        out = shrunk_ratios(np.concatenate(excess), variance, per_neuron=per_neuron)
-        goal = np.maximum(out["shrunk"], 1.0) * np.nanmean(variance, 0)
+        out = shrunk_ratios(np.concatenate(excess), np.concatenate(variance), per_neuron=per_neuron)
+        goal = np.maximum(out["shrunk"], 1.0) * out["variance"]
         lo, hi = np.zeros_like(goal), np.where(out["shrunk"] > 1, np.log(max_spread), 0.0)
         device, dtype = readout.spread.device, readout.spread.dtype
         for _ in range(steps):
