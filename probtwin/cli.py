@@ -289,7 +289,7 @@ def _bench_experiments(args: argparse.Namespace) -> None:
         return
     seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
     rows = run_posterior_comparison(
-        seeds=seeds, posteriors=tuple(args.posteriors), recalibrate=args.recalibrate, **settings
+        seeds=seeds, posteriors=tuple(args.posteriors), recalibrate=args.recalibrate, mixture=args.mixture, **settings
     )
     for posterior in dict.fromkeys(r["posterior"] for r in rows):
         mine = [r for r in rows if r["posterior"] == posterior]
@@ -403,6 +403,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--recalibrate",
         action="store_true",
         help="also score each twin after recalibrating its readout posterior on validation trials (posterior)",
+    )
+    bench.add_argument(
+        "--mixture",
+        action="store_true",
+        help="also score an ensemble or bootstrap with its members as drawn, not combined as Student-t (posterior)",
     )
     bench.add_argument("--rank", type=int, default=None, help="latent rank (noise benchmarks)")
     bench.add_argument(

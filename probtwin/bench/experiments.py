@@ -388,6 +388,7 @@ def run_posterior_comparison(
     pupil_shift_fraction: float = 0.2,
     num_samples: int = 200,
     recalibrate: bool = False,
+    mixture: bool = False,
     report=print,
 ) -> list[dict[str, Any]]:
     """:func:`posterior_targets` of each whole-twin posterior on the state benchmark's
@@ -397,7 +398,9 @@ def run_posterior_comparison(
     1.25 times (its fit, then a fifth more to collect the trajectory). With ``recalibrate``, each
     fitted twin is also scored after :meth:`~probtwin.twins.image.ImageTwin.recalibrate` on the
     validation tier (the row's posterior ``"<posterior>+recalibrated"``, its ``fit_seconds`` the
-    fit's and the recalibration's).
+    fit's and the recalibration's). With ``mixture``, a posterior whose members combine as
+    ``"student"`` (the ensemble's and bootstrap's default) is also scored with its members as
+    drawn (``"<posterior>+mixture"``, the same fit).
     """
     rows = []
 
@@ -415,6 +418,10 @@ def run_posterior_comparison(
             twin = fit_state_twin(sim, budget, seed, posterior=posterior)
             fitted = {"seed": seed, "posterior": posterior, "fit_seconds": time.perf_counter() - start}
             score(dict(fitted), twin, sim)
+            if mixture and twin._combination() == "student":
+                twin.combination = "mixture"
+                score({**fitted, "posterior": f"{posterior}+mixture"}, twin, sim)
+                twin.combination = "student"
             if recalibrate:
                 begin = time.perf_counter()
                 twin.recalibrate(sim.recording)

@@ -47,6 +47,8 @@ def paired_activation(
     """
     used, which = torch.unique(draw_of, return_inverse=True)
     subset = q.take_draws(twin.query(), draws, used)
+    if isinstance(subset, q.MixtureDraws):  # each pair is one member's draw: a combination would need
+        subset.weights = None  # every member's response to the pair's image (probtwin.infer.mixture)
     mean = twin._mean_of_images(k, images, subset, behavior)  # (used draws, pairs, neurons)
     rows = torch.arange(len(images), device=mean.device)
     if mean.dim() == 4:  # movies: (draws, pairs, frames, neurons)

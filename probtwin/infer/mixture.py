@@ -4,11 +4,36 @@ The global draws of a query are a trace of :func:`probtwin.infer.query.posterior
 mixture posterior (:attr:`probtwin.infer.query.Query.components`), a :class:`MixtureDraws`, one
 trace per component. A mixture's draws are stratified: of ``S`` draws, component ``m`` takes
 ``S // K`` (one more for the first ``S % K``), and :func:`over_components` runs a function under
-each component with its draws and joins the results along the draws dimension. No neuroscience.
+each component with its draws and joins the results along the draws dimension.
+
+How the components' draws of a quantity combine (:attr:`probtwin.infer.query.Query.combination`):
+
+``"mixture"``
+    As drawn: component ``m``'s draws are its own. Right where the components are draws of one
+    posterior (SWAG's).
+``"student"``
+    The components are ``K`` independent fits (a deep ensemble, a bagged posterior), and the
+    quantity's true value is taken as exchangeable with them: one more fit. With the fits' means
+    ``Q_m`` Normal of unknown mean and variance, the predictive of one more is Student-t,
+    ``Qbar + sqrt(1 + 1/K) s T``, ``s^2`` the fits' sample variance and ``T ~ t_{K-1}``: a
+    mixture of K components understates how far the truth may lie from them when K is small
+    (its 90% interval is at most the fits' range). Draw ``d`` of component ``m`` becomes
+
+        Qbar + g_d sum_j w_dj (Q_j - Qbar) + (x_d - Q_m),
+
+    ``w_dj ~ Normal(0, (1 + 1/K) / (K - 1))``, ``g_d = sqrt((K - 1) / chi2_{K-1})``: the t spread
+    between the fits (a coherent function: every element of a draw takes the same weights) with
+    each draw's own spread within its component kept. Only quantities of the parameters alone
+    are combined (a mean response, a conditional mean: readers with ``parametric``); a draw
+    with observation noise, a log density stay as drawn. The weights are drawn once, with the
+    global draws (:attr:`MixtureDraws.weights`), and replayed with them.
+
+No neuroscience.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +43,59 @@ from pyro import poutine
 if TYPE_CHECKING:
     from probtwin.infer.query import Query
 
-__all__ = ["MixtureDraws", "num_draws", "over_components", "take_draws"]
+__all__ = ["COMBINATIONS", "MixtureDraws", "combine", "member_weights", "num_draws", "over_components", "take_draws"]
+
+COMBINATIONS = ("mixture", "student")
+"""How a mixture's components' draws of a quantity combine (see the module's description)."""
 
 
 class MixtureDraws(list):
     """Global draws of a mixture posterior: per component, a trace of :func:`posterior_draws`
-    (None for a component without draws), in the components' order."""
+    (None for a component without draws), in the components' order.
+
+    Attributes
+    ----------
+    weights : torch.Tensor, shape (draws, components), or None
+        Under ``combination="student"``: each draw's weights on the components' deviations from
+        their mean (:func:`member_weights`); None: the draws stay as drawn.
+    """
+
+    weights: torch.Tensor | None = None
+
+
+def member_weights(num_samples: int, k: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Weights (num_samples, k) under which a combination of ``k`` fits' deviations from their
+    mean is Student-t: ``g_d w_dj``, ``w_dj ~ Normal(0, (1 + 1/k) / (k - 1))``, ``g_d =
+    sqrt((k - 1) / chi2_{k-1})`` (torch's generator: seed it for the same weights); in antithetic
+    pairs (draws ``2j`` and ``2j + 1`` take ``w`` and ``-w``), so that the mean over the draws
+    is the fits' mean exactly, not a noisy estimate (the t with few degrees of freedom has heavy
+    tails)."""
+    if k < 2:
+        raise ValueError(f"member_weights: at least 2 components, found {k}")
+    half = (num_samples + 1) // 2
+    w = torch.randn(half, k, device=device) * math.sqrt((1 + 1 / k) / (k - 1))
+    chi2 = torch.distributions.Chi2(torch.tensor(float(k - 1), device=device)).sample((half,))
+    w = w * ((k - 1) / chi2).sqrt()[:, None]
+    return torch.stack([w, -w], 1).reshape(-1, k)[:num_samples]  # antithetic pairs
+
+
+def combine(query: Query, draws: Any, value: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """A quantity's draws (``dim`` the draws, in the components' order) combined under the
+    draws' :attr:`MixtureDraws.weights` (see the module's ``"student"``); as they are where
+    there are no weights."""
+    weights = getattr(draws, "weights", None)
+    if weights is None:
+        return value
+    counts = [0 if part is None else _single_num_draws(query, part) for part in draws]
+    if any(n == 0 for n in counts):
+        raise ValueError(f"combining {len(counts)} components: every one needs draws, found {counts}")
+    x = value.movedim(dim, 0).double()  # t weights of few fits can be large: pairs cancel in double
+    blocks = x.split(counts)
+    means = torch.stack([b.mean(0) for b in blocks])  # (K, ...)
+    grand = means.mean(0)
+    between = torch.tensordot(weights.to(x.device, x.dtype), means - grand, dims=([1], [0]))  # (draws, ...)
+    within = torch.cat([b - m for b, m in zip(blocks, means, strict=True)])
+    return (grand + between + within).to(value.dtype).movedim(0, dim)
 
 
 def _plain(thunk: Callable[[], Any]) -> Any:
@@ -41,8 +113,12 @@ def _parts(query: Query, draws: Any) -> list:
     return list(draws)
 
 
-def _joined(query: Query, parts: list) -> Any:
-    return MixtureDraws(parts) if query.components else parts[0]
+def _joined(query: Query, parts: list, weights: torch.Tensor | None = None) -> Any:
+    if not query.components:
+        return parts[0]
+    out = MixtureDraws(parts)
+    out.weights = weights
+    return out
 
 
 def _counts(query: Query, num_samples: int | None, parts: list, given: bool) -> list[int]:
@@ -87,6 +163,10 @@ def over_components(
     """
     parts = _parts(query, draws)
     counts = _counts(query, num_samples, parts, given=draws is not None)
+    student = draws is None and query.combination == "student" and num_samples is not None and len(parts) > 1
+    if student and min(counts) == 0:
+        k = len(parts)
+        raise ValueError(f"combination 'student' of {k} components: at least {k} draws, found {num_samples}")
     results, out = [], []
     for within, part, n in zip(query.components or [_plain], parts, counts, strict=True):
         if n == 0:
@@ -95,7 +175,9 @@ def over_components(
         value, drawn = within(lambda part=part, n=n: fn(part, n))
         results.append(value)
         out.append(drawn)
-    return _cat(results, dim), _joined(query, out)
+    # drawn after the components' draws: the same draws as the plain mixture's, then combined
+    weights = member_weights(sum(counts), len(parts)) if student else getattr(draws, "weights", None)
+    return _cat(results, dim), _joined(query, out, weights)
 
 
 def _draws_dim(query: Query, site: dict) -> int:
@@ -128,6 +210,8 @@ def take_draws(query: Query, draws: poutine.Trace | MixtureDraws, index: torch.T
     if len(index) > 1 and bool((index[1:] < index[:-1]).any()):
         raise ValueError("take_draws of a mixture: the index must be in increasing order")
     out, start = MixtureDraws(), 0
+    weights = getattr(draws, "weights", None)
+    out.weights = None if weights is None else weights[index.to(weights.device)]
     for part in _parts(query, draws):
         n = 0 if part is None else _single_num_draws(query, part)
         inside = index[(index >= start) & (index < start + n)] - start

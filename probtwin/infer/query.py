@@ -63,7 +63,9 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from probtwin.infer.mixture import (
+    COMBINATIONS,
     MixtureDraws,
+    combine,
     num_draws,
     over_components,
     take_draws,
@@ -128,6 +130,10 @@ class Query:
         A posterior that is an equal-weight mixture: per component, a function that calls a
         thunk (no arguments) under that component's parameters and returns its result. Empty:
         one posterior, the model's and guide's own parameters.
+    combination : {"mixture", "student"}
+        How the components' draws of a quantity of the parameters combine
+        (:mod:`probtwin.infer.mixture`): as drawn, or as K independent fits with the truth one
+        more (Student-t between them).
     """
 
     model: Callable
@@ -135,6 +141,11 @@ class Query:
     max_plate_nesting: int
     data_plates: Collection[str]
     components: Sequence[Callable[[Callable[[], Any]], Any]] = ()
+    combination: str = "mixture"
+
+    def __post_init__(self) -> None:
+        if self.combination not in COMBINATIONS:
+            raise ValueError(f"combination: expected one of {COMBINATIONS}, found {self.combination!r}")
 
     def is_local(self, site: dict) -> bool:
         """Whether a site lies inside a data plate (a per-trial latent or an observation)."""
@@ -347,6 +358,9 @@ def run(
 
         # one chunk's working set at a time (the caller drops ``out`` before the next)
         out, draws = over_components(query, draws, one, num_samples)
+        for name, read in readers.items():
+            if getattr(read, "parametric", False):
+                out[name] = combine(query, draws, out[name])
         yield key, out
         del out
 
@@ -472,7 +486,7 @@ def interventions(
                 return (read(intact_trace, extra), forced), drawn
 
         (intact, forced), draws = over_components(query, draws, one, num_samples, (0, 0 if stacked is None else 1))
-        yield key, intact, forced
+        yield key, combine(query, draws, intact), combine(query, draws, forced, 0 if stacked is None else 1)
         del intact, forced
 
 

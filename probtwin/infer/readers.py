@@ -1,7 +1,9 @@
 """Readers: what a query takes off the model's trace, mostly off an observation site's
 distribution object ``p(y | draw)`` (see :mod:`probtwin.infer.query`). A reader is
-``reader(model_trace, extra) -> tensor``, with ``.site`` (the site it reads) and ``.needs_value``
-(whether the site must be drawn, or only its distribution is read)."""
+``reader(model_trace, extra) -> tensor``, with ``.site`` (the site it reads), ``.needs_value``
+(whether the site must be drawn, or only its distribution is read) and ``.parametric`` where its
+result is a function of the parameters alone, no noise drawn (a mean): the draws a mixture
+posterior's combination applies to (:mod:`probtwin.infer.mixture`)."""
 
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ def mean(site: str) -> Reader:
         node = _site(trace, site)
         return _own_dims(node, node["fn"].mean, len(node["fn"].event_shape))
 
-    read.site, read.needs_value = site, False
+    read.site, read.needs_value, read.parametric = site, False, True
     return read
 
 
@@ -139,7 +141,7 @@ def conditional_mean(site: str) -> Reader:
             raise TypeError(f"site {site!r}: {type(fn).__name__} has no conditional()")
         return _own_dims(node, fn.conditional(*extra).mean, len(fn.event_shape))
 
-    read.site, read.needs_value = site, False
+    read.site, read.needs_value, read.parametric = site, False, True
     return read
 
 

@@ -43,7 +43,7 @@ from probtwin.twins.evaluation import Evaluation
 from probtwin.twins.latent import LatentStateQueries
 from probtwin.twins.likelihoods import inverse_link, link
 from probtwin.twins.noise import resolve_likelihood
-from probtwin.twins.posterior import normal_mixture_quantile, resolve_posterior
+from probtwin.twins.posterior import member_quantile, resolve_combination, resolve_posterior
 from probtwin.twins.queries import PosteriorQueries
 from probtwin.twins.readout import BayesianReadout
 from probtwin.twins.recalibration import Recalibration
@@ -109,6 +109,10 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, R
         SWAG draws (``swag_epochs`` further epochs, rank ``swag_rank``).
     members : int, optional
         Members of the whole-twin posterior (default: 1, 3, 3 and 10 for the four).
+    combination : {"mixture", "student"}, optional
+        How the members' draws of a mean response combine (:mod:`probtwin.twins.posterior`):
+        default ``"student"`` for an ensemble or bootstrap (K independent fits, the truth taken
+        as one more: Student-t between them), ``"mixture"`` for SWAG.
     core : torch.nn.Module, optional
         Another core, from (batch, channels [+ behaviour], H, W) to (batch, out_channels, H', W'),
         with an int attribute ``out_channels``. Its weights are saved with the twin, its code is
@@ -150,6 +154,7 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, R
         position_init: str = "energy",
         posterior: str = "readout",
         members: int | None = None,
+        combination: str | None = None,
         swag_epochs: int = 10,
         swag_rank: int = 5,
         core: nn.Module | None = None,
@@ -158,6 +163,7 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, R
     ) -> None:
         likelihood = resolve_likelihood(noise, likelihood)
         members = resolve_posterior(posterior, members)
+        combination = resolve_combination(posterior, members, combination)
         if output not in ("elu", "softplus"):
             raise DataError("output", "'elu' or 'softplus'", repr(output))
         config = {key: value for key, value in locals().items() if key not in _NOT_SETTINGS}
@@ -372,10 +378,10 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, R
         components = self._components() or [lambda thunk: thunk()]
         members = [within(lambda: r.position_posterior(origin)) for within in components]
         loc, scale = (torch.stack(v) for v in zip(*members, strict=True))
-        tail = (1 - level) / 2
+        tail, combination = (1 - level) / 2, self._combination() if len(members) > 1 else "mixture"
         out = {
-            "mean": loc.mean(0),  # (members, neurons, 2): a mixture of Normals, each member 1/K
-            "lower": normal_mixture_quantile(loc, scale, tail),
-            "upper": normal_mixture_quantile(loc, scale, 1 - tail),
+            "mean": loc.mean(0),  # (members, neurons, 2): each member's Normal, combined
+            "lower": member_quantile(loc, scale, tail, combination),
+            "upper": member_quantile(loc, scale, 1 - tail, combination),
         }
         return {key: (r.to_pixels(v) if pixels else v).cpu().numpy() for key, v in out.items()}

@@ -28,6 +28,17 @@ come from:
     rate, the parameters' running mean and diagonal variance and the last ``swag_rank`` deviations
     collected once an epoch; K members drawn from ``Normal(mean, diag/2 + D D^T / (2 (R - 1)))``
     over the point estimates, the readout's variational parameters at their running mean.
+
+How the members' draws of a mean response combine (``combination``,
+:mod:`probtwin.infer.mixture`): the members of an ensemble or a bagged posterior are K
+independent fits, and a mixture of K = 3 fits puts its 90% interval within their range, so
+that the truth, one more "fit" as far from them as they are from each other, falls outside
+often. ``"student"`` (their default) takes the truth as exchangeable with the fits: between
+them, a Student-t with K - 1 degrees of freedom on their sample spread, ``sqrt(1 + 1/K)``
+wider; within each, its readout posterior. SWAG's members are draws of one posterior:
+``"mixture"``. The combination applies to quantities of the parameters (predict, intervene,
+experiments, tests, positions); ``sample`` and the log densities behind ``evaluate`` stay the
+members' mixture.
 """
 
 from __future__ import annotations
@@ -37,13 +48,18 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from scipy import stats
 
 from probtwin.errors import DataError
 from probtwin.infer import FitConfig, History, run_fit, seeded
+from probtwin.infer.mixture import COMBINATIONS
 
 __all__ = [
     "DEFAULT_MEMBERS",
+    "member_quantile",
+    "resolve_combination",
     "POSTERIORS",
     "normal_mixture_quantile",
     "WholeTwinPosterior",
@@ -52,10 +68,11 @@ __all__ = [
 ]
 
 POSTERIORS = ("readout", "ensemble", "bootstrap", "swag")
+"""The whole-twin posteriors a twin's ``posterior`` setting names."""
 
 
-#: members when none are asked for
 DEFAULT_MEMBERS = {"readout": 1, "ensemble": 3, "bootstrap": 3, "swag": 10}
+"""Each posterior's members when none are asked for."""
 
 
 def resolve_posterior(posterior: str, members: int | None) -> int:
@@ -70,6 +87,46 @@ def resolve_posterior(posterior: str, members: int | None) -> int:
     if posterior == "readout" and members != 1:
         raise DataError("members", "1 (or None) for posterior 'readout'", repr(members))
     return members
+
+
+def resolve_combination(posterior: str, members: int, combination: str | None) -> str:
+    """How a posterior's members combine (``None``: ``"student"`` for the independent fits of an
+    ensemble or bagged posterior of 2 or more, else ``"mixture"``)."""
+    if combination is None:
+        return "student" if posterior in ("ensemble", "bootstrap") and members > 1 else "mixture"
+    if combination not in COMBINATIONS:
+        raise DataError("combination", f"one of {COMBINATIONS} or None", repr(combination))
+    if combination == "student" and members < 2:
+        raise DataError("combination", "'mixture' for one member ('student' needs 2 or more)", repr(combination))
+    return combination
+
+
+def member_quantile(loc: torch.Tensor, scale: torch.Tensor, q: float, combination: str = "mixture") -> torch.Tensor:
+    """The ``q`` quantile of a quantity whose members' posteriors are ``Normal(loc_m, scale_m)``,
+    elementwise, combined as ``combination`` (:mod:`probtwin.infer.mixture`).
+
+    ``"student"``: ``mean(loc) + sqrt(1 + 1/K) s T + e``, ``s`` the members' sample standard
+    deviation, ``T ~ t_{K-1}``, ``e`` a draw of a member's ``Normal(0, scale_m)``; as a scale
+    mixture of Normals over 256 equiprobable values of ``chi2_{K-1}``.
+
+    Parameters
+    ----------
+    loc, scale : torch.Tensor, shape (members, ...)
+    q : float in (0, 1)
+    combination : {"mixture", "student"}
+
+    Returns
+    -------
+    torch.Tensor, shape (...)
+    """
+    if combination == "mixture":
+        return normal_mixture_quantile(loc, scale, q)
+    k = loc.shape[0]
+    chi2 = torch.as_tensor(stats.chi2.ppf((np.arange(256) + 0.5) / 256, k - 1), dtype=loc.dtype, device=loc.device)
+    grand = loc.mean(0)
+    between = loc.var(0) * (1 + 1 / k) * (k - 1) / chi2.reshape(-1, 1, *[1] * grand.dim())  # (256, 1, ...)
+    total = (between + scale.pow(2)[None]).sqrt()  # (256, K, ...)
+    return normal_mixture_quantile(grand.expand_as(total).reshape(-1, *grand.shape), total.reshape(-1, *grand.shape), q)
 
 
 def normal_mixture_quantile(loc: torch.Tensor, scale: torch.Tensor, q: float, iterations: int = 60) -> torch.Tensor:
@@ -119,6 +176,25 @@ class WholeTwinPosterior:
         device = self.device
         states = [{name: value.to(device) for name, value in member.items()} for member in self.members]
         return [lambda thunk, s=state: torch.func.functional_call(self, s, (thunk,)) for state in states]
+
+    @property
+    def combination(self) -> str:
+        """How the members' draws of a mean response combine, ``"student"`` or ``"mixture"``
+        (settable: the same fit, queried either way)."""
+        return self._combination()
+
+    @combination.setter
+    def combination(self, value: str) -> None:
+        members = len(self.members) or int(self.config.get("members", 1))
+        self.config["combination"] = resolve_combination(self.config.get("posterior", "readout"), members, value)
+
+    def _combination(self) -> str:
+        """How the members' draws combine (``config["combination"]``, resolved; ``"mixture"``
+        for fewer than 2 members)."""
+        if len(self.members) < 2:
+            return "mixture"
+        config = self.config
+        return resolve_combination(config.get("posterior", "readout"), len(self.members), config.get("combination"))
 
     def _own_parameters(self) -> dict[str, torch.Tensor]:
         return {name: p.detach().clone() for name, p in self.named_parameters()}

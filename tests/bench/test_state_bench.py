@@ -102,3 +102,25 @@ def test_posterior_comparison_scores_a_recalibrated_twin_beside_the_fitted_one()
     assert recalibrated["fit_seconds"] > fitted["fit_seconds"]
     assert recalibrated["mean_coverage_90"] > fitted["mean_coverage_90"]  # the intervals only widen
     assert recalibrated["position_error_median"] == pytest.approx(fitted["position_error_median"])
+
+
+def test_posterior_comparison_scores_an_ensemble_as_student_t_and_as_a_mixture_of_the_same_fit():
+    from probtwin.bench import experiments as bx
+
+    rows = bx.run_posterior_comparison(
+        seeds=(7,),
+        posteriors=("ensemble",),
+        n_neurons=8,
+        n_images=300,
+        time_limit=2.0,
+        num_samples=30,
+        mixture=True,
+        report=None,
+    )
+    student, mixture = rows
+    assert [student["posterior"], mixture["posterior"]] == ["ensemble", "ensemble+mixture"]
+    assert student["fit_seconds"] == mixture["fit_seconds"]  # one fit, scored twice
+    assert student["position_error_median"] == pytest.approx(mixture["position_error_median"])
+    # the t predictive is wider than the members' mixture: its intervals cover more
+    assert student["mean_coverage_90"] > mixture["mean_coverage_90"]
+    assert student["position_coverage_90"] >= mixture["position_coverage_90"]

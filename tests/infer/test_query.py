@@ -303,3 +303,63 @@ def test_mixture_draws_their_subsets_means_and_interventions(mixture):
         q.take_draws(query, draws, torch.tensor([3, 1]))
     with pytest.raises(ValueError, match="over_components"):
         q.posterior_trace(query, (x,), 4)
+
+
+def three_fits(combination):
+    """Three components, the readout means moved by 0, +5 and +15: independent fits that
+    disagree far more than each one's posterior spreads."""
+    t = LinearGaussianTwin()
+    holder = Holder(t)
+    own = {name: p.detach().clone() for name, p in holder.named_parameters()}
+    key = "twin.weight_loc_unconstrained"
+    states = [dict(own, **{key: own[key] + shift}) for shift in (0.0, 5.0, 15.0)]
+    components = [lambda thunk, s=s: torch.func.functional_call(holder, s, (thunk,)) for s in states]
+    return t, q.Query(t.model, t.guide, 1, {"trials"}, components, combination)
+
+
+def test_a_student_combination_draws_the_t_predictive_of_one_more_fit():
+    from probtwin.twins.posterior import member_quantile
+
+    t, query = three_fits("student")
+    x = torch.randn(7, P, generator=torch.Generator().manual_seed(1))
+    m, tril = t.weight_loc.detach(), t.weight_tril.detach()
+    # each fit's mean response is Normal(x . m_c, x^T S x): the combination's quantiles in closed form
+    loc = torch.stack([x @ (m + shift).T for shift in (0.0, 5.0, 15.0)])  # (3, trials, neurons)
+    scale = torch.einsum("tp,npq,tq->tn", x, tril @ tril.transpose(-1, -2), x).sqrt().expand_as(loc)
+    with seeded(0), torch.no_grad():
+        draws = q.predict(query, chunks(x), "responses", 30000)
+    for level in (0.05, 0.25, 0.75, 0.95):
+        below = (draws <= member_quantile(loc, scale, level, "student")).float().mean(0)
+        np.testing.assert_allclose(below, level, atol=0.01)
+    mixed = (draws <= member_quantile(loc, scale, 0.95, "mixture")).float().mean(0)
+    assert float(mixed.median()) < 0.85  # the mixture's 95% point lies well inside the t predictive
+    with seeded(0), torch.no_grad():  # the same weights in every chunk: the same draws whatever the chunking
+        whole = q.predict(query, chunks(x, size=7), "responses", 30000)
+    with seeded(0), torch.no_grad():
+        intact, _ = q.intervene(query, chunks(x), "responses", 30000, {"weights": torch.zeros(N, P)})
+    np.testing.assert_allclose(whole, draws, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(intact, draws, rtol=1e-5, atol=1e-4)  # interventions combine the same draws
+    with seeded(0), torch.no_grad():
+        noisy = q.sample(query, chunks(x), "responses", 300)  # observation draws stay each fit's own
+    assert abs(float(noisy[:100].mean()) - float(loc[0].mean())) < 0.5
+    with pytest.raises(ValueError, match="at least 3 draws"), torch.no_grad():
+        q.predict(query, chunks(x), "responses", 2)
+    with pytest.raises(ValueError, match="combination"):
+        q.Query(t.model, t.guide, 1, {"trials"}, (), "t")
+
+
+def test_student_quantiles_cover_one_more_fit_at_their_level():
+    """K fits and the truth drawn alike (exchangeable), element by element: the t predictive's
+    central intervals cover the truth at their level; a mixture's, at (K - 1) / (K + 1)."""
+    from probtwin.twins.posterior import member_quantile
+
+    g = torch.Generator().manual_seed(0)
+    centre, spread = torch.randn(20000, generator=g) * 10, torch.rand(20000, generator=g) * 3 + 0.1
+    values = centre + spread * torch.randn(4, 20000, generator=g)  # three fits, then the truth
+    fits, truth, within = values[:3], values[3], torch.full((3, 20000), 1e-4)
+    for level in (0.5, 0.9):
+        lo = member_quantile(fits, within, (1 - level) / 2, "student")
+        hi = member_quantile(fits, within, (1 + level) / 2, "student")
+        assert abs(float(((lo <= truth) & (truth <= hi)).float().mean()) - level) < 0.012
+    lo, hi = (member_quantile(fits, within, p, "mixture") for p in (0.05, 0.95))
+    assert abs(float(((lo <= truth) & (truth <= hi)).float().mean()) - 0.5) < 0.012

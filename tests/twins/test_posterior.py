@@ -36,6 +36,13 @@ def swag(sim):
     return twin
 
 
+def as_mixture(twin):
+    """A copy of the twin whose members' draws stay as drawn (no Student-t combination)."""
+    mixed = copy.deepcopy(twin)
+    mixed.combination = "mixture"
+    return mixed
+
+
 def alone(twin, member):
     """A copy of the twin with one member's parameters and no others."""
     single = copy.deepcopy(twin)
@@ -55,7 +62,7 @@ def test_ensemble_members_are_independent_fits(ensemble):
 
 
 def test_every_query_runs_each_member_on_its_share_of_the_draws(sim, ensemble):
-    twin, _ = ensemble
+    twin = as_mixture(ensemble[0])
     x = np.asarray(sim.recording.split("test").stimuli)[:9]
     mixed = twin.predict(x, num_samples=5, seed=3).samples
     singles = [alone(twin, m) for m in twin.members]
@@ -86,6 +93,40 @@ def test_saved_members_load_with_the_twin(sim, ensemble, tmp_path):
     x = np.asarray(sim.recording.stimuli[:4])
     assert len(loaded.members) == 2
     np.testing.assert_allclose(loaded.predict(x, 6).samples, twin.predict(x, 6).samples, rtol=1e-6)
+
+
+def test_an_ensemble_combines_its_members_as_student_t_around_their_mean(sim, ensemble):
+    twin, _ = ensemble
+    assert twin._combination() == "student" and twin.query().combination == "student"
+    x = np.asarray(sim.recording.split("test").stimuli)[:9]
+    combined = twin.predict(x, num_samples=6, seed=3).samples
+    mixed = as_mixture(twin).predict(x, num_samples=6, seed=3).samples  # the same members' draws, as drawn
+    # antithetic pairs: the draws' mean is the members' mean exactly; between them, a t spread
+    np.testing.assert_allclose(combined.mean(0), (mixed[:3].mean(0) + mixed[3:].mean(0)) / 2, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(combined, mixed)
+    # positions: the t interval holds the mixture's (wider: the truth may lie beyond the members)
+    wide, narrow = twin.readout_positions(level=0.9), as_mixture(twin).readout_positions(level=0.9)
+    np.testing.assert_allclose(wide["mean"], narrow["mean"], rtol=1e-6)
+    assert np.all(wide["lower"] <= narrow["lower"] + 1e-6) and np.all(wide["upper"] >= narrow["upper"] - 1e-6)
+    assert np.mean(wide["upper"] - wide["lower"]) > 1.2 * np.mean(narrow["upper"] - narrow["lower"])
+    with pytest.raises(ValueError, match="at least 2 draws"):
+        twin.predict(x, num_samples=1)
+
+
+def test_the_combination_defaults_to_student_for_independent_fits_and_mixture_for_swag(sim, swag):
+    assert pt.ImageTwin(sim.recording, posterior="bootstrap", **SMALL).config["combination"] == "student"
+    assert pt.ImageTwin(sim.recording, posterior="ensemble", members=1, **SMALL).config["combination"] == "mixture"
+    assert swag.config["combination"] == "mixture" and swag.query().combination == "mixture"
+    chosen = pt.ImageTwin(sim.recording, posterior="ensemble", combination="mixture", **SMALL)
+    assert chosen.config["combination"] == "mixture"
+    with pytest.raises(pt.DataError, match="combination"):
+        pt.ImageTwin(sim.recording, posterior="ensemble", combination="t", **SMALL)
+    with pytest.raises(pt.DataError, match="combination"):
+        pt.ImageTwin(sim.recording, posterior="readout", combination="student", **SMALL)
+    chosen.combination = "student"  # the same twin, queried the other way
+    assert chosen.config["combination"] == "student"
+    with pytest.raises(pt.DataError, match="combination"):
+        swag.combination = "normal"
 
 
 def test_swag_draws_the_point_estimates_around_their_running_mean(sim, swag):
@@ -179,7 +220,7 @@ def test_calibration_of_a_twin_is_its_draws_against_the_truth(sim, ensemble):
 
 
 def test_a_whole_twin_posterior_runs_the_state_comparison_without_the_narrow_interval_warning(sim, ensemble):
-    twin, _ = ensemble
+    twin = as_mixture(ensemble[0])
     grid = pt.experiments.gratings(np.linspace(0, np.pi, 4, endpoint=False), [0.1], phases=2, twin=twin)
     a, b = np.percentile(sim.recording.behavior, [10, 90], axis=0)
     with warnings.catch_warnings():

@@ -307,7 +307,7 @@ def test_for_a_still_eye_moving_the_frames_is_moving_the_readout(sim):
 
 def test_a_whole_twin_posterior_carries_into_video_predictions():
     sim = pt.simulate.video(n_neurons=6, n_trials=16, n_frames=16, image_size=(12, 16), seed=1)
-    twin = pt.VideoTwin(sim.recording, posterior="ensemble", members=2, clip_frames=12, **SMALL)
+    twin = pt.VideoTwin(sim.recording, posterior="ensemble", members=2, combination="mixture", clip_frames=12, **SMALL)
     twin.fit(max_epochs=1, progress=False)
     assert len(twin.members) == 2
     test = sim.recording.split("test")
