@@ -354,12 +354,12 @@ def test_student_quantiles_cover_one_more_fit_at_their_level():
     from probtwin.twins.posterior import member_quantile
 
     g = torch.Generator().manual_seed(0)
-    centre, spread = torch.randn(20000, generator=g) * 10, torch.rand(20000, generator=g) * 3 + 0.1
-    values = centre + spread * torch.randn(4, 20000, generator=g)  # three fits, then the truth
-    fits, truth, within = values[:3], values[3], torch.full((3, 20000), 1e-4)
+    centre, spread = torch.randn(5000, generator=g) * 10, torch.rand(5000, generator=g) * 3 + 0.1
+    values = centre + spread * torch.randn(4, 5000, generator=g)  # three fits, then the truth
+    fits, truth, within = values[:3], values[3], torch.full((3, 5000), 1e-4)
     for level in (0.5, 0.9):
         lo = member_quantile(fits, within, (1 - level) / 2, "student")
         hi = member_quantile(fits, within, (1 + level) / 2, "student")
-        assert abs(float(((lo <= truth) & (truth <= hi)).float().mean()) - level) < 0.012
+        assert abs(float(((lo <= truth) & (truth <= hi)).float().mean()) - level) < 0.02  # 3 standard errors
     lo, hi = (member_quantile(fits, within, p, "mixture") for p in (0.05, 0.95))
-    assert abs(float(((lo <= truth) & (truth <= hi)).float().mean()) - 0.5) < 0.012
+    assert abs(float(((lo <= truth) & (truth <= hi)).float().mean()) - 0.5) < 0.025
