@@ -197,7 +197,15 @@ class WholeTwinPosterior:
         return resolve_combination(config.get("posterior", "readout"), len(self.members), config.get("combination"))
 
     def _own_parameters(self) -> dict[str, torch.Tensor]:
-        return {name: p.detach().clone() for name, p in self.named_parameters()}
+        """A member's state: its parameters and the statistics its fit learned besides them (batch
+        normalisation's running mean and variance, which a member run with another's would read
+        its features wrongly)."""
+        state = {name: p.detach().clone() for name, p in self.named_parameters()}
+        for prefix, module in self.named_modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                for name, buffer in module.named_buffers(recurse=False):
+                    state[f"{prefix}.{name}"] = buffer.detach().clone()
+        return state
 
     def _variational_parameters(self) -> set[str]:
         """Names of the guide's variational parameters (the readout posterior); SWAG keeps them at
@@ -302,7 +310,7 @@ def _fit_swag(twin: Any, config: FitConfig, device: torch.device, k: int) -> His
     best = twin._own_parameters()
     run_fit(twin, swag, device)
     if moments["n"] < 2:  # no spread to draw from: the fitted twin alone
-        _set_flat(twin, _flat(best.values()))
+        twin.load_state_dict({**twin.state_dict(), **best})
         return history
     mean = moments["mean"]
     variance = (moments["square"] - mean.pow(2)).clamp_min(0.0)

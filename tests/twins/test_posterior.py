@@ -59,6 +59,12 @@ def test_ensemble_members_are_independent_fits(ensemble):
     for name, p in twin.named_parameters():  # the twin itself is the first member
         assert torch.equal(p.detach(), first[name])
     assert path.is_file() and path.with_name("fit.member1.ckpt").is_file()
+    # each member keeps its own batch-norm statistics (run with another's, its features are misread)
+    norms = [name for name in first if name.endswith("running_var")]
+    assert norms and all(not torch.equal(first[n], second[n]) for n in norms)
+    for name, b in twin.named_buffers():
+        if name in first:
+            assert torch.equal(b, first[name])
 
 
 def test_every_query_runs_each_member_on_its_share_of_the_draws(sim, ensemble):
