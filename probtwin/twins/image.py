@@ -378,7 +378,7 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, R
         components = self._components() or [lambda thunk: thunk()]
         members = [within(lambda: r.position_posterior(origin)) for within in components]
         loc, scale = (torch.stack(v) for v in zip(*members, strict=True))
-        tail, combination = (1 - level) / 2, self._combination() if len(members) > 1 else "mixture"
+        tail, combination = (1 - level) / 2, self._combination()
         out = {
             "mean": loc.mean(0),  # (members, neurons, 2): each member's Normal, combined
             "lower": member_quantile(loc, scale, tail, combination),

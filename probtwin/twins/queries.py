@@ -45,8 +45,7 @@ class PosteriorQueries:
         """The twin as the query engine sees it: its model and guide, one plate over trials per
         session (:mod:`probtwin.infer.query`)."""
         names = {f"trials_{k}" for k in range(len(self.specs))}
-        components = self._components()
-        return q.Query(self.model, self.guide, 1, names, components, self._combination() if components else "mixture")
+        return q.Query(self.model, self.guide, 1, names, self._components(), self._combination())
 
     def _elements_per_neuron(self, k: int) -> int:
         """Working-set floats per neuron, trial and draw of the model's location (for chunking)."""

@@ -84,20 +84,17 @@ def test_real_calibration_scores_each_posterior_on_held_out_trials():
         assert abs(row["coverage_0.9"] - row["coverage_90"]) < 0.1  # the same check, other draws
 
 
-def test_posterior_comparison_scores_a_recalibrated_twin_beside_the_fitted_one():
+def small_comparison(posterior, **settings):
+    """``run_posterior_comparison`` of one posterior on a small simulation (seed 7): its rows."""
     from probtwin.bench import experiments as bx
 
-    rows = bx.run_posterior_comparison(
-        seeds=(7,),
-        posteriors=("readout",),
-        n_neurons=8,
-        n_images=300,
-        time_limit=3.0,
-        num_samples=20,
-        recalibrate=True,
-        report=None,
+    return bx.run_posterior_comparison(
+        seeds=(7,), posteriors=(posterior,), n_neurons=8, n_images=300, report=None, **settings
     )
-    fitted, recalibrated = rows
+
+
+def test_posterior_comparison_scores_a_recalibrated_twin_beside_the_fitted_one():
+    fitted, recalibrated = small_comparison("readout", time_limit=3.0, num_samples=20, recalibrate=True)
     assert [fitted["posterior"], recalibrated["posterior"]] == ["readout", "readout+recalibrated"]
     assert recalibrated["fit_seconds"] > fitted["fit_seconds"]
     assert recalibrated["mean_coverage_90"] > fitted["mean_coverage_90"]  # the intervals only widen
@@ -105,19 +102,7 @@ def test_posterior_comparison_scores_a_recalibrated_twin_beside_the_fitted_one()
 
 
 def test_posterior_comparison_scores_an_ensemble_as_student_t_and_as_a_mixture_of_the_same_fit():
-    from probtwin.bench import experiments as bx
-
-    rows = bx.run_posterior_comparison(
-        seeds=(7,),
-        posteriors=("ensemble",),
-        n_neurons=8,
-        n_images=300,
-        time_limit=2.0,
-        num_samples=30,
-        mixture=True,
-        report=None,
-    )
-    student, mixture = rows
+    student, mixture = small_comparison("ensemble", time_limit=2.0, num_samples=30, mixture=True)
     assert [student["posterior"], mixture["posterior"]] == ["ensemble", "ensemble+mixture"]
     assert student["fit_seconds"] == mixture["fit_seconds"]  # one fit, scored twice
     assert student["position_error_median"] == pytest.approx(mixture["position_error_median"])
