@@ -119,6 +119,15 @@ def compare_states(
         A nearly flat tuning curve's angle is noise; without the guard a test would find its
         changes. (Simulated V1 neurons' selectivity is 0.3 and more.)
 
+    Notes
+    -----
+    On a twin whose members combine as ``"student"`` (an ensemble, a bagged posterior), each
+    draw's effect is computed on one member's curves and the effects are then combined over
+    the members (:meth:`~probtwin.twins.posterior.WholeTwinPosterior.statistic_draws`): the
+    effect's true value is taken as exchangeable with the members' effects. Combining the curves
+    first would give some draws curves far from every member's, whose preferred orientation is
+    noise.
+
     Warns
     -----
     UserWarning
@@ -149,7 +158,8 @@ def compare_states(
         if "orientation" not in stimuli.parameters.columns:
             raise DataError("stimuli", "a stimulus set with an 'orientation' parameter", f"{list(stimuli.parameters)}")
         average = [c for c in stimuli.parameters.columns if c != "orientation"]
-    curves = [tuning_curve(twin, stimuli, s, num_samples, seed, session, average=average) for s in (a, b)]
+    with twin.statistic_draws(num_samples, seed) as combine:  # the effect's draws combine, not the curves'
+        curves = [tuning_curve(twin, stimuli, s, num_samples, seed, session, average=average) for s in (a, b)]
     if statistic == "preferred_orientation":
         pa, pb = (preferred_orientation(c) for c in curves)
         effect = np.rad2deg((pb - pa + np.pi / 2) % np.pi - np.pi / 2)
@@ -162,6 +172,7 @@ def compare_states(
         ma, mb = (c.mean([d for d in c.dims if d not in ("sample", "neuron")]) for c in curves)
         effect = mb - ma if statistic == "response" else np.log(mb) - np.log(ma)
         units = "response" if statistic == "response" else "log ratio"
+    effect = combine(effect)
     effect = effect.transpose("sample", "neuron").rename(statistic)
     effect.attrs.update(behavior_a=a[0].tolist(), behavior_b=b[0].tolist(), units=units, statistic=statistic)
     return effect

@@ -43,7 +43,17 @@ from pyro import poutine
 if TYPE_CHECKING:
     from probtwin.infer.query import Query
 
-__all__ = ["COMBINATIONS", "MixtureDraws", "combine", "member_weights", "num_draws", "over_components", "take_draws"]
+__all__ = [
+    "COMBINATIONS",
+    "MixtureDraws",
+    "combine",
+    "combine_blocks",
+    "member_weights",
+    "num_draws",
+    "over_components",
+    "stratified_counts",
+    "take_draws",
+]
 
 COMBINATIONS = ("mixture", "student")
 """How a mixture's components' draws of a quantity combine (see the module's description)."""
@@ -87,15 +97,30 @@ def combine(query: Query, draws: Any, value: torch.Tensor, dim: int = 0) -> torc
     if weights is None:
         return value
     counts = [0 if part is None else _single_num_draws(query, part) for part in draws]
+    return combine_blocks(value, counts, weights, dim)
+
+
+def combine_blocks(value: torch.Tensor, counts: list[int], weights: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Draws of a quantity, ``counts[m]`` consecutive draws from component ``m`` along ``dim``,
+    combined under ``weights`` (draws, components) of :func:`member_weights`: ``Qbar + sum_j
+    w_dj (Q_j - Qbar) + (x_d - Q_m)`` (the module's ``"student"``), computed in float64."""
     if any(n == 0 for n in counts):
         raise ValueError(f"combining {len(counts)} components: every one needs draws, found {counts}")
     x = value.movedim(dim, 0).double()  # t weights of few fits can be large: pairs cancel in double
+    if x.shape[0] != sum(counts) or tuple(weights.shape) != (sum(counts), len(counts)):
+        raise ValueError(f"combining {counts} draws: {x.shape[0]} values, weights {tuple(weights.shape)}")
     blocks = x.split(counts)
     means = torch.stack([b.mean(0) for b in blocks])  # (K, ...)
     grand = means.mean(0)
     between = torch.tensordot(weights.to(x.device, x.dtype), means - grand, dims=([1], [0]))  # (draws, ...)
     within = torch.cat([b - m for b, m in zip(blocks, means, strict=True)])
     return (grand + between + within).to(value.dtype).movedim(0, dim)
+
+
+def stratified_counts(num_samples: int, k: int) -> list[int]:
+    """Draws per component when ``num_samples`` draws are stratified over ``k`` components:
+    ``num_samples // k``, one more for the first ``num_samples % k``."""
+    return [num_samples // k + (m < num_samples % k) for m in range(k)]
 
 
 def _plain(thunk: Callable[[], Any]) -> Any:
@@ -127,7 +152,7 @@ def _counts(query: Query, num_samples: int | None, parts: list, given: bool) -> 
     k = len(parts)
     if given:
         return [0 if part is None else _single_num_draws(query, part) for part in parts]
-    return [0 if num_samples is None else num_samples // k + (m < num_samples % k) for m in range(k)]
+    return [0] * k if num_samples is None else stratified_counts(num_samples, k)
 
 
 def _cat(results: list, dim: int | tuple = 0) -> Any:

@@ -43,8 +43,10 @@ members' mixture.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,7 @@ from scipy import stats
 
 from probtwin.errors import DataError
 from probtwin.infer import FitConfig, History, run_fit, seeded
-from probtwin.infer.mixture import COMBINATIONS
+from probtwin.infer.mixture import COMBINATIONS, combine_blocks, member_weights, stratified_counts
 
 __all__ = [
     "DEFAULT_MEMBERS",
@@ -195,6 +197,65 @@ class WholeTwinPosterior:
             return "mixture"
         config = self.config
         return resolve_combination(config.get("posterior", "readout"), len(self.members), config.get("combination"))
+
+    @contextlib.contextmanager
+    def statistic_draws(self, num_samples: int, seed: int = 0) -> Iterator[Callable[[Any], Any]]:
+        """Draws of a statistic of mean responses, combined over the members as the statistic.
+
+        A preferred orientation, a log ratio of gains, a selectivity index are nonlinear in the
+        mean responses. Under ``combination="student"`` the engine combines the mean responses
+        themselves, and a t with few degrees of freedom makes some draws' curves far from every
+        member's, negative ones included, whose statistic no fit would give. Inside this block
+        the twin's queries return each member's draws as drawn (the mixture); compute the
+        statistic per draw, then pass its draws to the function the block yields: it combines
+        them over the members as the engine combines a mean response (the statistic's true value
+        exchangeable with the members' values of it). The combination is linear: combine an angle
+        as a difference near 0 (as ``compare_states`` combines a change of preferred orientation),
+        not as an angle that wraps. Under ``"mixture"`` (or one member) the function returns its
+        input.
+
+        Parameters
+        ----------
+        num_samples : int
+            The draws of every query in the block (stratified over the members as the engine's).
+        seed : int
+            Seeds the combination's weights (apart from the queries' draws).
+
+        Yields
+        ------
+        callable
+            ``combine(values)``: ``values`` an array (``numpy`` or ``xarray.DataArray`` with a
+            ``sample`` dimension; else the first axis) of ``num_samples`` draws of the statistic;
+            returns them combined, the same type and shape.
+
+        Examples
+        --------
+        >>> with twin.statistic_draws(200, seed=0) as combine:  # doctest: +SKIP
+        ...     curve = experiments.tuning_curve(twin, stimuli, num_samples=200, seed=0)
+        ...     selectivity = combine(experiments.orientation_selectivity(curve))
+        """
+        if self._combination() != "student":
+            yield lambda values: values
+            return
+        k = len(self.members)
+        counts = stratified_counts(num_samples, k)
+        if min(counts) == 0:
+            raise DataError("num_samples", f"at least {k} draws (one per member) to combine", repr(num_samples))
+        with seeded(int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])):  # apart from the draws'
+            weights = member_weights(num_samples, k)
+
+        def combine(values: Any) -> Any:
+            dim = values.dims.index("sample") if hasattr(values, "dims") else 0
+            array = np.asarray(values)
+            combined = combine_blocks(torch.as_tensor(array, dtype=torch.float64), counts, weights, dim).numpy()
+            return values.copy(data=combined.astype(array.dtype)) if hasattr(values, "dims") else combined
+
+        saved = self.config.get("combination")
+        self.config["combination"] = "mixture"
+        try:
+            yield combine
+        finally:
+            self.config["combination"] = saved
 
     def _own_parameters(self) -> dict[str, torch.Tensor]:
         """A member's state: its parameters and the statistics its fit learned besides them (batch

@@ -348,6 +348,26 @@ def test_a_student_combination_draws_the_t_predictive_of_one_more_fit():
         q.Query(t.model, t.guide, 1, {"trials"}, (), "t")
 
 
+def test_combining_blocks_of_draws_moves_each_block_by_its_weighted_distance_from_the_mean():
+    from probtwin.infer.mixture import combine_blocks, stratified_counts
+
+    assert stratified_counts(7, 3) == [3, 2, 2] and sum(stratified_counts(200, 3)) == 200
+    x = torch.tensor([[1.0, 2.0], [3.0, 2.0], [10.0, 0.0], [20.0, 4.0], [30.0, 8.0]])  # (draws, 2): blocks 2, 3
+    means = torch.tensor([[2.0, 2.0], [20.0, 4.0]])
+    grand = means.mean(0)  # (11, 3)
+    weights = torch.tensor([[0.0, 0.0], [1.0, -1.0], [2.0, 0.0], [-2.0, 0.0], [0.5, 0.5]])
+    out = combine_blocks(x, [2, 3], weights)
+    block = torch.tensor([0, 0, 1, 1, 1])
+    expected = grand + weights @ (means - grand) + (x - means[block])
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out[0], grand + x[0] - means[0])  # no weight: the member's draw about the mean
+    torch.testing.assert_close(combine_blocks(x.T, [2, 3], weights, dim=1), expected.T)
+    with pytest.raises(ValueError, match="every one needs draws"):
+        combine_blocks(x, [5, 0], weights)
+    with pytest.raises(ValueError, match="weights"):
+        combine_blocks(x, [2, 3], weights[:4])
+
+
 def test_student_quantiles_cover_one_more_fit_at_their_level():
     """K fits and the truth drawn alike (exchangeable), element by element: the t predictive's
     central intervals cover the truth at their level; a mixture's, at (K - 1) / (K + 1)."""

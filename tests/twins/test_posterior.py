@@ -119,6 +119,34 @@ def test_an_ensemble_combines_its_members_as_student_t_around_their_mean(sim, en
         twin.predict(x, num_samples=1)
 
 
+def test_a_statistic_of_the_curves_combines_over_the_members_not_the_curves(sim, ensemble):
+    twin, _ = ensemble
+    grid = pt.experiments.gratings(np.linspace(0, np.pi, 4, endpoint=False), [0.1], phases=2, twin=twin)
+    a, b = np.percentile(sim.recording.behavior, [10, 90], axis=0)
+    effect = pt.experiments.compare_states(twin, grid, a[None], b[None], "log_gain", num_samples=6).values
+    raw = pt.experiments.compare_states(as_mixture(twin), grid, a[None], b[None], "log_gain", num_samples=6).values
+    assert twin.config["combination"] == "student"  # restored after the block
+    # each draw's effect is one member's (the mixture's, log ratios of positive means), then combined:
+    # grand + c_d (Q_1 - Q_2) / 2 + (x_d - Q_m), one weight c_d a draw, in antithetic pairs
+    q = np.stack([raw[:3].mean(0), raw[3:].mean(0)])
+    grand = q.mean(0)
+    np.testing.assert_allclose(effect.mean(0), grand, rtol=1e-5, atol=1e-6)
+    rest = effect - grand - (raw - np.repeat(q, 3, axis=0))
+    half = (q[0] - q[1]) / 2
+    c = rest @ half / (half @ half)
+    np.testing.assert_allclose(rest, c[:, None] * half[None], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(c[0::2], -c[1::2], rtol=1e-6)
+    assert np.abs(c).max() > 0.1
+    with twin.statistic_draws(6, seed=0) as combine:  # the yielded function keeps the input's type
+        assert twin.query().combination == "mixture"
+        assert combine(raw).shape == raw.shape and isinstance(combine(raw), np.ndarray)
+    assert twin.query().combination == "student"
+    with as_mixture(twin).statistic_draws(6) as combine:
+        assert combine(raw) is raw
+    with pytest.raises(pt.DataError, match="num_samples"), twin.statistic_draws(1):
+        pass
+
+
 def test_the_combination_defaults_to_student_for_independent_fits_and_mixture_for_swag(sim, swag):
     assert pt.ImageTwin(sim.recording, posterior="bootstrap", **SMALL).config["combination"] == "student"
     assert pt.ImageTwin(sim.recording, posterior="ensemble", members=1, **SMALL).config["combination"] == "mixture"
