@@ -94,6 +94,9 @@ def kernel_latency(
     frames; :func:`~probtwin.experiments.receptive_fields`), averaged over the movies; the latency
     is its peak, located between frames by a parabola through the peak and its neighbours. At
     natural movies a complex (energy) cell has a gradient too, which it lacks at a blank screen.
+    Each draw's latency is one member's; where the members combine as ``"student"`` (an
+    ensemble) the latencies are then combined over the members
+    (:meth:`~probtwin.twins.posterior.WholeTwinPosterior.statistic_draws`).
 
     Parameters
     ----------
@@ -128,11 +131,13 @@ def kernel_latency(
         ends = train.frame_counts[:n]
         at = [m[:, end - span : end] for m, end in zip(np.asarray(train.stimuli[:n]), ends) if end >= span] or at
     energy = 0.0
-    for movie in at:
-        rf = receptive_fields(twin, "gradient", num_samples, seed, session, neurons=neurons, at=movie, lags=span)
-        energy = energy + (rf**2).sum(("channel", "y", "x")).transpose("sample", "neuron", "lag")
+    with twin.statistic_draws(num_samples, seed) as combine:  # a peak: combined over the members as itself
+        for movie in at:
+            rf = receptive_fields(twin, "gradient", num_samples, seed, session, neurons=neurons, at=movie, lags=span)
+            energy = energy + (rf**2).sum(("channel", "y", "x")).transpose("sample", "neuron", "lag")
     coords = {dim: energy.coords[dim] for dim in ("sample", "neuron")}
-    return xr.DataArray(_peak(energy.values)[..., 0], dims=("sample", "neuron"), coords=coords, name="latency")
+    latency = combine(_peak(energy.values)[..., 0])
+    return xr.DataArray(latency, dims=("sample", "neuron"), coords=coords, name="latency")
 
 
 def _peak(values: np.ndarray) -> np.ndarray:

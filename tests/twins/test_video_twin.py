@@ -494,6 +494,38 @@ def test_kernel_latency_is_the_peak_of_a_known_kernel(sim):
         pt.experiments.kernel_latency(twin, np.asarray(padded.stimuli[:2]))
 
 
+class _LearnedKernel(_KnownKernel):
+    """The known kernel as a parameter, so that members of an ensemble can hold their own."""
+
+    def __init__(self, kernel):
+        super().__init__(kernel)
+        del self.kernel
+        self.kernel = torch.nn.Parameter(torch.as_tensor(kernel, dtype=torch.float32))
+
+
+def test_an_ensembles_kernel_latency_combines_the_members_latencies(sim):
+    """Two members whose kernels peak one frame apart: as drawn, each draw has its member's
+    latency; combined as Student-t, the draws centre on the members' mean and spread beyond them."""
+    kernel = [0.0, 0.1, 0.5, 1.0, 0.8, 0.0]
+    energy = np.square(kernel)
+    vertex = 3 + 0.5 * (energy[2] - energy[4]) / (energy[2] - 2 * energy[3] + energy[4])
+    twin = pt.VideoTwin(
+        sim.recording, core=_LearnedKernel(kernel), behavior_in_core=False, position_init="uniform",
+        posterior="ensemble", members=2, **ONE_LAG,
+    )  # fmt: skip
+    earlier = torch.tensor(kernel[1:] + [0.0])  # the same kernel one frame earlier
+    twin.members = [{"core.kernel": torch.tensor(kernel)}, {"core.kernel": earlier}]
+    assert twin.combination == "student"
+    combined = pt.experiments.kernel_latency(twin, num_samples=8, neurons=[0, 3]).values
+    twin.combination = "mixture"
+    drawn = pt.experiments.kernel_latency(twin, num_samples=8, neurons=[0, 3]).values
+    np.testing.assert_allclose(drawn[:4], vertex, atol=1e-3)
+    np.testing.assert_allclose(drawn[4:], vertex - 1, atol=1e-3)
+    np.testing.assert_allclose(combined.mean(0), vertex - 0.5, atol=1e-3)  # antithetic pairs
+    np.testing.assert_allclose(combined[:, 0], combined[:, 1], atol=1e-3)  # one weight a draw
+    assert combined.max() - combined.min() > 1.5  # the t spread: beyond the two members' values
+
+
 def test_interventions_and_arviz_per_frame(fitted, sim):
     """``intervene`` and ``to_arviz`` of a video twin keep the frames: with the feature weights set
     to zero the movies no longer matter (equal states give equal responses in every frame)."""
