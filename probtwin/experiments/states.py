@@ -119,15 +119,6 @@ def compare_states(
         A nearly flat tuning curve's angle is noise; without the guard a test would find its
         changes. (Simulated V1 neurons' selectivity is 0.3 and more.)
 
-    Notes
-    -----
-    On a twin whose members combine as ``"student"`` (an ensemble, a bagged posterior), each
-    draw's effect is computed on one member's curves and the effects are then combined over
-    the members (:meth:`~probtwin.twins.posterior.WholeTwinPosterior.statistic_draws`): the
-    effect's true value is taken as exchangeable with the members' effects. Combining the curves
-    first would give some draws curves far from every member's, whose preferred orientation is
-    noise.
-
     Warns
     -----
     UserWarning
@@ -140,6 +131,15 @@ def compare_states(
     xarray.DataArray, dims (sample, neuron)
         Named after the statistic; ``attrs`` hold the states and the units. Pass it to
         :func:`probtwin.hypothesis.test`.
+
+    Notes
+    -----
+    On a twin whose members combine as ``"student"`` (an ensemble, a bagged posterior), each
+    draw's effect is computed on one member's curves and the effects are then combined over
+    the members (:meth:`~probtwin.twins.posterior.WholeTwinPosterior.statistic_draws`): the
+    effect's true value is taken as exchangeable with the members' effects. Combining the curves
+    first would give some draws curves far from every member's, whose preferred orientation is
+    noise.
     """
     if statistic not in STATISTICS:
         raise DataError("statistic", f"one of {STATISTICS}", repr(statistic))
