@@ -20,7 +20,7 @@ import numpy as np
 
 from probtwin.errors import DataError
 
-__all__ = ["FRAME_AXES", "check_padded", "frame_counts", "frame_mask", "hold_padding"]
+__all__ = ["FRAME_AXES", "check_padded", "frame_counts", "frame_mask", "hold_padding", "recorded_frames"]
 
 #: The frame axis of each per-frame field in a batch of trials (videos: trials, C, frames, H, W).
 FRAME_AXES = {"responses": 1, "behavior": 1, "gaze": 1}
@@ -178,3 +178,22 @@ def hold_padding(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], 
     key, value = ("responses", y) if y is not None else next(iter(fields.items()))
     frames = value.shape[_frame_axis(key, value)]
     return out, (None if np.all(lengths >= frames) else lengths)
+
+
+def recorded_frames(y: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """The frames each trial has, and the responses with its padding held (every value in the
+    likelihood's support), for scoring responses that may be padded.
+
+    Parameters
+    ----------
+    y : numpy.ndarray, shape (trials, frames, neurons), or (trials, neurons)
+
+    Returns
+    -------
+    recorded : numpy.ndarray of bool, shape (trials, frames), or None for responses per trial
+    held : numpy.ndarray
+        ``y`` with the padding frames holding each trial's last frame (:func:`hold_padding`).
+    """
+    if y.ndim != 3:
+        return None, y
+    return ~np.isnan(y).all(-1), hold_padding({"responses": y})[0]["responses"]

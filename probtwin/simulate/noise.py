@@ -27,7 +27,7 @@ from torch.distributions import Gamma, LowRankMultivariateNormal, Poisson
 
 from probtwin.errors import DataError
 
-__all__ = ["LIKELIHOODS", "observe"]
+__all__ = ["LIKELIHOODS", "ar1_latent_state", "ar1_log_likelihood", "observe"]
 
 LIKELIHOODS = ("poisson", "zig", "normal", "lognormal")
 """The observation models the simulators draw responses from."""
@@ -49,6 +49,7 @@ def observe(
     noise_scale: float = 1.0,
     latent_drive: np.ndarray | None = None,
     latent_drive_correlation: float = 0.0,
+    latent: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
     """Draw responses around the mean and score them exactly.
 
@@ -68,6 +69,11 @@ def observe(
         dimension follows: ``h_t1 = rho d_t + sqrt(1 - rho^2) n_t`` (still Normal(0, 1)).
     latent_drive_correlation : float in [-1, 1]
         ``rho``.
+    latent : numpy.ndarray, shape (trials, rank), optional
+        The latent state, each entry standard normal, given instead of drawn independently per
+        trial (a state correlated across rows, such as the frames of a movie); the returned
+        ``log_likelihood`` then treats the rows as independent, and the caller rescores them
+        (:func:`ar1_log_likelihood`).
 
     Returns
     -------
@@ -95,6 +101,10 @@ def observe(
     params: dict[str, np.ndarray] = {}
 
     def latent_state() -> np.ndarray:
+        if latent is not None:
+            if latent.shape != (n_trials, rank):
+                raise DataError("latent", f"shape {(n_trials, rank)}", f"shape {latent.shape}")
+            return latent
         h = rng.standard_normal((n_trials, rank))
         if rank and latent_drive is not None and latent_drive_correlation:
             rho = latent_drive_correlation
@@ -154,3 +164,46 @@ def observe(
     ll = dist.log_prob(torch.as_tensor(z)).numpy() + jacobian
     params.update(latent_loadings=loadings, private_variance=private, latent_state=latent, latent_mean=mean)
     return y, ll, params
+
+
+def ar1_latent_state(trials: int, frames: int, rank: int, rho: float, rng: np.random.Generator) -> np.ndarray:
+    """Latent states that persist over frames: each dimension a stationary AR(1) process,
+    ``h_f = rho h_{f-1} + sqrt(1 - rho^2) eta_f``, ``h_0 ~ Normal(0, 1)``; (trials, frames, rank)."""
+    from scipy.signal import lfilter
+
+    shocks = rng.standard_normal((trials, frames, rank)) * np.sqrt(1 - rho**2)
+    shocks[:, 0] /= np.sqrt(1 - rho**2)
+    return lfilter([1.0], [1.0, -rho], shocks, axis=1)
+
+
+def ar1_log_likelihood(residual: np.ndarray, loadings: np.ndarray, private: np.ndarray, rho: float) -> np.ndarray:
+    """Exact log density of each trial's frames ``r_f = C h_f + eps_f``, ``eps_f ~ Normal(0,
+    diag(psi))``, ``h`` the AR(1) states of :func:`ar1_latent_state`: the Kalman filter's
+    prediction errors, frame by frame.
+
+    Parameters
+    ----------
+    residual : numpy.ndarray, shape (trials, frames, neurons)
+    loadings : numpy.ndarray, shape (neurons, rank)
+    private : numpy.ndarray, shape (neurons,)
+    rho : float
+
+    Returns
+    -------
+    numpy.ndarray, shape (trials,)
+    """
+    trials, frames, n = residual.shape
+    k = loadings.shape[1]
+    mean, cov = np.zeros((trials, k)), np.eye(k)
+    total = np.zeros(trials)
+    for f in range(frames):  # the filter's covariance is the same for every trial
+        if f:
+            mean, cov = rho * mean, rho**2 * cov + (1 - rho**2) * np.eye(k)
+        s = loadings @ cov @ loadings.T + np.diag(private)
+        chol = np.linalg.cholesky(s)
+        innovation = residual[:, f] - mean @ loadings.T
+        white = np.linalg.solve(chol, innovation.T)  # (n, trials)
+        total += -0.5 * (n * np.log(2 * np.pi) + 2 * np.log(np.diag(chol)).sum() + (white**2).sum(0))
+        gain = np.linalg.solve(s, loadings @ cov).T  # (k, n)
+        mean, cov = mean + innovation @ gain.T, cov - gain @ loadings @ cov
+    return total

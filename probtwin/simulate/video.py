@@ -39,7 +39,7 @@ from scipy.signal import lfilter
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 from probtwin.simulate.images import pink_noise_images, shift_images
-from probtwin.simulate.noise import LIKELIHOODS, observe
+from probtwin.simulate.noise import LIKELIHOODS, ar1_latent_state, ar1_log_likelihood, observe
 from probtwin.simulate.population import firing_rate, receptive_field_geometry
 from probtwin.simulate.v1 import Simulation
 
@@ -240,6 +240,7 @@ def video(
     likelihood: str = "poisson",
     correlated_noise_rank: int = 0,
     noise_scale: float = 1.0,
+    latent_ar1: float = 0.0,
     repeats: int = 1,
     complex_fraction: float = 0.3,
     rf_scatter: float = 1.0,
@@ -266,6 +267,10 @@ def video(
     likelihood, correlated_noise_rank, noise_scale
         Observation model, per frame (see :mod:`probtwin.simulate.noise`; a latent state is drawn
         per frame).
+    latent_ar1 : float in [0, 1)
+        The latent state's correlation from one frame to the next (each dimension a stationary
+        AR(1) process, :func:`probtwin.simulate.noise.ar1_latent_state`); 0: drawn anew each
+        frame. ``log_likelihood`` is then the frames' exact joint density.
     repeats : int
         Presentations of each movie (in random order; behaviour and gaze differ between them).
     complex_fraction : float in [0, 1]
@@ -310,6 +315,10 @@ def video(
         raise DataError("n_frames", f"an integer of at least {LAGS} (the filters' lags)", repr(n_frames))
     if not 0 <= complex_fraction <= 1:
         raise DataError("complex_fraction", "a fraction in [0, 1]", repr(complex_fraction))
+    if not 0 <= latent_ar1 < 1:
+        raise DataError("latent_ar1", "a correlation in [0, 1)", repr(latent_ar1))
+    if latent_ar1 and correlated_noise_rank < 1:
+        raise DataError("latent_ar1", "0 with correlated_noise_rank=0 (no latent state)", repr(latent_ar1))
     height, width = image_size
     if min(height, width) < 8:
         raise DataError("image_size", "at least 8 x 8 pixels", repr(image_size))
@@ -359,9 +368,20 @@ def video(
     population.calibrate(shown[reference], gaze[reference])
     mean_response = population.mean_response(shown, behavior, gaze)
 
+    latent = None
+    if latent_ar1:
+        latent = ar1_latent_state(total, n_frames, correlated_noise_rank, latent_ar1, rng).reshape(total * n_frames, -1)
     flat, log_likelihood, noise = observe(
-        mean_response.reshape(-1, n_neurons), likelihood, correlated_noise_rank, rng, noise_scale
+        mean_response.reshape(-1, n_neurons), likelihood, correlated_noise_rank, rng, noise_scale, latent=latent
     )
+    if log_likelihood is not None:
+        log_likelihood = log_likelihood.reshape(total, n_frames).sum(1)
+    if latent is not None and log_likelihood is not None:  # the frames scored jointly
+        z = flat if likelihood == "normal" else np.log1p(flat)
+        jacobian = np.zeros(total) if likelihood == "normal" else -z.reshape(total, -1).sum(1)
+        residual = (z - noise["latent_mean"]).reshape(total, n_frames, n_neurons)
+        loadings, private = noise["latent_loadings"], noise["private_variance"]
+        log_likelihood = ar1_log_likelihood(residual, loadings, private, latent_ar1) + jacobian
     responses = flat.reshape(total, n_frames, n_neurons)
     per_trial = dict(noise)
     for key in ("latent_state", "latent_mean", "log_likelihood_given_latent"):  # per frame: (trials, frames, ...)
@@ -400,7 +420,7 @@ def video(
         "gaze": gaze,
         "displacement": displacement[order],
         "mean_response": mean_response,
-        **({} if log_likelihood is None else {"log_likelihood": log_likelihood.reshape(total, n_frames).sum(1)}),
+        **({} if log_likelihood is None else {"log_likelihood": log_likelihood}),
         **per_trial,
     }
     config = dict(
@@ -412,6 +432,7 @@ def video(
         likelihood=likelihood,
         correlated_noise_rank=correlated_noise_rank,
         noise_scale=noise_scale,
+        latent_ar1=latent_ar1,
         repeats=repeats,
         complex_fraction=complex_fraction,
         rf_scatter=rf_scatter,

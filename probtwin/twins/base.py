@@ -78,6 +78,7 @@ class Twin(WholeTwinPosterior, SessionRegistry, Persistent, nn.Module):
                 self.config.get("latent_rank", 0),
                 s.n_behavior,
                 self.config.get("dequantize", False),
+                **self._noise_options(),
             )
             for s in specs
         )
@@ -86,6 +87,10 @@ class Twin(WholeTwinPosterior, SessionRegistry, Persistent, nn.Module):
         self._register_sessions(specs)
         if self.recordings:
             self._standardize()
+
+    def _noise_options(self) -> dict:
+        """More settings of :func:`~probtwin.twins.noise.make_noise` a twin passes (none here)."""
+        return {}
 
     def _standardize(self) -> None:
         """Record each session's statistics over its train tier and check its responses."""

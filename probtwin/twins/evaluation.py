@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from probtwin import metrics
-from probtwin.data.padding import hold_padding
+from probtwin.data.padding import recorded_frames
 from probtwin.data.recording import Recording
 from probtwin.infer import query as q
 from probtwin.infer import seeded
-from probtwin.twins.noise import NoiseModel
+from probtwin.twins.noise import NoiseModel, per_frame
 
 __all__ = ["Evaluation", "mixture_log_predictive"]
 
@@ -71,8 +71,7 @@ class Evaluation:
         noise = self.noise[k]
         n_trials, n_neurons = y.shape[0], y.shape[-1]
         frames = y.ndim == 3  # per-frame responses: the noise model scores each frame's population
-        recorded = ~np.isnan(y).all(-1) if frames else None  # (trials, frames): padding frames False
-        held = hold_padding({"responses": y})[0]["responses"] if frames else y  # every value in the support
+        recorded, held = recorded_frames(y)  # (trials, frames): padding frames False
         out = {
             "responses": y,
             "mean": np.empty(y.shape, np.float32),
@@ -93,37 +92,31 @@ class Evaluation:
 
         extras: dict[int, tuple] = {}  # per chunk: what its readers took, kept for its scores
 
-        def flat(x: torch.Tensor | None) -> torch.Tensor | None:
-            """Per-frame values (..., trials, frames, d) as (..., trials * frames, d): the noise
-            model's trials."""
-            return x.flatten(-3, -2) if frames and x is not None and x.dim() >= 3 else x
-
         def chunk(sl: slice, batch: dict) -> tuple:
             # the location at the posterior mean: the latent count bound's guide and the halves' latent state
             center = self._point_location(k, batch, point) if noise.rank else None
-            extras[sl.start] = tuple(flat(x) for x in (self._tensor(held[sl]), center, batch.get("behavior")))
+            b = per_frame(batch.get("behavior"), y.shape[1]) if frames else batch.get("behavior")
             mask = None if recorded is None else torch.as_tensor(recorded[sl], device=self.device)
-            return (*extras[sl.start], mask)
+            extras[sl.start] = (self._tensor(held[sl]), center, b, mask)
+            return extras[sl.start]
 
         def log_predictive(trace, extra) -> torch.Tensor:
             """Per member (run under its parameters): its log predictive density and standard
-            error, (1, 2, chunk); per-frame responses: summed over each trial's recorded frames."""
+            error, (1, 2, chunk); per-frame responses: of each trial's recorded frames."""
             *given, mask = extra
             loc = fn(trace, ()).loc
-            lp, se = noise.log_predictive(flat(loc), *given)
-            se = torch.zeros_like(lp) if se is None else se
             if frames:
-                per_frame = loc.shape[-3:-1]
-                lp, se = lp.reshape(per_frame) * mask, se.reshape(per_frame) * mask
-                lp, se = lp.sum(-1), se.pow(2).sum(-1).sqrt()
+                lp, se = noise.log_predictive_frames(loc, *given, mask)
+            else:
+                lp, se = noise.log_predictive(loc, *given)
+                se = torch.zeros_like(lp) if se is None else se
             return torch.stack([lp, se])[None]
 
         log_predictive.site, log_predictive.needs_value = site, False
         readers = {"mean": q.mean(site), "draw": q.draw(site), "log_predictive": log_predictive}
         with seeded(seed, self.device):
             for sl, _batch, res in self._run(k, stimuli, behavior, gaze, num_samples, readers, extra=chunk):
-                yt, center, b = extras.pop(sl.start)
-                self._score_chunk(out, sl, res, (yt, center, b), noise, halves)
+                self._score_chunk(out, sl, res, extras.pop(sl.start), noise, halves)
         if recorded is not None and not recorded.all():  # no prediction where a trial has no frame
             for key in ("mean", "conditional"):
                 if key in out:
@@ -134,9 +127,9 @@ class Evaluation:
     @staticmethod
     def _score_chunk(out: dict, sl: slice, res: dict, given: tuple, noise: NoiseModel, halves) -> None:
         """The scores of one chunk of trials (see :meth:`_scores`): the engine's readings
-        ``res``; ``given``: the responses, the location at the posterior mean and the behaviour,
-        per frame flattened into the noise model's trials."""
-        yt, center, b = given
+        ``res``; ``given``: the responses, the location at the posterior mean, the behaviour
+        and (per frame) the recorded frames."""
+        yt, center, b, frame_mask = given
         out["mean"][sl] = res["mean"].mean(0).cpu().numpy()
         out["samples"][:, sl] = res["draw"].cpu().numpy()
         lp, se = mixture_log_predictive(res["log_predictive"].double())
@@ -145,9 +138,12 @@ class Evaluation:
         if halves is not None:
             cond = torch.empty_like(yt)
             for observed, target in (halves, halves[::-1]):
-                mean, cov = noise.latent_posterior(center, yt, observed, b)
-                cond[:, target] = noise.conditional_mean(center, mean, cov)[:, target]
-            out["conditional"][sl] = cond.reshape(out["conditional"][sl].shape).cpu().numpy()
+                if frame_mask is None:
+                    mean, cov = noise.latent_posterior(center, yt, observed, b)
+                else:
+                    mean, cov = noise.latent_posterior_frames(center, yt, observed, b, frame_mask)
+                cond[..., target] = noise.conditional_mean(center, mean, cov)[..., target]
+            out["conditional"][sl] = cond.cpu().numpy()
 
     def evaluate(
         self, rec: Recording, tier: str = "test", num_samples: int = 100, seed: int = 0, session: Any = None

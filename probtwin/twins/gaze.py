@@ -73,7 +73,7 @@ from probtwin.twins.gaze_queries import GazeQueries
 from probtwin.twins.gaze_readout import GazeReadout, kernel_basis
 from probtwin.twins.image import ImageTwin
 from probtwin.twins.likelihoods import link
-from probtwin.twins.video import per_frame
+from probtwin.twins.noise import per_frame
 
 __all__ = ["GazeTwin"]
 

@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from probtwin.data.padding import recorded_frames
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 from probtwin.infer import query as q
-from probtwin.twins.noise import NoiseModel
+from probtwin.twins.noise import NoiseModel, per_frame
 
 __all__ = ["LatentStateQueries"]
 
@@ -34,7 +35,8 @@ class LatentStateQueries:
     def latent_state(
         self, rec: Recording, tier: str | None = "test", level: float = 0.9, session: Any = None
     ) -> dict[str, np.ndarray]:
-        """Posterior of each trial's latent state ``h_t`` given the population's responses.
+        """Posterior of each trial's latent state ``h_t`` (each frame's, ``h_tf``) given the
+        population's responses.
 
         Parameters
         ----------
@@ -48,8 +50,10 @@ class LatentStateQueries:
         -------
         dict
             ``mean``, ``sd``, ``lower``, ``upper`` (trials, k) and ``trial_index`` (trials,), the
-            rows in ``rec``. Flows: the exact Gaussian posterior; latent counts: the amortized
-            guide. The latent axes are identified up to a rotation (as in factor analysis).
+            rows in ``rec``; for responses per frame, each frame's state ``h_tf``: (trials,
+            frames, k), NaN on a trial's padding frames. Flows: the exact Gaussian posterior;
+            latent counts: the amortized guide. The latent axes are identified up to a rotation
+            (as in factor analysis).
         """
         if not 0 < level < 1:
             raise DataError("level", "a probability in (0, 1)", repr(level))
@@ -57,15 +61,24 @@ class LatentStateQueries:
         k, stimuli, behavior, gaze = self._inputs(part, session)
         noise = self._latent_noise(k)
         y = self._check_responses(k, part)
-        mean = np.empty((len(y), noise.rank))
+        frames = y.ndim == 3
+        recorded, held = recorded_frames(y)  # (trials, frames): padding frames False
+        mean = np.empty((*y.shape[:-1], noise.rank))
         sd = np.empty_like(mean)
         point = self._posterior_draws(k, None)
         self.train(False)
         for sl, batch, _ in self._chunk_args(k, (stimuli, behavior, gaze), 1):
             loc = self._point_location(k, batch, point)
-            m, cov = noise.latent_posterior(loc, self._tensor(y[sl]), None, batch.get("behavior"))
+            if frames:
+                b = per_frame(batch.get("behavior"), y.shape[1])
+                mask = torch.as_tensor(recorded[sl], device=self.device)
+                m, cov = noise.latent_posterior_frames(loc, self._tensor(held[sl]), None, b, mask)
+            else:
+                m, cov = noise.latent_posterior(loc, self._tensor(y[sl]), None, batch.get("behavior"))
             mean[sl] = m.cpu().numpy()
             sd[sl] = torch.diagonal(cov, dim1=-2, dim2=-1).sqrt().cpu().numpy()
+        if recorded is not None:
+            mean[~recorded], sd[~recorded] = np.nan, np.nan
         z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)))
         return {"mean": mean, "sd": sd, "lower": mean - z * sd, "upper": mean + z * sd, "trial_index": part.trial_index}
 

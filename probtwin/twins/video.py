@@ -10,8 +10,9 @@ For session s, trial t (video x_t, behaviour b_tf and gaze g_tf per frame f) and
     core            F_f = F_theta([x~_t, b_t])[f]                 factorized 3-D core, causal in time
     gain            gain_tfi = exp(u_i . z_psi(b_tf))             per-frame modulator
     mean            lambda_tfi = f(w_i . F_f[p_i] + beta_i) gain_tfi
-    response        y_tf ~ noise(lambda_tf)                       per frame: independent, or a flow
-                                                                  with a latent state per frame
+    response        y_tf ~ noise(lambda_tf)                       per frame: independent, a flow or
+                                                                  latent counts, a latent state
+                                                                  h_tf per frame
 
 The shifter moves each frame before the core (``retinal=True``), so that a saccade within the
 core's temporal window reaches it as the retina saw it: a jump of the image. Moving the readout
@@ -51,16 +52,9 @@ from probtwin.nn.gaze import lag_basis
 from probtwin.nn.shifter import shift_frames
 from probtwin.nn.video_core import FactorizedCore3d
 from probtwin.twins.image import ImageTwin
+from probtwin.twins.noise import per_frame
 
-__all__ = ["VideoTwin", "per_frame"]
-
-
-def per_frame(values: torch.Tensor | None, frames: int) -> torch.Tensor | None:
-    """Behaviour or gaze per frame (trials, frames, d): given so, or a per-trial value (trials, d)
-    repeated over ``frames``."""
-    if values is None or values.dim() == 3:
-        return values
-    return values[:, None].expand(-1, frames, -1)
+__all__ = ["VideoTwin"]
 
 
 class VideoTwin(ImageTwin):
@@ -72,8 +66,8 @@ class VideoTwin(ImageTwin):
         Videos (trials, C, frames, H, W) with responses (trials, frames, neurons); behaviour
         (trials, frames, d) and gaze (trials, frames, 2) per frame (or per trial).
     likelihood, noise
-        As :class:`~probtwin.twins.image.ImageTwin`, per frame; ``noise`` ``"independent"``,
-        ``"flow"`` or ``"zero_inflated_flow"`` (a flow's latent state is drawn per frame).
+        As :class:`~probtwin.twins.image.ImageTwin`, per frame: every noise model, a latent
+        state (of a flow, or of latent counts) drawn per frame.
     hidden_channels, layers, input_kernel, hidden_kernel : int
         The core's shape (:class:`~probtwin.nn.video_core.FactorizedCore3d`): channels, layers,
         spatial kernels of the first and the other layers.
@@ -89,6 +83,10 @@ class VideoTwin(ImageTwin):
         of its own, in ``readout_basis`` bumps (:func:`probtwin.nn.gaze.lag_basis`), one weight
         vector per bump (``weights`` of ``readout_basis * channels``), on top of the core's
         shared temporal filters. 1 and 1: the frame's features alone.
+    latent_ar1 : bool
+        A flow's latent state persists over frames: each dimension an AR(1) process with its own
+        learned frame-to-frame correlation (:mod:`probtwin.twins.state_space`); the frames of
+        a clip (a trial) are scored jointly, exactly. False: a state drawn anew each frame.
     clip_frames : int, optional
         Frames of each training clip (default: 60, or the trials' frames when shorter).
     burn_in : int, optional
@@ -128,13 +126,11 @@ class VideoTwin(ImageTwin):
         retinal: bool = True,
         readout_lags: int = 7,
         readout_basis: int = 4,
+        latent_ar1: bool = False,
         clip_frames: int | None = None,
         burn_in: int | None = None,
         **settings: Any,
     ) -> None:
-        if noise not in ("independent", "flow", "zero_inflated_flow"):
-            expected = "'independent', 'flow' or 'zero_inflated_flow' (per-frame noise of a video twin)"
-            raise DataError("noise", expected, repr(noise))
         for name, value in (
             ("input_frames", input_frames),
             ("hidden_frames", hidden_frames),
@@ -150,6 +146,7 @@ class VideoTwin(ImageTwin):
             "retinal": bool(retinal),
             "readout_lags": int(readout_lags),
             "readout_basis": int(readout_basis),
+            "latent_ar1": bool(latent_ar1),
         }
         super().__init__(
             recordings,
@@ -177,6 +174,9 @@ class VideoTwin(ImageTwin):
 
     def _check_specs(self) -> None:
         check_image_specs(self.specs, videos=True)
+
+    def _noise_options(self) -> dict:
+        return {"ar1": self._video["latent_ar1"]}
 
     def _default_core(self, in_channels: int) -> nn.Module:
         c = self.config

@@ -6,7 +6,7 @@ import torch
 
 import probtwin as pt
 from probtwin.data.batching import clip_arrays
-from probtwin.data.padding import check_padded, frame_counts, frame_mask, hold_padding
+from probtwin.data.padding import check_padded, frame_counts, frame_mask, hold_padding, recorded_frames
 from probtwin.data.registry import moments, response_stats
 from probtwin.twins.noise import make_noise
 from probtwin.twins.noise.base import PopulationResponse
@@ -147,3 +147,15 @@ def test_the_likelihood_scores_the_masked_frames_only(rng):
     lp = PopulationResponse(noise, loc, frames=True, frame_mask=mask).log_prob(y)
     full = noise.log_prob(loc, y)  # (trials, frames)
     torch.testing.assert_close(lp, torch.stack([full[0].sum(), full[1, :2].sum()]))
+
+
+def test_recorded_frames_marks_each_trials_frames_and_holds_its_padding():
+    y = np.arange(2 * 4 * 3, dtype=float).reshape(2, 4, 3)
+    y[1, 2:] = np.nan  # a trial of two frames
+    recorded, held = recorded_frames(y)
+    np.testing.assert_array_equal(recorded, [[True] * 4, [True, True, False, False]])
+    np.testing.assert_array_equal(held[1, 2:], np.stack([y[1, 1]] * 2))
+    np.testing.assert_array_equal(held[0], y[0])
+    per_trial = y[:, 0]
+    none, same = recorded_frames(per_trial)
+    assert none is None and same is per_trial

@@ -13,6 +13,7 @@ from probtwin.twins.noise import (
     LatentCountNoise,
     gauss_hermite_mean,
     make_noise,
+    per_frame,
     resolve_likelihood,
 )
 
@@ -234,3 +235,70 @@ def test_a_dequantized_flow_scores_counts_once_dequantized():
     with seeded(5), torch.no_grad():
         draws = d.sample()
     assert torch.equal(draws, torch.floor(draws))  # responses are counts everywhere
+
+
+def test_a_per_frame_latent_state_scores_each_recorded_frame_given_its_own_state():
+    """Responses per frame with a latent state per frame: the trial's log density is the sum,
+    over its recorded frames, of each frame's density given that frame's state; expanding over
+    posterior draws keeps the state's (frames, k) axes."""
+    torch.manual_seed(0)
+    noise = LatentCountNoise(Likelihood("poisson", 4), 4, rank=2).double()
+    loc = torch.rand(3, 5, 4, dtype=torch.float64) * 3 + 0.5  # (trials, frames, neurons)
+    state = torch.randn(3, 5, 2, dtype=torch.float64)
+    y = torch.poisson(loc)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 3:] = False  # a trial of three frames
+    response = noise.distribution(loc, state, frames=True, frame_mask=mask)
+    assert response.batch_shape == (3,) and response.event_shape == (5, 4)
+    c = noise.loadings.detach()
+    rate = loc * torch.exp(state @ c.T - 0.5 * (c**2).sum(-1))
+    per_frame = torch.distributions.Poisson(rate).log_prob(y).sum(-1)
+    torch.testing.assert_close(response.log_prob(y), (per_frame * mask).sum(-1))
+    draws = response.expand((7, 3))
+    assert draws.state.shape == (7, 3, 5, 2) and draws.log_prob(y).shape == (7, 3)
+    torch.testing.assert_close(draws.log_prob(y)[4], response.log_prob(y))
+    with seeded(1):
+        assert response.sample((2,)).shape == (2, 3, 5, 4)
+
+
+def test_an_ar1_flow_persists_its_state_over_frames():
+    """noise='flow' with ar1: draws of T(y) covary C diag(rho^lag) C^T between frames and
+    C C^T + diag(psi) within one; the frames' joint density is the chain's (each frame alone
+    unchanged); with rho = 0 it is the independent frames' sum; padding frames add nothing."""
+    noise, y = _flow(n=4, k=2)
+    ar = FlowNoise(4, 2, ar1=True)
+    ar.initialize(_stats(y), "responses")
+    ar.load_state_dict({**noise.state_dict(), "raw_rho": torch.tensor([2.0, -1.0])})
+    ar = ar.double()
+    rho = ar.rho.detach()
+    loc = torch.zeros(20000, 3, 4, dtype=torch.float64)
+    with seeded(0):
+        z, _, _ = ar._gaussian(ar.sample_frames(loc))
+    loadings, private = (x.detach() for x in ar.covariance())
+    for lag in (0, 1, 2):
+        cov = (z[:, 0].T @ z[:, lag]) / len(z)
+        expected = loadings @ torch.diag(rho**lag) @ loadings.T + (torch.diag(private) if lag == 0 else 0)
+        torch.testing.assert_close(cov, expected, atol=0.04, rtol=0.05)
+
+    yt = torch.as_tensor(y[:12].reshape(3, 4, 4), dtype=torch.float64)  # (trials, frames, neurons)
+    loc = torch.randn(3, 4, 4, dtype=torch.float64) * 0.3
+    mask = torch.tensor([[True] * 4, [True, True, False, False], [True] * 4])
+    joint = ar.log_prob_frames(loc, yt, None, mask)
+    independent = noise.log_prob_frames(loc, yt, None, mask)
+    assert not torch.allclose(joint, independent)
+    with torch.no_grad():
+        ar.raw_rho.fill_(-40.0)
+    torch.testing.assert_close(ar.log_prob_frames(loc, yt, None, mask), independent)
+    torch.testing.assert_close(ar.log_prob_frames(loc[1:2, :2], yt[1:2, :2]), independent[1:2])
+    with pytest.raises(pt.DataError, match="latent_ar1"):
+        FlowNoise(4, 0, ar1=True)
+    with pytest.raises(pt.DataError, match="latent_ar1"):
+        make_noise("independent", "poisson", 4, ar1=True)
+
+
+def test_per_frame_values_repeat_per_trial_values_and_keep_the_scored_frames():
+    trial = torch.arange(6.0).reshape(3, 2)  # (trials, d)
+    assert torch.equal(per_frame(trial, 4), trial[:, None].expand(3, 4, 2))
+    clip = torch.arange(3 * 5 * 2.0).reshape(3, 5, 2)  # a clip's five frames, its first two unscored
+    assert torch.equal(per_frame(clip, 5), clip) and torch.equal(per_frame(clip, 3), clip[:, 2:])
+    assert per_frame(None, 3) is None

@@ -1,4 +1,5 @@
 import numpy as np
+import pyro
 import pytest
 import torch
 
@@ -233,12 +234,107 @@ def test_flow_noise_has_a_per_frame_latent_state():
     assert "conditional_correlation" in scores
 
 
+def test_an_ar1_flow_recovers_how_the_state_persists(tmp_path):
+    """latent_ar1=True: a flow whose latent state is an AR(1) process over frames, fitted on a
+    simulation whose state persists (rho = 0.8), learns rho; it scores the held-out frames
+    above the same twin with its state drawn anew each frame (rho = 0) and below the truth,
+    smooths each frame's state onto the true one, and saves and loads with its rho."""
+    from probtwin.bench.noise import canonical_correlations
+
+    sim = pt.simulate.video(
+        n_neurons=24,
+        n_trials=60,
+        n_frames=24,
+        image_size=(16, 20),
+        likelihood="lognormal",
+        correlated_noise_rank=2,
+        latent_ar1=0.8,
+        seed=3,
+    )
+    rec, test = sim.recording, sim.recording.split("test")
+    twin = pt.VideoTwin(rec, noise="flow", latent_rank=2, latent_ar1=True, clip_frames=16, **SMALL)
+    twin.fit(max_epochs=30, lr=0.01, progress=False)
+    np.testing.assert_allclose(twin.noise[0].rho.detach().numpy(), 0.8, atol=0.1)
+    bits = twin.evaluate(rec, "test", num_samples=20)["log_likelihood_bits"]
+    truth = sim.truth["log_likelihood"][test.trial_index].sum() / np.asarray(test.responses).size / np.log(2)
+    state = twin.latent_state(rec, "test")
+    assert state["mean"].shape == (test.n_trials, 24, 2)
+    true_state = sim.truth["latent_state"][test.trial_index]
+    assert canonical_correlations(state["mean"].reshape(-1, 2), true_state.reshape(-1, 2))[0] > 0.9
+
+    twin.save(tmp_path / "ar1.pt")
+    loaded = pt.load(tmp_path / "ar1.pt")
+    assert loaded.config["latent_ar1"]
+    torch.testing.assert_close(loaded.noise[0].rho, twin.noise[0].rho)
+    lp = twin.log_predictive(test, num_samples=4)
+    np.testing.assert_allclose(loaded.log_predictive(test, num_samples=4), lp, rtol=1e-5)
+    with torch.no_grad():
+        loaded.noise[0].raw_rho.fill_(-40.0)  # the same twin, its state drawn anew each frame
+    anew = loaded.evaluate(rec, "test", num_samples=20)["log_likelihood_bits"]
+    assert anew + 0.02 < bits < truth + 0.05
+
+
+@pytest.fixture(scope="module")
+def count_sim():
+    """Poisson counts whose log rates share a two-dimensional state drawn anew each frame."""
+    return pt.simulate.video(
+        n_neurons=24,
+        n_trials=60,
+        n_frames=24,
+        image_size=(16, 20),
+        mean_rate=3.0,
+        likelihood="poisson",
+        correlated_noise_rank=2,
+        noise_scale=2.0,
+        seed=7,
+    )
+
+
+def test_latent_counts_have_a_per_frame_latent_state(count_sim):
+    """noise='latent' per frame: a state h_tf per frame with an amortized guide scaled as its
+    clip's frames are; it beats independent Poisson noise on held-out frames, predicts half the
+    population from the other half, and its posterior follows the simulated per-frame state."""
+    from probtwin.bench.noise import canonical_correlations
+
+    rec = count_sim.recording
+    twins, scores = {}, {}
+    for noise, rank in (("latent", 2), ("independent", 0)):
+        twins[noise] = pt.VideoTwin(rec, noise=noise, latent_rank=rank, clip_frames=16, **SMALL)
+        twins[noise].fit(max_epochs=30, lr=0.01, progress=False)
+        scores[noise] = twins[noise].evaluate(rec, "test", num_samples=30)
+    latent = scores["latent"]
+    assert latent["log_likelihood_kind"] == "importance-weighted bound" and latent["log_likelihood_mc_error"] > 0
+    assert latent["log_likelihood_bits"] > scores["independent"]["log_likelihood_bits"] + 0.5
+    assert latent["conditional_correlation"] > latent["single_trial_correlation"] + 0.05
+
+    twin = twins["latent"]
+    state = twin.latent_state(rec, "test")
+    test = rec.split("test")
+    assert state["mean"].shape == (test.n_trials, 24, 2) and np.all(state["sd"] > 0)
+    truth = count_sim.truth["latent_state"][test.trial_index]
+    assert canonical_correlations(state["mean"].reshape(-1, 2), truth.reshape(-1, 2))[0] > 0.6
+
+    # the guide's per-frame state carries the scale of the model's: a clip stands for its trial
+    (batch,) = next(iter(twin.epoch_batches(0)))
+    guide = pyro.poutine.trace(twin.guide).get_trace(batch)
+    model = pyro.poutine.trace(pyro.poutine.replay(twin.model, trace=guide)).get_trace(batch)
+    site = guide.nodes["latent_0"]
+    assert site["value"].shape == (len(batch["index"]), 16 - twin.config["burn_in"], 2)
+    assert site["scale"] == model.nodes["latent_0"]["scale"] != 1.0
+
+
 def test_bad_input_is_a_data_error(sim):
     images = pt.simulate.v1(n_neurons=5, n_images=20, seed=0).recording
     with pytest.raises(pt.DataError, match="videos"):
         pt.VideoTwin(images)
     with pytest.raises(pt.DataError, match="noise"):
-        pt.VideoTwin(sim.recording, noise="latent", latent_rank=1)
+        pt.VideoTwin(sim.recording, noise="lognormal")
+    for bad in ({"noise": "latent", "latent_rank": 1}, {"noise": "flow", "latent_rank": 0}):
+        with pytest.raises(pt.DataError, match="latent_ar1"):  # only a flow's latent state persists
+            pt.VideoTwin(sim.recording, latent_ar1=True, **bad, **SMALL)
+    for bad in ({"latent_ar1": 1.0, "correlated_noise_rank": 1}, {"latent_ar1": 0.5}):
+        with pytest.raises(pt.DataError, match="latent_ar1"):
+            pt.simulate.video(n_neurons=4, n_trials=2, n_frames=12, **bad)
     with pytest.raises(pt.DataError, match="clip_frames"):
         pt.VideoTwin(sim.recording, clip_frames=25, **SMALL)
     with pytest.raises(pt.DataError, match="burn_in"):
@@ -385,6 +481,20 @@ def test_trials_of_unequal_length(sim):
     assert np.isnan(intact.samples[:, ~recorded[padded.tiers == "test"]]).all()
     with pytest.raises(pt.DataError, match="equal length"):
         twin.to_arviz(padded, "test", num_samples=2)
+
+    # a per-frame latent state: a padding frame keeps the prior in the guide (adding nothing to
+    # the bound) and has no posterior state
+    latent = pt.VideoTwin(padded, noise="latent", latent_rank=2, clip_frames=16, **SMALL)
+    latent._batch_size, latent._seed = 8, 0
+    (batch,) = next(iter(latent.epoch_batches(1)))
+    site = pyro.poutine.trace(latent.guide).get_trace(batch).nodes["latent_0"]["fn"].base_dist
+    padding = ~batch["frame_mask"]
+    assert padding.any() and (site.loc[padding] == 0).all() and (site.scale[padding] == 1).all()
+    assert (site.scale[~padding] != 1).all()
+    latent.fit(max_epochs=2, lr=0.01, progress=False)
+    state = latent.latent_state(padded, tier=None)["mean"]
+    assert np.isnan(state[~recorded]).all() and np.isfinite(state[recorded]).all()
+    assert np.isfinite(latent.evaluate(padded, num_samples=8)["log_likelihood_bits"])
 
 
 def test_spatiotemporal_receptive_fields_recover_the_simple_cells_filters(fitted, sim):

@@ -25,6 +25,11 @@ count model the marginal has no closed form: ``h_t`` is a local latent variable 
 guide, an encoder of the responses (and of behaviour), and the held-out log-likelihood is an
 importance-weighted bound. The negative binomial's gamma mixing plays the part of a private
 log-rate fluctuation ``e_ti``, marginalised exactly.
+
+For responses per frame (:class:`~probtwin.twins.video.VideoTwin`) each frame has its own
+latent state, independent over frames; a flow's may instead persist over a trial's frames as an
+AR(1) process (``ar1``; :mod:`probtwin.twins.state_space`), its frames then scored jointly
+(``NoiseModel.log_prob_frames`` and the other ``*_frames`` methods).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from probtwin.twins.noise.base import (
     PopulationResponse,
     gauss_hermite_mean,
     open_uniform,
+    per_frame,
 )
 from probtwin.twins.noise.flow import FlowNoise
 from probtwin.twins.noise.independent import IndependentNoise
@@ -55,6 +61,7 @@ __all__ = [
     "gauss_hermite_mean",
     "make_noise",
     "open_uniform",
+    "per_frame",
     "resolve_likelihood",
 ]
 
@@ -84,8 +91,12 @@ def make_noise(
     latent_rank: int = 0,
     n_behavior: int = 0,
     dequantize: bool = False,
+    ar1: bool = False,
 ) -> NoiseModel:
-    """Build a session's noise model (see the module docstring)."""
+    """Build a session's noise model (see the module docstring); ``ar1``: a flow's latent state
+    persists over frames (responses per frame)."""
+    if ar1 and noise not in ("flow", "zero_inflated_flow"):
+        raise DataError("latent_ar1", "False unless noise is 'flow' or 'zero_inflated_flow'", f"True, noise={noise!r}")
     if int(latent_rank) != latent_rank or latent_rank < 0:
         raise DataError("latent_rank", "a non-negative integer", repr(latent_rank))
     if noise == "independent":
@@ -96,4 +107,5 @@ def make_noise(
         if latent_rank < 1:
             raise DataError("latent_rank", "at least 1 with noise='latent'", repr(latent_rank))
         return LatentCountNoise(Likelihood(likelihood, n_neurons), n_neurons, int(latent_rank), n_behavior)
-    return FlowNoise(n_neurons, int(latent_rank), zero_inflated=noise == "zero_inflated_flow", dequantize=dequantize)
+    zero_inflated = noise == "zero_inflated_flow"
+    return FlowNoise(n_neurons, int(latent_rank), zero_inflated=zero_inflated, dequantize=dequantize, ar1=ar1)

@@ -27,6 +27,7 @@ __all__ = [
     "PopulationResponse",
     "gauss_hermite_mean",
     "open_uniform",
+    "per_frame",
 ]
 
 QUADRATURE_NODES = 16
@@ -42,6 +43,17 @@ def gauss_hermite_mean(fn, loc: torch.Tensor, var: torch.Tensor, nodes: int = QU
     w = torch.as_tensor(w / np.sqrt(np.pi), dtype=loc.dtype, device=loc.device)[:, None]
     z = loc.unsqueeze(-2) + torch.sqrt(2 * var).unsqueeze(-2) * x  # (..., nodes, neurons)
     return (w * fn(z)).sum(-2)
+
+
+def per_frame(values: torch.Tensor | None, frames: int) -> torch.Tensor | None:
+    """Behaviour or gaze per frame, (trials, frames, d): given so, a per-trial value (trials, d)
+    repeated over ``frames``, or the last ``frames`` of more (a clip's inputs, whose first frames
+    are unscored)."""
+    if values is None:
+        return None
+    if values.dim() == 2:
+        return values[:, None].expand(-1, frames, -1)
+    return values[:, values.shape[1] - frames :]
 
 
 def open_uniform(like: torch.Tensor) -> torch.Tensor:
@@ -101,7 +113,8 @@ class NoiseModel(nn.Module, ABC):
 
     def local_state(self, name: str, batch: dict, loc: torch.Tensor) -> torch.Tensor | None:
         """Model statements of a per-trial latent the likelihood is given (inside the trials
-        plate); None where the distribution marginalises it."""
+        plate; per frame, (trials, frames, k), where ``batch["per_frame"]``); None where the
+        distribution marginalises it."""
         return None
 
     def observe(self, name: str, loc: torch.Tensor, batch: dict) -> None:
@@ -116,6 +129,41 @@ class NoiseModel(nn.Module, ABC):
             state = self.local_state(name, batch, loc)
             response = self.distribution(loc, state, frames, batch.get("frame_mask"))
             pyro.sample(name, response, obs=batch["responses"])
+
+    # ----------------------------------------------------------- a trial's frames
+    # Per-frame responses (..., trials, frames, neurons), ``frame_mask`` (trials, frames) the
+    # frames a trial has. By default the frames are independent given their locations (and their
+    # own latent states); a model whose state persists over frames overrides these.
+
+    def log_prob_frames(
+        self, loc: torch.Tensor, y: torch.Tensor, state: torch.Tensor | None = None, frame_mask=None, **options
+    ) -> torch.Tensor:
+        """Log density of each trial's frames, (..., trials), summed over the frames in
+        ``frame_mask`` (``options``: :meth:`log_prob`'s)."""
+        lp = self.log_prob(loc, y, state, **options)
+        if frame_mask is not None:
+            lp = torch.where(frame_mask, lp, torch.zeros_like(lp))
+        return lp.sum(-1)
+
+    def sample_frames(self, loc: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        """Responses of each trial's frames, one draw per location, (..., trials, frames, neurons)."""
+        return self.sample(loc, state)
+
+    def log_predictive_frames(
+        self, loc: torch.Tensor, y: torch.Tensor, center, behavior, frame_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`log_predictive` of each trial's frames in ``frame_mask``: (trials,) log
+        density and standard error; ``loc`` (draws, trials, frames, neurons)."""
+        lp, se = self.log_predictive(loc, y, center, behavior)
+        se = torch.zeros_like(lp) if se is None else se
+        return (lp * frame_mask).sum(-1), (se.pow(2) * frame_mask).sum(-1).sqrt()
+
+    def latent_posterior_frames(
+        self, loc: torch.Tensor, y: torch.Tensor, mask=None, behavior=None, frame_mask=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`latent_posterior` of each frame's state, (..., trials, frames, k) and
+        (..., trials, frames, k, k), given the trial's responses on the frames in ``frame_mask``."""
+        return self.latent_posterior(loc, y, mask, behavior)
 
     def guide(self, name: str, batch: dict, center) -> None:
         """Guide statements of the local latent variables; ``center()`` is the location at the
@@ -181,11 +229,13 @@ class PopulationResponse(dist.TorchDistribution):
     ----------
     noise : NoiseModel
     loc : torch.Tensor, shape (..., trials, neurons), or (..., trials, frames, neurons)
-    state : torch.Tensor, shape (..., trials, k), optional
-        The trials' latent state, where the model samples it (the density is then given it).
+    state : torch.Tensor, shape (..., trials, k) or (..., trials, frames, k), optional
+        The trials' (frames') latent state, where the model samples it (the density is then
+        given it).
     frames : bool
         Per-frame responses: the event is (frames, neurons), each frame's population response
-        scored by the noise model, the frames independent given their locations.
+        scored by the noise model, the frames independent given their locations (and their
+        latent states).
     frame_mask : torch.Tensor of bool, shape (trials, frames), optional
         Per-frame responses of trials of unequal length: the frames that are the trials' (the
         others, padding, add nothing to the log density).
@@ -207,8 +257,6 @@ class PopulationResponse(dist.TorchDistribution):
         frames: bool = False,
         frame_mask: torch.Tensor | None = None,
     ) -> None:
-        if frames and state is not None:
-            raise ValueError("a per-trial latent state is not defined for per-frame responses")
         if frame_mask is not None and not frames:
             raise ValueError("a frame mask needs per-frame responses")
         self.noise, self.loc, self.state, self.frames, self.frame_mask = noise, loc, state, frames, frame_mask
@@ -217,7 +265,10 @@ class PopulationResponse(dist.TorchDistribution):
 
     def expand(self, batch_shape, _instance=None) -> PopulationResponse:
         shape = torch.Size(batch_shape)
-        state = None if self.state is None else self.state.expand(*shape, self.state.shape[-1])
+        if self.state is not None:  # its axes after the trials: ([frames,] k)
+            state = self.state.expand(*shape, *self.state.shape[-len(self.event_shape) :])
+        else:
+            state = None
         loc = self.loc.expand(*shape, *self.event_shape)
         return PopulationResponse(self.noise, loc, state, self.frames, self.frame_mask)
 
@@ -226,16 +277,16 @@ class PopulationResponse(dist.TorchDistribution):
         return self.noise.mean(self.loc)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        lp = self.noise.log_prob(self.loc, value, self.state)
-        if self.frame_mask is not None:
-            lp = torch.where(self.frame_mask, lp, torch.zeros_like(lp))
-        return lp.sum(-1) if self.frames else lp
+        if self.frames:
+            return self.noise.log_prob_frames(self.loc, value, self.state, self.frame_mask)
+        return self.noise.log_prob(self.loc, value, self.state)
 
     def sample(self, sample_shape=()) -> torch.Tensor:
         shape = torch.Size(sample_shape)
         state = None if self.state is None else self.state.expand(*shape, *self.state.shape)
+        loc = self.loc.expand(*shape, *self.loc.shape)
         with torch.no_grad():
-            return self.noise.sample(self.loc.expand(*shape, *self.loc.shape), state)
+            return self.noise.sample_frames(loc, state) if self.frames else self.noise.sample(loc, state)
 
     def marginal(self) -> NeuronMarginal:
         """Each neuron's response on its own, the latent state integrated out."""
@@ -244,7 +295,12 @@ class PopulationResponse(dist.TorchDistribution):
     def conditional(self, observed: torch.Tensor, values: torch.Tensor) -> ConditionalResponse:
         """Every neuron given the ``observed`` ones (mask (..., neurons)) at ``values``, through the
         posterior of the shared latent state (independent noise: unchanged)."""
-        latent_mean, latent_cov = self.noise.latent_posterior(self.loc, values, observed)
+        if self.frames:
+            latent_mean, latent_cov = self.noise.latent_posterior_frames(
+                self.loc, values, observed, None, self.frame_mask
+            )
+        else:
+            latent_mean, latent_cov = self.noise.latent_posterior(self.loc, values, observed)
         return ConditionalResponse(self.noise.conditional_mean(self.loc, latent_mean, latent_cov))
 
 

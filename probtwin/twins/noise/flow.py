@@ -1,6 +1,7 @@
 """Latent-state flows (Bashiri et al. 2021): ``T(y_t) ~ Normal(l_t, C C^T + diag(psi))`` with a
 learned monotone flow ``T`` per neuron, an exact density; optionally zero-inflated (calcium)
-or dequantized (counts)."""
+or dequantized (counts), and for responses per frame optionally with a latent state that
+persists over frames (AR(1), :mod:`probtwin.twins.state_space`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from probtwin.twins.flows import MonotoneFlow
 from probtwin.twins.likelihoods import inverse_softplus
 from probtwin.twins.low_rank import conditional_latent, low_rank_log_prob
 from probtwin.twins.noise.base import QUADRATURE_NODES, NoiseModel, gauss_hermite_mean, open_uniform
+from probtwin.twins.state_space import ar1_cholesky, chain_log_prob, chain_posterior
 
 __all__ = ["FlowNoise"]
 
@@ -32,19 +34,31 @@ class FlowNoise(NoiseModel):
     dequantize : bool
         Integer responses: the flow models ``y + u``, ``u ~ Uniform(0, 1)``; its
         log-likelihood is then a lower bound of the discrete one, and samples are rounded down.
+    ar1 : bool
+        Responses per frame: each latent dimension persists over a trial's frames as a
+        stationary AR(1) process, ``h_f = rho h_{f-1} + sqrt(1 - rho^2) eta_f``, ``rho`` (k,)
+        learned in [0, 0.999); each frame alone is the model above, the frames' joint density
+        exact (a linear-Gaussian state-space model). False: a state drawn anew each frame.
     """
 
     gaussian_space = True
     elements = QUADRATURE_NODES
     log_likelihood_kind = "analytic"
 
-    def __init__(self, n_neurons: int, rank: int, zero_inflated: bool = False, dequantize: bool = False) -> None:
+    def __init__(
+        self, n_neurons: int, rank: int, zero_inflated: bool = False, dequantize: bool = False, ar1: bool = False
+    ) -> None:
         super().__init__()
         self.rank = rank
         self.zero_inflated = bool(zero_inflated)
         self.dequantize = bool(dequantize)
+        self.ar1 = bool(ar1)
         if self.zero_inflated and self.dequantize:
             raise DataError("dequantize", "False with noise='zero_inflated_flow' (zeros are modelled)", "True")
+        if self.ar1 and rank < 1:
+            raise DataError("latent_ar1", "False with latent_rank=0 (no latent state to persist)", "True")
+        if self.ar1:
+            self.raw_rho = nn.Parameter(torch.zeros(rank))  # rho = 0.5 to start
         if self.dequantize:
             self.log_likelihood_kind = "dequantized lower bound"
         self.flow = MonotoneFlow(n_neurons, log_stage=self.zero_inflated or self.dequantize)
@@ -91,6 +105,13 @@ class FlowNoise(NoiseModel):
 
     def covariance(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.loadings, F.softplus(self.raw_private) + 1e-5
+
+    @property
+    def rho(self) -> torch.Tensor:
+        """Each latent dimension's correlation from one frame to the next, (k,) (0 without AR(1))."""
+        if not self.ar1:
+            return torch.zeros_like(self.raw_private[: self.rank])
+        return 0.999 * torch.sigmoid(self.raw_rho)
 
     @property
     def q(self) -> torch.Tensor:
@@ -185,3 +206,68 @@ class FlowNoise(NoiseModel):
         loadings, private = self.covariance()
         shared = torch.einsum("nk,...kl,nl->...n", loadings, cov, loadings)
         return self._mean(loc + mean @ loadings.T, private + shared)
+
+    # ----------------------------------------------------------- a trial's frames (AR(1))
+
+    def _observed(self, nonzero, mask, frame_mask, like: torch.Tensor) -> torch.Tensor:
+        """Which responses (..., trials, frames, neurons) the Gaussian space holds: non-zero (zero
+        inflation), of the neurons in ``mask``, on the frames in ``frame_mask``."""
+        observed = torch.ones_like(like, dtype=torch.bool)
+        for m in (nonzero, mask, None if frame_mask is None else frame_mask[..., None]):
+            if m is not None:
+                observed = observed & m
+        return observed
+
+    def log_prob_frames(self, loc, y, state=None, frame_mask=None, extra_variance=None):
+        """With AR(1): the exact joint density of each trial's frames (in ``frame_mask``), the
+        states integrated out by the chain (:func:`~probtwin.twins.state_space.chain_log_prob`)."""
+        if not self.ar1:
+            return super().log_prob_frames(loc, y, state, frame_mask, extra_variance=extra_variance)
+        if self.dequantize:
+            y = y + open_uniform(y)
+        loadings, private = self.covariance()
+        if extra_variance is not None:
+            private = private + extra_variance
+        z, log_det, nonzero = self._gaussian(y)
+        observed = self._observed(nonzero, None, frame_mask, z)
+        lp = chain_log_prob(z - loc, loadings, private, self.rho, observed)
+        frame = torch.ones_like(log_det) if frame_mask is None else frame_mask[..., None].to(log_det.dtype)
+        lp = lp + (log_det * frame).sum((-2, -1))
+        if self.zero_inflated:
+            q = self.q
+            lp = lp + (torch.where(nonzero, torch.log(q), torch.log1p(-q)) * frame).sum((-2, -1))
+        return lp
+
+    def sample_frames(self, loc, state=None):
+        """With AR(1): each trial's states drawn jointly over its frames."""
+        if not self.ar1:
+            return super().sample_frames(loc, state)
+        loadings, private = self.covariance()
+        frames = loc.shape[-2]
+        eta = torch.randn((*loc.shape[:-1], self.rank), dtype=loc.dtype, device=loc.device)
+        h = torch.einsum("dfg,...gd->...fd", ar1_cholesky(self.rho, frames).to(loc.dtype), eta)
+        y = self._response(loc + h @ loadings.T + torch.randn_like(loc) * private.sqrt())
+        if self.zero_inflated:
+            y = y * (torch.rand_like(loc) < self.q)
+        return y
+
+    def log_predictive_frames(self, loc, y, center, behavior, frame_mask):
+        """With AR(1): as :meth:`log_predictive`, the posterior spread of the locations widening
+        the private variances, over each trial's frames jointly."""
+        if not self.ar1:
+            return super().log_predictive_frames(loc, y, center, behavior, frame_mask)
+        spread = loc.var(0, unbiased=False) if loc.shape[0] > 1 else None
+        lp = self.log_prob_frames(loc.mean(0), y, None, frame_mask, extra_variance=spread)
+        return lp, torch.zeros_like(lp)
+
+    def latent_posterior_frames(self, loc, y, mask=None, behavior=None, frame_mask=None):
+        """With AR(1): each frame's state given all the trial's frames (smoothing,
+        :func:`~probtwin.twins.state_space.chain_posterior`)."""
+        if not self.ar1:
+            return super().latent_posterior_frames(loc, y, mask, behavior, frame_mask)
+        if self.dequantize:
+            y = y + 0.5
+        z, _, nonzero = self._gaussian(y)
+        loadings, private = self.covariance()
+        observed = self._observed(nonzero, mask, frame_mask, z)
+        return chain_posterior(z - loc, loadings, private, self.rho, observed)

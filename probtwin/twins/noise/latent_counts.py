@@ -1,5 +1,5 @@
-"""Spike counts with a shared latent state on the log rate, ``h_t`` a per-trial latent with an
-amortized guide."""
+"""Spike counts with a shared latent state on the log rate, ``h_t`` a per-trial (per-frame, for
+responses per frame) latent with an amortized guide."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro import poutine
 from torch import nn
 from torch.nn import functional as F
 
 from probtwin.nn.mlp import mlp
 from probtwin.twins.likelihoods import Likelihood
 from probtwin.twins.low_rank import capacitance
-from probtwin.twins.noise.base import QUADRATURE_NODES, NoiseModel
+from probtwin.twins.noise.base import QUADRATURE_NODES, NoiseModel, per_frame
 
 __all__ = ["LatentCountNoise"]
 
@@ -26,6 +27,8 @@ class LatentCountNoise(NoiseModel):
     ``y_ti ~ likelihood(l_ti exp(c_i . h_t - |c_i|^2 / 2))``, ``h_t ~ Normal(0, I_k)``: the
     ``-|c_i|^2 / 2`` keeps ``l_ti`` the mean response. The guide of ``h_t`` is an encoder
     (a two-layer perceptron) of the log responses relative to the prediction, and of behaviour.
+    For responses per frame, each frame ``f`` of trial ``t`` has its own state ``h_tf``,
+    independent over frames, and the encoder reads that frame's responses and behaviour.
 
     Parameters
     ----------
@@ -73,18 +76,32 @@ class LatentCountNoise(NoiseModel):
         return out[..., : self.rank], F.softplus(out[..., self.rank :]) + 1e-4
 
     def local_state(self, name: str, batch: dict, loc: torch.Tensor) -> torch.Tensor:
-        """``h_t ~ Normal(0, I_k)``, the site ``latent_<session>``."""
+        """``h_t ~ Normal(0, I_k)``, the site ``latent_<session>``; per frame, ``h_tf``, (trials,
+        frames, k), its frames in the event."""
         zeros = loc.new_zeros(*loc.shape[:-1], self.rank)
-        return pyro.sample(f"latent_{batch['session']}", dist.Normal(zeros, 1.0).to_event(1))
+        event = 2 if batch.get("per_frame") else 1
+        return pyro.sample(f"latent_{batch['session']}", dist.Normal(zeros, 1.0).to_event(event))
 
     def guide(self, name: str, batch: dict, center) -> None:
-        """``q(h_t | y_t, b_t)``, where the batch has responses (else the prior draws ``h_t``)."""
-        if batch.get("responses") is None:
+        """``q(h_t | y_t, b_t)``, where the batch has responses (else the prior draws ``h_t``).
+
+        Per frame, ``q(h_tf | y_tf, b_tf)`` for each scored frame, scaled as the model scales the
+        clip's frames (``likelihood_scale``); a padding frame (outside ``frame_mask``) keeps the
+        prior, adding nothing to the bound."""
+        y = batch.get("responses")
+        if y is None:
             return
         k = batch["session"]
-        mean, sd = self._encode(center().detach(), batch["responses"], batch.get("behavior"))
-        with pyro.plate(f"trials_{k}", batch["n_total"], subsample=batch["index"], dim=-1):
-            pyro.sample(f"latent_{k}", dist.Normal(mean, sd).to_event(1))
+        frames = bool(batch.get("per_frame"))
+        behavior = per_frame(batch.get("behavior"), y.shape[1]) if frames else batch.get("behavior")
+        mean, sd = self._encode(center().detach(), y, behavior)
+        mask = batch.get("frame_mask")
+        if mask is not None:
+            mean = torch.where(mask[..., None], mean, torch.zeros_like(mean))
+            sd = torch.where(mask[..., None], sd, torch.ones_like(sd))
+        plate = pyro.plate(f"trials_{k}", batch["n_total"], subsample=batch["index"], dim=-1)
+        with plate, poutine.scale(scale=batch.get("likelihood_scale", 1.0)):
+            pyro.sample(f"latent_{k}", dist.Normal(mean, sd).to_event(2 if frames else 1))
 
     def log_prob(self, loc, y, state=None):
         if state is None:
