@@ -329,11 +329,12 @@ def _bench_noise(args: argparse.Namespace) -> None:
         )
     elif args.what == "noise-v4":
         r = noise.run_count_noise(rank=args.rank or 3, max_epochs=args.epochs or 200, time_limit=args.time_limit)
-    elif args.what == "noise-video":
+    elif args.what in ("noise-video", "noise-video-ar1"):
         limit = 600.0 if args.time_limit is None else args.time_limit
         seed = 5 if args.first_seed == 0 else args.first_seed
-        r = noise.run_video_count_noise(
-            seed, args.neurons or 100, args.images or 120, args.frames, args.rank or 2, time_limit=limit
+        model = "ar1" if args.what.endswith("ar1") else "latent"
+        r = noise.run_video_noise(
+            model, seed, args.neurons or 100, args.images or 120, args.frames, args.rank or 2, time_limit=limit
         )
     else:
         smallest = args.neurons or 1000
@@ -376,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "noise-simulation",
             "noise-v4",
             "noise-video",
+            "noise-video-ar1",
             "noise-scale",
             "experiments",
             "motor-real",
@@ -398,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--first-seed",
         type=int,
         default=0,
-        help="the first simulation seed (posterior; video, noise-video: the seed, 0 meaning the evaluation seed 5)",
+        help="the first simulation seed (posterior; video, noise-video[-ar1]: the seed, 0 meaning seed 5)",
     )
     bench.add_argument(
         "--posteriors",

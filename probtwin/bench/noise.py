@@ -25,7 +25,7 @@ __all__ = [
     "oracle_scores",
     "run_count_noise",
     "run_flow_noise",
-    "run_video_count_noise",
+    "run_video_noise",
     "step_scaling",
 ]
 
@@ -240,55 +240,74 @@ def run_count_noise(
     return out
 
 
-def run_video_count_noise(
+def run_video_noise(
+    model: str = "latent",
     seed: int = 5,
     n_neurons: int = 100,
     n_trials: int = 120,
     n_frames: int = 60,
     rank: int = 2,
-    noise_scale: float = 2.0,
     time_limit: float = 600.0,
     num_samples: int = 100,
+    rho: float = 0.8,
 ) -> dict[str, float]:
-    """Movies whose Poisson counts share a state drawn anew each frame
-    (:func:`probtwin.simulate.video` with ``correlated_noise_rank``): the video twin with latent
-    counts per frame beside the independent Poisson video twin, each its defaults and
-    ``time_limit`` seconds, scored on the test frames.
+    """A noise model of the video twin against the one it extends, each fitted with its defaults
+    and ``time_limit`` seconds on one simulation (:func:`probtwin.simulate.video`), scored on the
+    test frames.
+
+    Parameters
+    ----------
+    model : {"latent", "ar1"}
+        ``"latent"``: Poisson counts sharing a state drawn anew each frame (``noise_scale`` 2);
+        latent counts per frame (``latent``) beside independent Poisson noise (``independent``).
+        ``"ar1"``: a log-normal flow whose state persists over frames with correlation ``rho``;
+        the flow with ``latent_ar1=True`` (``ar1``) beside the flow with a state drawn anew each
+        frame (``per_frame``).
 
     Returns
     -------
     dict
-        Per side (``latent``, ``independent``): held-out bits per neuron per frame, single-trial
-        and conditional correlation (half the population predicted from the other half; for
-        independent noise the plain prediction), 90% coverage, epochs and minutes; the true
-        model's single-trial correlation (``true_model``) and that of its rate given the true
-        per-frame state (``true_given_state``, the ceiling of a conditional prediction); and the
-        first canonical correlation of the latent twin's posterior state with the true one.
+        Per side: held-out bits per neuron per frame, single-trial and conditional correlation
+        (half the population predicted from the other half; for independent noise the plain
+        prediction), 90% coverage, epochs and minutes; the true model's single-trial correlation
+        (``true_model``), that of its mean given the true per-frame state (``true_given_state``,
+        the ceiling of a conditional prediction), the true bits where the simulator has them
+        (``true_bits``), the first canonical correlation of the twin's posterior state with the
+        true one, ``gain_bits``, and with AR(1) the learned ``rho`` of each dimension.
     """
     from probtwin.simulate.video import video
     from probtwin.twins.video import VideoTwin
 
-    sim = video(
-        n_neurons=n_neurons,
-        n_trials=n_trials,
-        n_frames=n_frames,
-        seed=seed,
-        correlated_noise_rank=rank,
-        noise_scale=noise_scale,
-    )
+    if model == "latent":
+        options = dict(likelihood="poisson", noise_scale=2.0)
+        sides = {"latent": dict(noise="latent", latent_rank=rank), "independent": {}}
+    elif model == "ar1":
+        options = dict(likelihood="lognormal", latent_ar1=rho)
+        flow = dict(noise="flow", latent_rank=rank)
+        sides = {"ar1": dict(flow, latent_ar1=True), "per_frame": flow}
+    else:
+        raise DataError("model", "'latent' or 'ar1'", repr(model))
+    sim = video(n_neurons, n_trials, n_frames, seed=seed, correlated_noise_rank=rank, **options)
     rec, truth = sim.recording, sim.truth
     test = rec.split("test")
     y = np.asarray(test.responses)
-    mean = truth["mean_response"][test.trial_index]
     c, h = truth["latent_loadings"], truth["latent_state"][test.trial_index]
-    given_state = mean * np.exp(h @ c.T - 0.5 * (c**2).sum(-1))
+    if model == "latent":
+        mean = truth["mean_response"][test.trial_index]
+        given_state = mean * np.exp(h @ c.T - 0.5 * (c**2).sum(-1))
+    else:
+        z = truth["latent_mean"][test.trial_index] + h @ c.T
+        given_state = np.expm1(z + truth["private_variance"] / 2)
     out: dict[str, float] = {
-        "true_model": float(np.nanmean(single_trial_correlation(y, mean))),
+        "simulation": f"{n_neurons} neurons, {n_trials} movies of {n_frames} frames, seed {seed}, {model}",
+        "true_model": float(np.nanmean(single_trial_correlation(y, truth["mean_response"][test.trial_index]))),
         "true_given_state": float(np.nanmean(single_trial_correlation(y, given_state))),
     }
-    for name, options in {"latent": dict(noise="latent", latent_rank=rank), "independent": {}}.items():
+    if "log_likelihood" in truth:
+        out["true_bits"] = float(truth["log_likelihood"][test.trial_index].sum() / y.size / _LN2)
+    for name, settings in sides.items():
         start = time.perf_counter()
-        twin = VideoTwin(rec, **options)
+        twin = VideoTwin(rec, **settings)
         twin.fit(time_limit=time_limit, progress=False)
         scores = twin.evaluate(rec, "test", num_samples=num_samples)
         for key in ("log_likelihood_bits", "single_trial_correlation", "coverage_90"):
@@ -298,12 +317,15 @@ def run_video_count_noise(
         )
         out[f"{name}_epochs"] = len(twin.history)
         out[f"{name}_minutes"] = (time.perf_counter() - start) / 60
-        if name == "latent":
+        if twin.noise[0].rank:
             state = twin.latent_state(rec, "test")["mean"]
-            out["latent_state_canonical_correlation"] = float(
+            out[f"{name}_state_canonical_correlation"] = float(
                 canonical_correlations(state.reshape(-1, rank), h.reshape(-1, rank))[0]
             )
-    out["gain_bits"] = out["latent_log_likelihood_bits"] - out["independent_log_likelihood_bits"]
+        if settings.get("latent_ar1"):
+            out.update({f"ar1_rho_{d}": float(r) for d, r in enumerate(twin.noise[0].rho.detach().cpu())})
+    first, second = sides
+    out["gain_bits"] = out[f"{first}_log_likelihood_bits"] - out[f"{second}_log_likelihood_bits"]
     return out
 
 

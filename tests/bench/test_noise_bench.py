@@ -75,3 +75,30 @@ def test_step_scaling_times_both_twins():
     for name in ("flow", "independent"):  # the ratios are those of the times measured in the same run
         assert out[f"{name}_growth"] == pytest.approx(out[f"{name}_40"] / out[f"{name}_20"])
     assert out["neuron_ratio"] == 2.0
+
+
+@pytest.mark.parametrize("model", ["latent", "ar1"])
+def test_video_noise_benchmark_scores_both_sides_against_the_truth(model):
+    settings = dict(n_neurons=10, n_trials=12, n_frames=12, rank=2)
+    out = noise.run_video_noise(model, seed=0, **settings, time_limit=2.0, num_samples=5)
+    first, second = ("latent", "independent") if model == "latent" else ("ar1", "per_frame")
+    assert out["gain_bits"] == pytest.approx(out[f"{first}_log_likelihood_bits"] - out[f"{second}_log_likelihood_bits"])
+    assert out[f"{first}_epochs"] >= 1 and 0 <= out[f"{first}_state_canonical_correlation"] <= 1
+    # the truth, recomputed: the mean given the true state predicts better than the mean alone
+    options = (
+        dict(likelihood="poisson", noise_scale=2.0)
+        if model == "latent"
+        else dict(likelihood="lognormal", latent_ar1=0.8)
+    )
+    sim = pt.simulate.video(10, 12, 12, seed=0, correlated_noise_rank=2, **options)
+    test = sim.recording.split("test")
+    y = np.asarray(test.responses)
+    true = np.nanmean(pt.metrics.single_trial_correlation(y, sim.truth["mean_response"][test.trial_index]))
+    assert out["true_model"] == pytest.approx(true) and out["true_given_state"] > out["true_model"]
+    if model == "ar1":
+        assert out["true_bits"] == pytest.approx(
+            sim.truth["log_likelihood"][test.trial_index].sum() / y.size / np.log(2)
+        )
+        assert all(0 <= out[f"ar1_rho_{d}"] < 1 for d in range(2))
+    with pytest.raises(pt.DataError, match="model"):
+        noise.run_video_noise("gamma")
