@@ -193,10 +193,11 @@ class PosteriorQueries:
             Which session's neurons (needed when the twin has several and ``x`` is not one of
             its recordings).
         given : (neuron_index, responses), optional
-            Observed responses (n, len(neuron_index)) of some neurons on the same trials: the
-            prediction is then of the *other* neurons, conditioned on these through the shared
-            latent state (Gaussian conditioning in a flow's Gaussian space, a Laplace
-            approximation for counts). A twin with independent noise predicts as without.
+            Observed responses (n, len(neuron_index)) of some neurons on the same trials (a
+            video twin: (n, frames, len(neuron_index))): the prediction is then of the *other*
+            neurons, conditioned on these through the shared latent state (Gaussian conditioning
+            in a flow's Gaussian space, a Laplace approximation for counts). A twin with
+            independent noise predicts as without.
         behavior, gaze : numpy.ndarray, shape (n, d) or (1, d), optional
             The state the stimuli are shown in when ``x`` is an array (raw units, as in the
             recording; one row is broadcast over the stimuli). Default: the average state.
@@ -213,14 +214,15 @@ class PosteriorQueries:
         if given is None:
             means = self._gather(k, (stimuli, behavior, gaze), num_samples, seed, q.mean(site))
             return Prediction(_blank_padding(x, means), ids)
-        index, observed = self._given(k, given, len(stimuli))
+        movies = len(self.specs[k].stimulus_shape) == 4  # responses per frame: (n, frames, neurons) given
+        index, observed = self._given(k, given, len(stimuli), stimuli.shape[2] if movies else None)
         mask = torch.zeros(len(ids), dtype=torch.bool, device=self.device)
         mask[torch.as_tensor(index, device=self.device)] = True
         others = np.flatnonzero(~mask.cpu().numpy())
 
         def values(sl: slice, _batch: dict) -> tuple:
-            y = torch.zeros(sl.stop - sl.start, len(ids), device=self.device)
-            y[:, torch.as_tensor(index, device=self.device)] = self._tensor(observed[sl])
+            y = torch.zeros(sl.stop - sl.start, *observed.shape[1:-1], len(ids), device=self.device)
+            y[..., torch.as_tensor(index, device=self.device)] = self._tensor(observed[sl])
             return mask, y
 
         reader = q.conditional_mean(site)

@@ -35,7 +35,11 @@ from pyro.ops.gaussian import (
 )
 from torch.distributions import MultivariateNormal
 
-__all__ = ["ar1_cholesky", "chain_log_prob", "chain_posterior", "observation_factors"]
+__all__ = ["SMOOTHING_ELEMENTS", "ar1_cholesky", "chain_log_prob", "chain_posterior", "observation_factors"]
+
+SMOOTHING_ELEMENTS = 2**26
+"""Floats the dense smoothing of :func:`chain_posterior` holds at once (trials are solved in
+chunks of at most this)."""
 
 
 def ar1_cholesky(rho: torch.Tensor, frames: int) -> torch.Tensor:
@@ -151,6 +155,16 @@ def chain_posterior(
         Each frame's posterior covariance (the diagonal blocks of the joint one).
     """
     frames, k = residual.shape[-2], loadings.shape[-1]
+    n = max(1, SMOOTHING_ELEMENTS // (4 * (frames * k) ** 2))  # trials a chunk: a dense solve holds ~4 (F k)^2
+    shape = torch.broadcast_shapes(residual.shape, observed.shape, private.shape)
+    if math.prod(shape[:-2]) > n:  # trials in chunks, memory bounded
+        flat = [x.expand(shape).reshape(-1, frames, shape[-1]) for x in (residual, observed, private)]
+        r, m, psi = flat
+        parts = [
+            chain_posterior(r[i : i + n], loadings, psi[i : i + n], rho, m[i : i + n]) for i in range(0, len(r), n)
+        ]
+        mean, cov = (torch.cat(p, 0).reshape(*shape[:-2], *p[0].shape[1:]) for p in zip(*parts))
+        return mean, cov
     factors = observation_factors(residual, loadings, private, observed)
     # the AR(1) prior's precision, per dimension tridiagonal over frames: (frames, k, frames, k)
     inner = torch.ones(frames, dtype=rho.dtype, device=rho.device)

@@ -81,6 +81,19 @@ def test_the_smoothed_states_are_the_dense_gaussian_conditional(model):
         torch.testing.assert_close(each[t], blocks)
 
 
+def test_smoothing_in_chunks_of_trials_is_the_same(model, monkeypatch):
+    from probtwin.twins import state_space
+
+    loadings, private, rho, residual, observed = model
+    draws = residual.expand(4, *residual.shape)  # a leading axis of draws over the trials
+    whole = chain_posterior(draws, loadings, private, rho, observed)
+    monkeypatch.setattr(state_space, "SMOOTHING_ELEMENTS", 4 * (F * K) ** 2 * 5)  # five trials a chunk
+    chunked = chain_posterior(draws, loadings, private, rho, observed)
+    for a, b in zip(whole, chunked, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b)
+
+
 def test_simulated_states_are_stationary_ar1():
     h = ar1_latent_state(20000, 4, 2, 0.7, np.random.default_rng(0))
     np.testing.assert_allclose(h.std(0), 1.0, atol=0.03)

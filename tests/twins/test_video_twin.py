@@ -262,6 +262,12 @@ def test_an_ar1_flow_recovers_how_the_state_persists(tmp_path):
     true_state = sim.truth["latent_state"][test.trial_index]
     assert canonical_correlations(state["mean"].reshape(-1, 2), true_state.reshape(-1, 2))[0] > 0.9
 
+    y, half = np.asarray(test.responses), np.arange(12)  # the other half smooths each frame's state
+    given = twin.predict(test, num_samples=10, given=(half, y[..., half])).mean
+    plain = twin.predict(test, num_samples=10).mean[..., 12:]
+    r_given, r_plain = (np.nanmean(pt.metrics.single_trial_correlation(y[..., 12:], m)) for m in (given, plain))
+    assert r_given > r_plain + 0.05
+
     twin.save(tmp_path / "ar1.pt")
     loaded = pt.load(tmp_path / "ar1.pt")
     assert loaded.config["latent_ar1"]
@@ -313,6 +319,22 @@ def test_latent_counts_have_a_per_frame_latent_state(count_sim):
     assert state["mean"].shape == (test.n_trials, 24, 2) and np.all(state["sd"] > 0)
     truth = count_sim.truth["latent_state"][test.trial_index]
     assert canonical_correlations(state["mean"].reshape(-1, 2), truth.reshape(-1, 2))[0] > 0.6
+
+    # the other half of the population on the same frames sharpens the prediction of each neuron
+    half = np.arange(12)
+    y = np.asarray(test.responses)
+    given = twin.predict(test, num_samples=20, given=(half, y[..., half]))
+    plain = twin.predict(test, num_samples=20)
+    assert given.samples.shape == (20, test.n_trials, 24, 12) and list(given.neuron_ids) == list(range(12, 24))
+    r_given = np.nanmean(pt.metrics.single_trial_correlation(y[..., 12:], given.mean))
+    r_plain = np.nanmean(pt.metrics.single_trial_correlation(y[..., 12:], plain.mean[..., 12:]))
+    assert r_given > r_plain + 0.05
+    with pytest.raises(pt.DataError, match="given"):
+        twin.predict(test, given=(half, y[:, 0, half]))  # one value a trial, not one a frame
+    # each neuron's pointwise log-likelihood per frame (ArviZ)
+    pointwise = twin.to_arviz(rec, "test", num_samples=3).log_likelihood["responses"]
+    assert pointwise.dims[-3:] == ("trial", "frame", "neuron") and pointwise.shape[-3:] == (test.n_trials, 24, 24)
+    assert np.isfinite(pointwise.values).all()
 
     # the guide's per-frame state carries the scale of the model's: a clip stands for its trial
     (batch,) = next(iter(twin.epoch_batches(0)))

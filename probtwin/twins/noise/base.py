@@ -106,9 +106,9 @@ class NoiseModel(nn.Module, ABC):
         """The distribution of each trial's population response (event: neurons) at the
         locations (..., trials, neurons), given the trial's latent state where the model
         samples one (:meth:`local_state`); ``frames``: of each trial's responses per frame
-        (event: frames, neurons; locations (..., trials, frames, neurons)), the frames
-        independent given their locations, only those in ``frame_mask`` (trials, frames)
-        scored (trials of unequal length)."""
+        (event: frames, neurons; locations (..., trials, frames, neurons)), scored by the
+        ``*_frames`` methods (by default the frames independent given their locations), only
+        those in ``frame_mask`` (trials, frames) scored (trials of unequal length)."""
         return PopulationResponse(self, loc, state, frames, frame_mask)
 
     def local_state(self, name: str, batch: dict, loc: torch.Tensor) -> torch.Tensor | None:
@@ -156,7 +156,8 @@ class NoiseModel(nn.Module, ABC):
         density and standard error; ``loc`` (draws, trials, frames, neurons)."""
         lp, se = self.log_predictive(loc, y, center, behavior)
         se = torch.zeros_like(lp) if se is None else se
-        return (lp * frame_mask).sum(-1), (se.pow(2) * frame_mask).sum(-1).sqrt()
+        zero = torch.zeros_like(lp)
+        return torch.where(frame_mask, lp, zero).sum(-1), torch.where(frame_mask, se.pow(2), zero).sum(-1).sqrt()
 
     def latent_posterior_frames(
         self, loc: torch.Tensor, y: torch.Tensor, mask=None, behavior=None, frame_mask=None
@@ -233,9 +234,9 @@ class PopulationResponse(dist.TorchDistribution):
         The trials' (frames') latent state, where the model samples it (the density is then
         given it).
     frames : bool
-        Per-frame responses: the event is (frames, neurons), each frame's population response
-        scored by the noise model, the frames independent given their locations (and their
-        latent states).
+        Per-frame responses: the event is (frames, neurons), a trial's frames scored by the
+        noise model's ``*_frames`` methods (by default independent given their locations and
+        their latent states; jointly where a latent state persists over frames).
     frame_mask : torch.Tensor of bool, shape (trials, frames), optional
         Per-frame responses of trials of unequal length: the frames that are the trials' (the
         others, padding, add nothing to the log density).

@@ -58,7 +58,7 @@ class FlowNoise(NoiseModel):
         if self.ar1 and rank < 1:
             raise DataError("latent_ar1", "False with latent_rank=0 (no latent state to persist)", "True")
         if self.ar1:
-            self.raw_rho = nn.Parameter(torch.zeros(rank))  # rho = 0.5 to start
+            self.raw_rho = nn.Parameter(torch.zeros(rank))  # rho = 0.4995 to start
         if self.dequantize:
             self.log_likelihood_kind = "dequantized lower bound"
         self.flow = MonotoneFlow(n_neurons, log_stage=self.zero_inflated or self.dequantize)
@@ -110,7 +110,7 @@ class FlowNoise(NoiseModel):
     def rho(self) -> torch.Tensor:
         """Each latent dimension's correlation from one frame to the next, (k,) (0 without AR(1))."""
         if not self.ar1:
-            return torch.zeros_like(self.raw_private[: self.rank])
+            return self.loadings.new_zeros(self.rank)
         return 0.999 * torch.sigmoid(self.raw_rho)
 
     @property

@@ -134,12 +134,13 @@ class LatentCountNoise(NoiseModel):
         """Each neuron's marginal, ``log E_u p(y_i | l_i exp(u - s_i^2 / 2))`` with
         ``u = c_i . h ~ Normal(0, s_i^2)``, ``s_i = |c_i|``, by Gauss-Hermite quadrature."""
         x, w = np.polynomial.hermite.hermgauss(QUADRATURE_NODES)
-        x = torch.as_tensor(x, dtype=loc.dtype, device=loc.device)[:, None, None, None]
-        log_w = torch.as_tensor(np.log(w / np.sqrt(np.pi)), dtype=loc.dtype, device=loc.device)
+        nodes = (-1,) + (1,) * loc.dim()  # the nodes before every axis of the locations
+        x = torch.as_tensor(x, dtype=loc.dtype, device=loc.device).reshape(nodes)
+        log_w = torch.as_tensor(np.log(w / np.sqrt(np.pi)), dtype=loc.dtype, device=loc.device).reshape(nodes)
         s2 = (self.loadings**2).sum(-1)
-        rate = loc.clamp_min(1e-8) * torch.exp(torch.sqrt(2 * s2) * x - 0.5 * s2)  # (nodes, draws, trials, N)
+        rate = loc.clamp_min(1e-8) * torch.exp(torch.sqrt(2 * s2) * x - 0.5 * s2)  # (nodes, draws, trials, [frames,] N)
         lp = self.likelihood.distribution(rate).log_prob(y)
-        return torch.logsumexp(lp + log_w[:, None, None, None], 0)
+        return torch.logsumexp(lp + log_w, 0)
 
     def latent_posterior(self, loc, y, mask=None, behavior=None, iterations: int = 25):
         """The amortized guide for whole populations; with a ``mask`` (a subset of neurons), the
