@@ -290,6 +290,14 @@ def test_an_ar1_flow_persists_its_state_over_frames():
         ar.raw_rho.fill_(-40.0)
     torch.testing.assert_close(ar.log_prob_frames(loc, yt, None, mask), independent)
     torch.testing.assert_close(ar.log_prob_frames(loc[1:2, :2], yt[1:2, :2]), independent[1:2])
+    zeros, yz = _flow(n=4, k=2, zero_inflated=True)  # exact zeros leave the chain, and score log(1 - q)
+    zar = FlowNoise(4, 2, zero_inflated=True, ar1=True)
+    zar.initialize(_stats(yz), "responses")
+    zar.load_state_dict({**zeros.state_dict(), "raw_rho": torch.full((2,), -40.0)})
+    ytz = torch.as_tensor(yz[:12].reshape(3, 4, 4), dtype=torch.float64)
+    assert (ytz == 0).any()
+    expected = zeros.log_prob_frames(loc, ytz, None, mask)
+    torch.testing.assert_close(zar.double().log_prob_frames(loc, ytz, None, mask), expected)
     with pytest.raises(pt.DataError, match="latent_ar1"):
         FlowNoise(4, 0, ar1=True)
     with pytest.raises(pt.DataError, match="latent_ar1"):

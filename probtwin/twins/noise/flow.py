@@ -136,17 +136,23 @@ class FlowNoise(NoiseModel):
         marginalised (``extra_variance`` (..., neurons) is added to the private variances).
         Dequantized: the density of ``y + u``, ``u ~ Uniform(0, 1)`` drawn here, so that
         responses are the counts everywhere else."""
+        z, per_value, mask, loadings, private = self._scored(y, extra_variance)
+        return low_rank_log_prob(z, loc, loadings, private, mask) + per_value.sum(-1)
+
+    def _scored(self, y: torch.Tensor, extra_variance=None) -> tuple[torch.Tensor, ...]:
+        """What a density of ``y`` needs: ``T(y)`` (of ``y + u`` dequantized), each value's log
+        density outside the Gaussian (the log-Jacobian; with zero inflation ``log q_i`` or
+        ``log (1 - q_i)``), the mask of non-zero responses, the loadings and the private
+        variances (plus ``extra_variance``)."""
         if self.dequantize:
             y = y + open_uniform(y)
         loadings, private = self.covariance()
         if extra_variance is not None:
             private = private + extra_variance
-        z, log_det, mask = self._gaussian(y)
-        lp = low_rank_log_prob(z, loc, loadings, private, mask) + log_det.sum(-1)
+        z, per_value, mask = self._gaussian(y)
         if self.zero_inflated:
-            q = self.q
-            lp = lp + torch.where(mask, torch.log(q), torch.log1p(-q)).sum(-1)
-        return lp
+            per_value = per_value + torch.where(mask, torch.log(self.q), torch.log1p(-self.q))
+        return z, per_value, mask, loadings, private
 
     def _response(self, z: torch.Tensor) -> torch.Tensor:
         y = self.flow.inverse(z)
@@ -223,20 +229,12 @@ class FlowNoise(NoiseModel):
         states integrated out by the chain (:func:`~probtwin.twins.state_space.chain_log_prob`)."""
         if not self.ar1:
             return super().log_prob_frames(loc, y, state, frame_mask, extra_variance=extra_variance)
-        if self.dequantize:
-            y = y + open_uniform(y)
-        loadings, private = self.covariance()
-        if extra_variance is not None:
-            private = private + extra_variance
-        z, log_det, nonzero = self._gaussian(y)
+        z, per_value, nonzero, loadings, private = self._scored(y, extra_variance)
         observed = self._observed(nonzero, None, frame_mask, z)
         lp = chain_log_prob(z - loc, loadings, private, self.rho, observed)
-        frame = torch.ones_like(log_det) if frame_mask is None else frame_mask[..., None].to(log_det.dtype)
-        lp = lp + (log_det * frame).sum((-2, -1))
-        if self.zero_inflated:
-            q = self.q
-            lp = lp + (torch.where(nonzero, torch.log(q), torch.log1p(-q)) * frame).sum((-2, -1))
-        return lp
+        if frame_mask is not None:
+            per_value = torch.where(frame_mask[..., None], per_value, torch.zeros_like(per_value))
+        return lp + per_value.sum((-2, -1))
 
     def sample_frames(self, loc, state=None):
         """With AR(1): each trial's states drawn jointly over its frames."""
