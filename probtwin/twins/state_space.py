@@ -166,18 +166,11 @@ def chain_posterior(
         mean, cov = (torch.cat(p, 0).reshape(*shape[:-2], *p[0].shape[1:]) for p in zip(*parts))
         return mean, cov
     factors = observation_factors(residual, loadings, private, observed)
-    # the AR(1) prior's precision, per dimension tridiagonal over frames: (frames, k, frames, k)
-    inner = torch.ones(frames, dtype=rho.dtype, device=rho.device)
-    inner[1:-1] = 2.0  # 1 + rho^2 on the inner frames, 1 at the ends
-    diag = torch.where(inner[:, None] > 1, 1 + rho**2, torch.ones_like(rho)) / (1 - rho**2)  # (frames, k)
-    if frames == 1:
-        diag = torch.ones_like(diag)
-    eye_k = torch.diag_embed(torch.ones_like(rho))
+    # the AR(1) prior's precision over a trial's states, (frames, k, frames, k): per dimension the
+    # inverse of L L^T (tridiagonal), independent across dimensions
+    inverse = torch.cholesky_inverse(ar1_cholesky(rho, frames))  # (k, frames, frames)
+    prior = torch.einsum("dfg,de->fdge", inverse, torch.diag_embed(torch.ones_like(rho)))
     eye_f = torch.eye(frames, dtype=rho.dtype, device=rho.device)
-    prior = torch.einsum("fg,fd,de->fdge", eye_f, diag, eye_k)
-    off = torch.diag(torch.ones(frames - 1, dtype=rho.dtype, device=rho.device), 1)
-    off = off + off.T
-    prior = prior - torch.einsum("fg,d,de->fdge", off, rho / (1 - rho**2), eye_k)
     blocks = torch.einsum("fg,...fde->...fdge", eye_f, factors.precision)
     precision = (prior + blocks).reshape(*blocks.shape[:-4], frames * k, frames * k)
     chol = torch.linalg.cholesky(precision)

@@ -169,8 +169,12 @@ class FlowNoise(NoiseModel):
         return m * self.q
 
     def sample(self, loc: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        return self._sample_given(loc, torch.randn((*loc.shape[:-1], self.rank), dtype=loc.dtype, device=loc.device))
+
+    def _sample_given(self, loc: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Responses at the locations given the latent states ``h`` (..., k): ``T^{-1}(l + C h +
+        eps)``, zeroed with probability ``1 - q`` with zero inflation."""
         loadings, private = self.covariance()
-        h = torch.randn((*loc.shape[:-1], self.rank), dtype=loc.dtype, device=loc.device)
         y = self._response(loc + h @ loadings.T + torch.randn_like(loc) * private.sqrt())
         if self.zero_inflated:
             y = y * (torch.rand_like(loc) < self.q)
@@ -196,14 +200,22 @@ class FlowNoise(NoiseModel):
 
     # ----------------------------------------------------------- latent state
 
-    def latent_posterior(self, loc, y, mask=None, behavior=None):
-        if self.dequantize:  # the latent state of y + 1/2, the middle of the dequantized interval
+    def _evidence(self, y: torch.Tensor, mask=None, frame_mask=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the latent state is inferred from: ``T(y)`` (of ``y + 1/2``, the middle of the
+        dequantized interval) and which responses count: non-zero (zero inflation), of the
+        neurons in ``mask``, on the frames in ``frame_mask`` (None: all)."""
+        if self.dequantize:
             y = y + 0.5
-        z, _, nonzero = self._gaussian(y)
-        if nonzero is not None:
-            mask = nonzero if mask is None else mask & nonzero
+        z, _, observed = self._gaussian(y)
+        for m in (mask, None if frame_mask is None else frame_mask[..., None]):
+            if m is not None:
+                observed = m if observed is None else observed & m
+        return z, observed
+
+    def latent_posterior(self, loc, y, mask=None, behavior=None):
+        z, observed = self._evidence(y, mask)
         loadings, private = self.covariance()
-        mean, cov = conditional_latent(z - loc, loadings, private, mask)
+        mean, cov = conditional_latent(z - loc, loadings, private, observed)
         if cov.dim() == 2:
             cov = cov.expand(*mean.shape[:-1], *cov.shape)
         return mean, cov
@@ -215,22 +227,15 @@ class FlowNoise(NoiseModel):
 
     # ----------------------------------------------------------- a trial's frames (AR(1))
 
-    def _observed(self, nonzero, mask, frame_mask, like: torch.Tensor) -> torch.Tensor:
-        """Which responses (..., trials, frames, neurons) the Gaussian space holds: non-zero (zero
-        inflation), of the neurons in ``mask``, on the frames in ``frame_mask``."""
-        observed = torch.ones_like(like, dtype=torch.bool)
-        for m in (nonzero, mask, None if frame_mask is None else frame_mask[..., None]):
-            if m is not None:
-                observed = observed & m
-        return observed
-
     def log_prob_frames(self, loc, y, state=None, frame_mask=None, extra_variance=None):
         """With AR(1): the exact joint density of each trial's frames (in ``frame_mask``), the
         states integrated out by the chain (:func:`~probtwin.twins.state_space.chain_log_prob`)."""
         if not self.ar1:
             return super().log_prob_frames(loc, y, state, frame_mask, extra_variance=extra_variance)
         z, per_value, nonzero, loadings, private = self._scored(y, extra_variance)
-        observed = self._observed(nonzero, None, frame_mask, z)
+        observed = torch.ones_like(z, dtype=torch.bool) if nonzero is None else nonzero
+        if frame_mask is not None:
+            observed = observed & frame_mask[..., None]
         lp = chain_log_prob(z - loc, loadings, private, self.rho, observed)
         if frame_mask is not None:
             per_value = torch.where(frame_mask[..., None], per_value, torch.zeros_like(per_value))
@@ -240,14 +245,9 @@ class FlowNoise(NoiseModel):
         """With AR(1): each trial's states drawn jointly over its frames."""
         if not self.ar1:
             return super().sample_frames(loc, state)
-        loadings, private = self.covariance()
-        frames = loc.shape[-2]
         eta = torch.randn((*loc.shape[:-1], self.rank), dtype=loc.dtype, device=loc.device)
-        h = torch.einsum("dfg,...gd->...fd", ar1_cholesky(self.rho, frames).to(loc.dtype), eta)
-        y = self._response(loc + h @ loadings.T + torch.randn_like(loc) * private.sqrt())
-        if self.zero_inflated:
-            y = y * (torch.rand_like(loc) < self.q)
-        return y
+        h = torch.einsum("dfg,...gd->...fd", ar1_cholesky(self.rho, loc.shape[-2]).to(loc.dtype), eta)
+        return self._sample_given(loc, h)
 
     def log_predictive_frames(self, loc, y, center, behavior, frame_mask):
         """With AR(1): as :meth:`log_predictive`, the posterior spread of the locations widening
@@ -263,9 +263,7 @@ class FlowNoise(NoiseModel):
         :func:`~probtwin.twins.state_space.chain_posterior`)."""
         if not self.ar1:
             return super().latent_posterior_frames(loc, y, mask, behavior, frame_mask)
-        if self.dequantize:
-            y = y + 0.5
-        z, _, nonzero = self._gaussian(y)
+        z, observed = self._evidence(y, mask, frame_mask)
+        observed = torch.ones_like(z, dtype=torch.bool) if observed is None else observed.expand_as(z)
         loadings, private = self.covariance()
-        observed = self._observed(nonzero, mask, frame_mask, z)
         return chain_posterior(z - loc, loadings, private, self.rho, observed)
