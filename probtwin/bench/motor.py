@@ -17,7 +17,11 @@ from probtwin.infer import resolve_device
 from probtwin.simulate.motor import motor
 from probtwin.twins.motor import MotorGraphTwin
 
-__all__ = ["run_real", "run_simulation", "step_scaling"]
+__all__ = ["BEHAVIOR_WEIGHTS", "run_real", "run_simulation", "step_scaling"]
+
+#: The twin's behaviour weights searched for decoding (``run_real``), chosen by validation R^2. On
+#: DAD chewie session 0 (development) validation R^2 rose to 1000 and fell at 3000 and 10000.
+BEHAVIOR_WEIGHTS = (1.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 
 
 def run_real(
@@ -27,7 +31,8 @@ def run_real(
     time_limit: float | None = 900.0,
     seed: int = 0,
     num_samples: int = 200,
-    behavior_weights: tuple[float, ...] | None = (1.0, 10.0, 30.0),
+    behavior_weights: tuple[float, ...] | None = BEHAVIOR_WEIGHTS,
+    validation: str = "behavior",
     verbose: bool = True,
     **twin_kwargs,
 ) -> dict:
@@ -38,15 +43,17 @@ def run_real(
     hyperparameters on the validation tier: the ridge its window and penalty, the GRU its width
     and dropout and its stopping epoch, the twin its ``behavior_weight`` among
     ``behavior_weights`` by validation R^2 (one fit each, otherwise its defaults; None: the
-    default weight alone). Each fit of either side has ``time_limit`` seconds; ``max_epochs``
-    None is the twin's default.
+    default weight alone). Each twin is stopped by ``validation`` (``"behavior"``: the R^2 of its
+    decode on the validation tier, the figure the GRU is stopped by; ``"elbo"``: its default).
+    Each fit of either side has ``time_limit`` seconds; ``max_epochs`` None is the twin's default.
     """
     rec = datasets.dad_m1(monkey, session)
     ridge = ridge_decoder(rec)
     gru = gru_decoder(rec, seed=seed, time_limit=time_limit)
     fits = []
     for weight in behavior_weights or (None,):
-        options = twin_kwargs if weight is None else {**twin_kwargs, "behavior_weight": weight}
+        options = {"validation": validation, **twin_kwargs}
+        options = options if weight is None else {**options, "behavior_weight": weight}
         twin = MotorGraphTwin(rec, seed=seed, **options)
         start = time.perf_counter()
         fit = twin.fit(max_epochs=max_epochs, seed=seed, progress=False, time_limit=time_limit)
@@ -61,6 +68,7 @@ def run_real(
         "data": f"{rec.name}: {rec.n_trials} windows x {rec.n_frames} bins x {rec.n_neurons} units",
         "twin_velocity_r2": scores["behavior_r2"],
         "twin_behavior_weight": weight,
+        "twin_validation": twin.config["validation"],
         "twin_validation_r2": validation_r2,
         "ridge_velocity_r2": ridge["r2"],
         "ridge_window": f"{ridge['lags']} lags, {ridge['leads']} leads, alpha {ridge['alpha']:g}",

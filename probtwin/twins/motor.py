@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from probtwin import metrics
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 from probtwin.infer import local_elbo, seeded
@@ -52,6 +53,9 @@ from probtwin.twins.motor_queries import MotorQueries
 __all__ = ["MotorGraphTwin"]
 
 GRAPHS = ("learned", "knn")
+VALIDATION_SCORES = ("elbo", "behavior")
+#: Posterior draws of each validation decode (``validation="behavior"``), seeded.
+VALIDATION_DRAWS = 20
 EDGE_PRIORS = {"cauchy": dist.Cauchy, "laplace": dist.Laplace, "normal": dist.Normal}
 _MAX_LOG_RATE = 12.0
 
@@ -104,6 +108,11 @@ class MotorGraphTwin(MotorQueries, Twin):
         right one for the graph and lesions). For decoding choose it on the validation tier, as
         ``probtwin bench motor-real`` does among 1, 10 and 30 (on DAD chewie session 0, 30 decoded
         best; see the motor twin's page).
+    validation : {"elbo", "behavior"}
+        What the fit's early stopping (and the best state it keeps) follows on the validation
+        trials: ``"elbo"``, the local ELBO per observed value (the generative model's own
+        figure); ``"behavior"``, the R^2 of the behaviour decoded from spikes (the figure a
+        decoder is stopped by; needs behaviour in the recording).
     edge_attr : array (edges, features), optional
         Features of a given graph's edges (the messages are gated by them).
     seed : int
@@ -135,6 +144,7 @@ class MotorGraphTwin(MotorQueries, Twin):
         context: int = 16,
         input_dropout: float = 0.25,
         behavior_weight: float = 1.0,
+        validation: str = "elbo",
         edge_attr: np.ndarray | None = None,
         seed: int = 0,
         _specs: list[SessionSpec] | None = None,
@@ -160,6 +170,10 @@ class MotorGraphTwin(MotorQueries, Twin):
         for name, value in (*scales, ("behavior_weight", behavior_weight)):
             if not value > 0:
                 raise DataError(name, "a positive scale", repr(value))
+        if validation not in VALIDATION_SCORES:
+            raise DataError("validation", f"one of {VALIDATION_SCORES}", repr(validation))
+        if validation == "behavior" and _specs is None and recording.behavior is None:
+            raise DataError("behavior", "behaviour to decode for validation='behavior'", "None")
         if behavior_likelihood != "normal":
             raise DataError("behavior_likelihood", "'normal'", repr(behavior_likelihood))
         config = dict(
@@ -174,6 +188,7 @@ class MotorGraphTwin(MotorQueries, Twin):
             context=int(context),
             input_dropout=float(input_dropout),
             behavior_weight=float(behavior_weight),
+            validation=validation,
             seed=int(seed),
         )
         super().__init__(recording, likelihood, config, specs=_specs)
@@ -371,11 +386,17 @@ class MotorGraphTwin(MotorQueries, Twin):
         return super().batch_terms(batch)
 
     def validation_score(self) -> float:
-        """The local ELBO per observed value of the validation trials, ``log p(y, v, e) - log
-        q(e)`` from the model's and guide's traces at one seeded draw of the innovations, the
-        edge weights and readout at their posterior means (:func:`probtwin.infer.local_elbo`)."""
+        """With ``validation="elbo"``, the local ELBO per observed value of the validation trials,
+        ``log p(y, v, e) - log q(e)`` from the model's and guide's traces at one seeded draw of
+        the innovations, the edge weights and readout at their posterior means
+        (:func:`probtwin.infer.local_elbo`); with ``"behavior"``, the R^2 (mean over dims) of the
+        posterior mean behaviour decoded from the validation trials' spikes
+        (:meth:`decode_behavior`, ``VALIDATION_DRAWS`` seeded draws)."""
         rec = self.recordings[0]
         part = rec.split("validation" if np.any(rec.tiers == "validation") else "train")
+        if self.config["validation"] == "behavior":
+            decoded = self.decode_behavior(part, None, num_samples=VALIDATION_DRAWS, seed=0).mean
+            return float(metrics.r_squared(np.asarray(part.behavior, dtype=np.float64), decoded).mean())
         means = {name: value[0] for name, value in self._draws(0, None).items()}
         total, count = 0.0, 0
         with seeded(0, self.device):

@@ -234,6 +234,25 @@ def test_priors_and_behaviour_weight_enter_the_model(sim):
         pt.MotorGraphTwin(rec, behavior_weight=0.0)
 
 
+def test_validation_by_decoded_behaviour_stops_and_keeps_the_best_decoder(sim):
+    rec = sim.recording
+    twin = pt.MotorGraphTwin(rec, latent_dim=1, behavior_weight=10.0, validation="behavior")
+    history = twin.fit(max_epochs=12, batch_size=32, lr=1e-2, progress=False, patience=3)
+    validation = rec.split("validation")
+    decoded = twin.decode_behavior(validation, None, num_samples=20, seed=0).mean
+    r2 = float(pt.metrics.r_squared(np.asarray(validation.behavior, dtype=np.float64), decoded).mean())
+    assert twin.validation_score() == pytest.approx(r2, abs=1e-6)  # the score is the decoded R^2
+    scores = [e["validation"] for e in history.epochs]
+    assert max(scores) == pytest.approx(r2, abs=1e-6)  # the kept state is the best epoch's
+    assert r2 > 0.3  # a decoder after 12 epochs, not a constant
+    elbo = pt.MotorGraphTwin(rec, latent_dim=1, behavior_weight=10.0)
+    assert elbo.validation_score() < 0 < r2  # the default follows the ELBO per value, not R^2
+    with pytest.raises(pt.DataError, match="validation"):
+        pt.MotorGraphTwin(rec, validation="r2")
+    with pytest.raises(pt.DataError, match="behavio"):
+        pt.MotorGraphTwin(pt.Recording(None, np.asarray(rec.responses)), validation="behavior")
+
+
 def test_synthetic_trials_start_from_the_inferred_initial_state(sim, twin):
     test = sim.recording.split("test")
     first = np.asarray(test.responses)[:, 0]  # (trials, units): the recorded first frame
