@@ -5,6 +5,7 @@ as the population grows on a sparse graph."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.stats import pearsonr
@@ -15,13 +16,9 @@ from probtwin.bench.decoders import gru_decoder, ridge_decoder
 from probtwin.bench.speed import _batch, svi_step_time
 from probtwin.infer import resolve_device
 from probtwin.simulate.motor import motor
-from probtwin.twins.motor import MotorGraphTwin
+from probtwin.twins.motor import DECODING_WEIGHTS, MotorGraphTwin
 
-__all__ = ["BEHAVIOR_WEIGHTS", "run_real", "run_simulation", "step_scaling"]
-
-#: The twin's behaviour weights searched for decoding (``run_real``), chosen by validation R^2. On
-#: DAD chewie session 0 (development) validation R^2 rose to 1000 and fell at 3000 and 10000.
-BEHAVIOR_WEIGHTS = (1.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+__all__ = ["run_real", "run_simulation", "step_scaling"]
 
 
 def run_real(
@@ -31,7 +28,7 @@ def run_real(
     time_limit: float | None = 900.0,
     seed: int = 0,
     num_samples: int = 200,
-    behavior_weights: tuple[float, ...] | None = BEHAVIOR_WEIGHTS,
+    behavior_weights: Sequence[float] = DECODING_WEIGHTS,
     validation: str = "behavior",
     verbose: bool = True,
     **twin_kwargs,
@@ -42,26 +39,21 @@ def run_real(
     Every side sees each window's spikes (all bins) and task inputs, and chooses its
     hyperparameters on the validation tier: the ridge its window and penalty, the GRU its width
     and dropout and its stopping epoch, the twin its ``behavior_weight`` among
-    ``behavior_weights`` by validation R^2 (one fit each, otherwise its defaults; None: the
-    default weight alone). Each twin is stopped by ``validation`` (``"behavior"``: the R^2 of its
-    decode on the validation tier, the figure the GRU is stopped by; ``"elbo"``: its default).
-    Each fit of either side has ``time_limit`` seconds; ``max_epochs`` None is the twin's default.
+    ``behavior_weights`` by validation R^2 (:meth:`MotorGraphTwin.fit_decoder`: one fit each,
+    otherwise its defaults). Each twin is stopped by ``validation`` (``"behavior"``: the R^2 of
+    its decode on the validation tier, the figure the GRU is stopped by; ``"elbo"``: the twin's
+    default). Each fit of either side has ``time_limit`` seconds; ``max_epochs`` None is the
+    twin's default.
     """
     rec = datasets.dad_m1(monkey, session)
     ridge = ridge_decoder(rec)
     gru = gru_decoder(rec, seed=seed, time_limit=time_limit)
-    fits = []
-    for weight in behavior_weights or (None,):
-        options = {"validation": validation, **twin_kwargs}
-        options = options if weight is None else {**options, "behavior_weight": weight}
-        twin = MotorGraphTwin(rec, seed=seed, **options)
-        start = time.perf_counter()
-        fit = twin.fit(max_epochs=max_epochs, seed=seed, progress=False, time_limit=time_limit)
-        seconds = time.perf_counter() - start
-        score = twin.evaluate(rec, "validation", num_samples=num_samples, seed=seed)["behavior_r2"]
-        fits.append((score, twin, seconds, fit.stopped))
-    validation_r2, twin, seconds, stopped = max(fits, key=lambda f: f[0])
+    fit_options = {"max_epochs": max_epochs, "time_limit": time_limit}
+    twin, fits = MotorGraphTwin.fit_decoder(
+        rec, behavior_weights, num_samples, seed, fit_options, validation=validation, **twin_kwargs
+    )
     weight = twin.config["behavior_weight"]
+    chosen = fits[weight]
     scores = twin.evaluate(rec, "test", num_samples=num_samples, seed=seed)
     best_baseline = max(ridge["r2"], gru["r2"])
     out = {
@@ -69,7 +61,8 @@ def run_real(
         "twin_velocity_r2": scores["behavior_r2"],
         "twin_behavior_weight": weight,
         "twin_validation": twin.config["validation"],
-        "twin_validation_r2": validation_r2,
+        "twin_validation_r2": chosen["validation_r2"],
+        "twin_validation_r2_per_weight": {w: f["validation_r2"] for w, f in fits.items()},
         "ridge_velocity_r2": ridge["r2"],
         "ridge_window": f"{ridge['lags']} lags, {ridge['leads']} leads, alpha {ridge['alpha']:g}",
         "gru_velocity_r2": gru["r2"],
@@ -79,9 +72,9 @@ def run_real(
         "co_smoothing_bits_per_spike": scores["co_smoothing_bits_per_spike"],
         "smoothing_bits_per_spike": scores["bits_per_spike"],
         "held_out_units": len(scores["held_out_units"]),
-        "fit_seconds": seconds,
+        "fit_seconds": chosen["seconds"],
         "gru_fit_seconds": gru["fit_seconds"],
-        "fit": stopped,
+        "fit": chosen["stopped"],
     }
     if verbose:
         print_figures(out)

@@ -31,6 +31,7 @@ learns to infer a unit's state from the others, which is what co-smoothing asks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from probtwin import metrics
 from probtwin.data.recording import Recording
 from probtwin.errors import DataError
 from probtwin.infer import local_elbo, seeded
@@ -54,6 +54,10 @@ __all__ = ["MotorGraphTwin"]
 
 GRAPHS = ("learned", "knn")
 VALIDATION_SCORES = ("elbo", "behavior")
+#: Behaviour weights :meth:`MotorGraphTwin.fit_decoder` searches. On DAD chewie session 0 (the
+#: development set; twins stopped by validation R^2) the validation R^2 rose with the weight to
+#: 1000 and fell at 3000 and 10000.
+DECODING_WEIGHTS = (1.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 #: Posterior draws of each validation decode (``validation="behavior"``), seeded.
 VALIDATION_DRAWS = 20
 EDGE_PRIORS = {"cauchy": dist.Cauchy, "laplace": dist.Laplace, "normal": dist.Normal}
@@ -105,9 +109,10 @@ class MotorGraphTwin(MotorQueries, Twin):
         behaviour value counts as this many observations). The states are otherwise shaped
         almost only by the spikes (N counts per bin against a few behaviour values), and the
         behaviour readout regresses to the mean. The default, 1, is the untempered model (the
-        right one for the graph and lesions). For decoding choose it on the validation tier, as
-        ``probtwin bench motor-real`` does among 1, 10 and 30 (on DAD chewie session 0, 30 decoded
-        best; see the motor twin's page).
+        right one for the graph, lesions and co-smoothing). For decoding choose it on the
+        validation tier with ``validation="behavior"``, as ``probtwin bench motor-real`` does
+        (:data:`probtwin.bench.motor.BEHAVIOR_WEIGHTS`); heavy weights decode best and give up
+        the spike model (see the motor twin's page).
     validation : {"elbo", "behavior"}
         What the fit's early stopping (and the best state it keeps) follows on the validation
         trials: ``"elbo"``, the local ELBO per observed value (the generative model's own
@@ -266,6 +271,56 @@ class MotorGraphTwin(MotorQueries, Twin):
         return edges, attr
 
     @classmethod
+    def fit_decoder(
+        cls,
+        recording: Recording,
+        behavior_weights: Sequence[float] = DECODING_WEIGHTS,
+        num_samples: int = 200,
+        seed: int = 0,
+        fit_options: dict | None = None,
+        recalibrate: bool = True,
+        **options: Any,
+    ) -> tuple[MotorGraphTwin, dict[float, dict]]:
+        """A twin for decoding behaviour from spikes, its behaviour weight chosen on the validation tier.
+
+        One twin per weight of ``behavior_weights``, each with ``validation="behavior"`` (early
+        stopping and the kept state follow the R^2 of its decode of the validation trials) and
+        ``options``, fitted with ``fit_options`` (those of :meth:`fit`; ``seed`` is both the twin's
+        and the fit's); the twin whose posterior mean decode (``num_samples`` draws) scores the
+        highest validation R^2 is returned, its behaviour noise set from its validation error
+        (:meth:`recalibrate_behavior`) when ``recalibrate``. A heavy weight makes the states serve the behaviour
+        and gives up the spike model (co-smoothing), so use this twin to decode and the
+        untempered one (``behavior_weight=1``) for the graph, lesions and co-smoothing.
+
+        Returns
+        -------
+        twin : MotorGraphTwin
+            The chosen twin, fitted.
+        scores : dict
+            Per weight: ``validation_r2``, ``seconds`` (of its fit) and ``stopped`` (why its fit
+            stopped).
+        """
+        if not behavior_weights:
+            raise DataError("behavior_weights", "at least one weight", repr(behavior_weights))
+        options = {"validation": "behavior", **options}
+        validation = recording.split("validation")  # the tier the weight is chosen on
+        best, scores = None, {}
+        for weight in behavior_weights:
+            twin = cls(recording, behavior_weight=weight, seed=seed, **options)
+            history = twin.fit(seed=seed, **{"progress": False, **(fit_options or {})})
+            r2 = float(twin._decoded_r2(validation, num_samples, seed)[0].mean())
+            scores[float(weight)] = {
+                "validation_r2": r2,
+                "seconds": float(sum(history["seconds"])),
+                "stopped": history.stopped,
+            }
+            if best is None or r2 > best[0]:
+                best = (r2, twin)
+        if recalibrate:
+            best[1].recalibrate_behavior(validation, None, num_samples, seed)
+        return best[1], scores
+
+    @classmethod
     def _from_specs(cls, specs: list[SessionSpec], likelihood: str, config: dict) -> MotorGraphTwin:
         config = dict(config)
         graph = config.pop("graph")
@@ -395,8 +450,7 @@ class MotorGraphTwin(MotorQueries, Twin):
         rec = self.recordings[0]
         part = rec.split("validation" if np.any(rec.tiers == "validation") else "train")
         if self.config["validation"] == "behavior":
-            decoded = self.decode_behavior(part, None, num_samples=VALIDATION_DRAWS, seed=0).mean
-            return float(metrics.r_squared(np.asarray(part.behavior, dtype=np.float64), decoded).mean())
+            return float(self._decoded_r2(part, VALIDATION_DRAWS, 0)[0].mean())
         means = {name: value[0] for name, value in self._draws(0, None).items()}
         total, count = 0.0, 0
         with seeded(0, self.device):

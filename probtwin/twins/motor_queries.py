@@ -148,6 +148,42 @@ class MotorQueries:
         return Prediction(self._raw_behavior(torch.as_tensor(standardised, device=self.device)).cpu().numpy(), None)
 
     @torch.no_grad()
+    def recalibrate_behavior(
+        self, recording: Recording, tier: str | None = "validation", num_samples: int = 100, seed: int = 0
+    ) -> dict[str, np.ndarray]:
+        """Set the behaviour's noise scale from the decode's error on ``tier`` (the validation
+        tier: never the test trials a calibration is checked on).
+
+        The fitted scale ``rho`` is a point estimate from the training windows; a decoder fitted
+        with a heavy ``behavior_weight`` and stopped by its decode fits those windows closely, so
+        ``rho`` comes out too small and its intervals too narrow. Per behaviour dimension ``k``,
+        ``rho_k^2 = mean (v - E[m])^2 - mean Var[m]`` over the tier's bins, where ``m`` is the
+        decoded mean behaviour and ``E``, ``Var`` are over ``num_samples`` posterior draws: the
+        predictive variance then equals the tier's squared error (``rho_k`` at least 0.001 of the
+        behaviour's standard deviation). The scale is a parameter of the twin: it is saved with
+        it, carried by every query, and refitted by a new ``fit``.
+
+        Returns
+        -------
+        dict
+            ``scale_before`` and ``scale`` (dims,), in the behaviour's units.
+        """
+        self._require_behavior()
+        part = self._part(recording, tier)
+        if part.behavior is None:
+            raise DataError("behavior", "recorded behaviour to calibrate against", "None")
+        decoded = self.decode_behavior(part, None, num_samples, seed)
+        dims = decoded.samples.shape[-1]
+        v = np.asarray(part.behavior, dtype=np.float64)
+        error = ((v - decoded.mean) ** 2).reshape(-1, dims).mean(0)
+        spread = decoded.samples.var(0).reshape(-1, dims).mean(0)
+        std = self.behavior_std_0.detach().cpu().numpy().astype(np.float64)
+        before = (self.behavior_likelihood.scale.detach().cpu().numpy() * std).astype(np.float64)
+        noise = np.sqrt(np.maximum(error - spread, (1e-3 * std) ** 2))
+        self.behavior_likelihood.init_scale(noise / std)
+        return {"scale_before": before, "scale": noise}
+
+    @torch.no_grad()
     def sample(
         self,
         recording: Recording,
@@ -347,6 +383,13 @@ class MotorQueries:
             raise DataError("likelihood", "'poisson' for co-smoothing scores", repr(lik.name))
         return lik.distribution(torch.as_tensor(rates).clamp_min(1e-8)).log_prob(torch.as_tensor(y)).numpy()
 
+    def _decoded_r2(self, part: Recording, num_samples: int, seed: int) -> tuple[np.ndarray, Prediction]:
+        """R^2 per behaviour dimension of the posterior mean decode of ``part``'s trials, and the decode."""
+        if part.behavior is None:
+            raise DataError("behavior", "recorded behaviour to score the decode against", "None")
+        decoded = self.decode_behavior(part, None, num_samples, seed)
+        return metrics.r_squared(np.asarray(part.behavior, dtype=np.float64), decoded.mean), decoded
+
     def evaluate(
         self,
         rec: Recording,
@@ -389,8 +432,7 @@ class MotorQueries:
         scores["held_out_units"] = held_out.tolist()
         if self.n_behavior and part.behavior is not None:
             v = np.asarray(part.behavior, dtype=np.float64)
-            pred = self.decode_behavior(part, None, num_samples, seed)
-            r2 = metrics.r_squared(v, pred.mean)
+            r2, pred = self._decoded_r2(part, num_samples, seed)
             scale = (self.behavior_likelihood.scale * self.behavior_std_0).detach().cpu().numpy()
             noisy = pred.samples + scale * np.random.default_rng(seed).standard_normal(pred.samples.shape)
             scores.update(

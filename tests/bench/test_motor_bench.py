@@ -69,7 +69,7 @@ def test_run_real_reports_the_twin_chosen_on_validation_beside_both_decoders(sha
     out = motor.run_real("chewie", 0, max_epochs=2, time_limit=5.0, num_samples=10, verbose=False)
     rec = pt.datasets.dad_m1("chewie", 0)
     twin = out["twin"]
-    assert out["twin_behavior_weight"] == twin.config["behavior_weight"] in motor.BEHAVIOR_WEIGHTS
+    assert out["twin_behavior_weight"] == twin.config["behavior_weight"] in pt.twins.motor.DECODING_WEIGHTS
     assert out["twin_validation"] == twin.config["validation"] == "behavior"  # stopped as the GRU is
     valid = twin.evaluate(rec, "validation", num_samples=10, seed=0)["behavior_r2"]
     test = twin.evaluate(rec, "test", num_samples=10, seed=0)["behavior_r2"]

@@ -253,6 +253,44 @@ def test_validation_by_decoded_behaviour_stops_and_keeps_the_best_decoder(sim):
         pt.MotorGraphTwin(pt.Recording(None, np.asarray(rec.responses)), validation="behavior")
 
 
+def test_fit_decoder_keeps_the_weight_that_decodes_the_validation_tier_best(sim):
+    rec = sim.recording
+    fit = {"max_epochs": 8, "batch_size": 32, "lr": 1e-2, "patience": 3}
+    twin, scores = pt.MotorGraphTwin.fit_decoder(rec, (1.0, 30.0), num_samples=20, fit_options=fit, latent_dim=1)
+    assert set(scores) == {1.0, 30.0}
+    chosen = max(scores, key=lambda w: scores[w]["validation_r2"])
+    assert twin.config["behavior_weight"] == chosen and twin.config["validation"] == "behavior"
+    again = twin.evaluate(rec, "validation", num_samples=20, seed=0)["behavior_r2"]
+    assert scores[chosen]["validation_r2"] == pytest.approx(again)  # the figure it was chosen by
+    assert all(s["seconds"] > 0 and s["stopped"] for s in scores.values())
+    with pytest.raises(pt.DataError, match="behavior_weights"):
+        pt.MotorGraphTwin.fit_decoder(rec, ())
+    arrays = np.asarray(rec.stimuli), np.asarray(rec.responses)
+    no_validation = pt.Recording(*arrays, behavior=np.asarray(rec.behavior), tiers=np.full(160, "train"))
+    with pytest.raises(pt.DataError, match="validation"):
+        pt.MotorGraphTwin.fit_decoder(no_validation, (1.0,))
+
+
+def test_recalibrated_behaviour_noise_matches_the_validation_error_and_covers(sim):
+    rec = sim.recording
+    twin = pt.MotorGraphTwin(rec, latent_dim=1, behavior_weight=10.0)
+    twin.fit(max_epochs=20, batch_size=32, lr=1e-2, progress=False, patience=5)
+    twin.behavior_likelihood.init_scale(np.full(2, 10.0))  # intervals far too wide
+    assert twin.evaluate(rec, "test", num_samples=50)["behavior_coverage_90"] > 0.99
+    out = twin.recalibrate_behavior(rec, "validation", num_samples=50)
+    np.testing.assert_allclose(out["scale_before"], 10.0 * twin.behavior_std_0.numpy(), rtol=1e-5)
+    validation = rec.split("validation")
+    decoded = twin.decode_behavior(validation, None, num_samples=50)
+    v = np.asarray(validation.behavior, dtype=np.float64)
+    error = ((v - decoded.mean) ** 2).reshape(-1, 2).mean(0)
+    predictive = decoded.samples.var(0).reshape(-1, 2).mean(0) + out["scale"] ** 2
+    np.testing.assert_allclose(predictive, error, rtol=1e-4)  # the predictive variance is the error
+    np.testing.assert_allclose(
+        twin.behavior_likelihood.scale.detach().numpy() * twin.behavior_std_0.numpy(), out["scale"], rtol=1e-4
+    )
+    assert 0.75 < twin.evaluate(rec, "test", num_samples=50)["behavior_coverage_90"] < 0.98  # held-out trials
+
+
 def test_synthetic_trials_start_from_the_inferred_initial_state(sim, twin):
     test = sim.recording.split("test")
     first = np.asarray(test.responses)[:, 0]  # (trials, units): the recorded first frame
