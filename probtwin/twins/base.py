@@ -138,7 +138,8 @@ class Twin(WholeTwinPosterior, SessionRegistry, Persistent, nn.Module):
 
         Adam with gradient clipping; when the twin's validation score (the image twins: the
         validation correlation of the posterior-mean prediction; the motor twin: the local ELBO
-        per observed value) has not improved for
+        per observed value, or the R^2 of its decode with ``validation="behavior"``) has not
+        improved for
         ``patience`` epochs, the best state is restored and the learning rate multiplied by
         ``lr_decay``, at most ``max_lr_decays`` times before the fit stops; the best state is
         kept. ``batch_size`` is the trials of each session in a step (a twin of several sessions
