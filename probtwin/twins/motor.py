@@ -110,9 +110,9 @@ class MotorGraphTwin(MotorQueries, Twin):
         almost only by the spikes (N counts per bin against a few behaviour values), and the
         behaviour readout regresses to the mean. The default, 1, is the untempered model (the
         right one for the graph, lesions and co-smoothing). For decoding choose it on the
-        validation tier with ``validation="behavior"``, as ``probtwin bench motor-real`` does
-        (:data:`probtwin.bench.motor.BEHAVIOR_WEIGHTS`); heavy weights decode best and give up
-        the spike model (see the motor twin's page).
+        validation tier with ``validation="behavior"``: :meth:`fit_decoder` does (among
+        :data:`DECODING_WEIGHTS`), as ``probtwin bench motor-real`` does; heavy weights decode
+        best and give up the spike model (see the motor twin's page).
     validation : {"elbo", "behavior"}
         What the fit's early stopping (and the best state it keeps) follows on the validation
         trials: ``"elbo"``, the local ELBO per observed value (the generative model's own
@@ -288,9 +288,28 @@ class MotorGraphTwin(MotorQueries, Twin):
         ``options``, fitted with ``fit_options`` (those of :meth:`fit`; ``seed`` is both the twin's
         and the fit's); the twin whose posterior mean decode (``num_samples`` draws) scores the
         highest validation R^2 is returned, its behaviour noise set from its validation error
-        (:meth:`recalibrate_behavior`) when ``recalibrate``. A heavy weight makes the states serve the behaviour
-        and gives up the spike model (co-smoothing), so use this twin to decode and the
-        untempered one (``behavior_weight=1``) for the graph, lesions and co-smoothing.
+        (:meth:`recalibrate_behavior`) when ``recalibrate``. A heavy weight makes the states
+        serve the behaviour and gives up the spike model (co-smoothing), so use this twin to
+        decode and the untempered one (``behavior_weight=1``) for the graph, lesions and
+        co-smoothing.
+
+        Parameters
+        ----------
+        recording : Recording
+            Responses (trials, frames, units), behaviour (trials, frames, dims), tiers with a
+            validation tier.
+        behavior_weights : sequence of float
+            The weights tried, one fit each.
+        num_samples : int
+            Posterior draws of the decode that chooses (and of the recalibration).
+        seed : int
+            The twins' and fits' seed, and the draws'.
+        fit_options : dict, optional
+            Keyword arguments of :meth:`fit` (e.g. ``time_limit``; ``progress`` False unless given).
+        recalibrate : bool
+            Set the chosen twin's behaviour noise from its validation error.
+        **options
+            Further arguments of the twin (``graph``, ``latent_dim``, ...).
 
         Returns
         -------
