@@ -248,6 +248,13 @@ class GazeData:
             raise DataError("gaze", "the gaze trace over each scene (trials, frames, 2), scene pixels", "None")
         return k, stimuli, behavior, gaze
 
+    def _response_frames(self, k: int, stimuli: np.ndarray, gaze: np.ndarray | None) -> int | None:
+        """Scenes per frame have their frames; one scene per trial, the frames of its gaze trace
+        ((trials, frames, 2) or one (frames, 2) for all); a fixation, one response per trial."""
+        if self._per_frame_scenes:
+            return stimuli.shape[2]
+        return None if self.config["fixation"][k] or gaze is None else gaze.shape[-2]
+
     def _check_stimulus_shape(self, k: int, shape: tuple[int, ...]) -> None:
         expected = tuple(self.specs[k].stimulus_shape)
         if tuple(shape) != expected:

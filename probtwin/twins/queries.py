@@ -214,8 +214,7 @@ class PosteriorQueries:
         if given is None:
             means = self._gather(k, (stimuli, behavior, gaze), num_samples, seed, q.mean(site))
             return Prediction(_blank_padding(x, means), ids)
-        movies = len(self.specs[k].stimulus_shape) == 4  # responses per frame: (n, frames, neurons) given
-        index, observed = self._given(k, given, len(stimuli), stimuli.shape[2] if movies else None)
+        index, observed = self._given(k, given, len(stimuli), self._response_frames(k, stimuli, gaze))
         mask = torch.zeros(len(ids), dtype=torch.bool, device=self.device)
         mask[torch.as_tensor(index, device=self.device)] = True
         others = np.flatnonzero(~mask.cpu().numpy())
@@ -228,6 +227,11 @@ class PosteriorQueries:
         reader = q.conditional_mean(site)
         out = self._gather(k, (stimuli, behavior, gaze), num_samples, seed, reader, extra=values, select=others)
         return Prediction(out, ids[others])
+
+    def _response_frames(self, k: int, stimuli: np.ndarray, gaze: np.ndarray | None) -> int | None:
+        """Frames of each trial's responses to these inputs (None: one response per trial):
+        videos (n, channels, frames, height, width) have their frames."""
+        return stimuli.shape[2] if len(self.specs[k].stimulus_shape) == 4 else None
 
     def _gather(self, k: int, inputs: tuple, num_samples: int, seed: int, reader, extra=None, select=None, draws=None):
         """One reader's draws over all trials, (num_samples, trials, ...) float32, filled chunk by

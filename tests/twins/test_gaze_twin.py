@@ -109,6 +109,24 @@ def test_predictions_for_new_viewings_and_the_saved_twin(sim, fitted, tmp_path):
     np.testing.assert_allclose(loaded.predict(scenes, gaze=gaze, num_samples=5).mean, pred.mean, rtol=1e-5)
 
 
+def test_given_responses_are_per_frame_of_the_gaze_trace(sim, fitted):
+    twin, _ = fitted
+    scenes, gaze = np.asarray(sim.recording.stimuli[:3]), np.asarray(sim.recording.gaze[:3])
+    y = np.asarray(sim.recording.responses[:3])  # (3, 40 frames, neurons)
+    index = np.arange(10)
+    plain = twin.predict(scenes, gaze=gaze, num_samples=5)
+    given = twin.predict(scenes, gaze=gaze, num_samples=5, given=(index, y[..., index]))
+    assert given.mean.shape == (3, 40, twin.specs[0].n_neurons - 10)
+    np.testing.assert_allclose(given.mean, plain.mean[..., 10:], rtol=1e-5)  # independent noise: as without
+    with pytest.raises(pt.DataError, match=r"given\[1\]"):
+        twin.predict(scenes, gaze=gaze, num_samples=5, given=(index, y[:, 0, index]))  # one value per trial
+    flow = pt.GazeTwin(sim.recording, noise="flow", latent_rank=2, **SMALL)
+    flow.fit(max_epochs=2, lr=0.01, progress=False)
+    conditioned = flow.predict(scenes, gaze=gaze, num_samples=5, given=(index, y[..., index])).mean
+    alone = flow.predict(scenes, gaze=gaze, num_samples=5).mean[..., 10:]
+    assert np.isfinite(conditioned).all() and np.abs(conditioned - alone).max() > 1e-3  # each frame's state inferred
+
+
 def test_independent_priors_have_no_area_sites(sim):
     twin = pt.GazeTwin(sim.recording, area_prior=False, **SMALL)
     twin.fit(max_epochs=1, progress=False)
