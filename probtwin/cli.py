@@ -72,7 +72,11 @@ def _run_demo(args: argparse.Namespace, pt) -> None:
         sim = pt.simulate.v1(n_neurons=args.neurons, n_images=args.images, repeats=args.repeats, seed=args.seed)
         rec, truth = sim.recording, sim.truth
         print(rec)
-    twin = pt.ImageTwin(rec)
+    if args.full:
+        twin = pt.ImageTwin(rec)  # the defaults: three fits, the whole twin uncertain
+    else:
+        print("one fit, only the readout uncertain (posterior='readout'; --full: the default ensemble of three)")
+        twin = pt.ImageTwin(rec, posterior="readout")
     start = time.perf_counter()
     epochs = args.epochs or _DEMO_EPOCHS["full" if args.full else "quick"]
     time_limit = None if args.full or args.epochs else _DEMO_TIME_LIMIT
@@ -155,7 +159,7 @@ def _bench(args: argparse.Namespace) -> int:
     import probtwin as pt
 
     torch_threads(args)
-    if args.what in ("experiments", "posterior", "posterior-real"):
+    if args.what in ("experiments", "posterior", "posterior-real", "posterior-defaults"):
         _bench_experiments(args)
         return 0
     if args.what.startswith("motor-"):
@@ -288,6 +292,13 @@ def _bench_experiments(args: argparse.Namespace) -> None:
         real_calibration(cowley_v4("210325", trials="raw"), tuple(args.posteriors), time_limit=limit)
         return
     seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
+    if args.what == "posterior-defaults":  # issue 14's user case: defaults, 150 neurons, 15 minutes
+        from probtwin.bench.experiments import run_default_state_tests
+
+        posteriors = tuple(None if p == "default" else p for p in args.posteriors)
+        limit = 900.0 if args.time_limit is None else (args.time_limit if args.time_limit > 0 else None)
+        run_default_state_tests(seeds, posteriors, n_neurons=args.neurons or 150, time_limit=limit)
+        return
     rows = run_posterior_comparison(
         seeds=seeds, posteriors=tuple(args.posteriors), recalibrate=args.recalibrate, mixture=args.mixture, **settings
     )
@@ -358,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--images", type=int, default=2000)
     demo.add_argument("--repeats", type=int, default=1)
     demo.add_argument("--epochs", type=int, default=None, help="epochs of the fit (default 10; 50 with --full)")
-    demo.add_argument("--full", action="store_true", help="the longer fit (50 epochs, a few minutes on two cores)")
+    demo.add_argument("--full", action="store_true", help="the default twin: three fits of 50 epochs")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=None)
     demo.add_argument("--figure", default="probtwin_demo.png")
@@ -386,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "report",
             "posterior",
             "posterior-real",
+            "posterior-defaults",
             "video",
             "video-speed",
             "free-viewing",
@@ -406,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--posteriors",
         nargs="+",
         default=["readout", "swag", "ensemble"],
-        help="whole-twin posteriors compared (posterior)",
+        help="whole-twin posteriors compared (posterior; posterior-defaults: 'default' for the twin's own)",
     )
     bench.add_argument(
         "--recalibrate",

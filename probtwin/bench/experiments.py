@@ -35,6 +35,7 @@ __all__ = [
     "orientation_shift_test",
     "posterior_targets",
     "real_calibration",
+    "run_default_state_tests",
     "run_posterior_comparison",
 ]
 
@@ -427,6 +428,40 @@ def run_posterior_comparison(
                 twin.recalibrate(sim.recording)
                 seconds = fitted["fit_seconds"] + time.perf_counter() - begin
                 score({**fitted, "posterior": f"{posterior}+recalibrated", "fit_seconds": seconds}, twin, sim)
+    return rows
+
+
+def run_default_state_tests(
+    seeds: tuple[int, ...] = (7,),
+    posteriors: tuple[str | None, ...] = (None,),
+    n_neurons: int = 150,
+    n_images: int = 2500,
+    time_limit: float | None = 900.0,
+    pupil_shift_fraction: float = 0.2,
+    report=print,
+) -> list[dict[str, Any]]:
+    """The twin as a new user fits and tests it: ``ImageTwin(rec, state_readout=True)`` with its
+    other settings at their defaults (``posterior`` too where an entry of ``posteriors`` is None),
+    ``fit(time_limit=time_limit)`` for the whole fit (an ensemble's members share it; None: each
+    fit to its early stop), then
+    :func:`posterior_targets` with the state test at its defaults (``delta=None``: a discovery
+    where the sign of the shift is certain, ``alpha=0.05``) and at 5 and 10 degrees, beside the
+    classical experiment. The simulations are issue 14's user case: ``n_neurons`` neurons,
+    ``n_images`` images, ``pupil_shift_fraction`` of them shifting preferred orientation."""
+    rows = []
+    for seed in seeds:
+        sim = v1(n_neurons=n_neurons, n_images=n_images, seed=seed, pupil_shift_fraction=pupil_shift_fraction)
+        for posterior in posteriors:
+            options = {} if posterior is None else {"posterior": posterior}
+            twin = ImageTwin(sim.recording, state_readout=True, **options)
+            start = time.perf_counter()
+            twin.fit(time_limit=time_limit, progress=False)
+            row = {"seed": seed, "posterior": twin.config["posterior"], "fit_seconds": time.perf_counter() - start}
+            row |= {"epochs": len(twin.history)}
+            row |= posterior_targets(twin, sim, deltas=(None, 5.0, 10.0))
+            rows.append(row)
+            if report is not None:
+                report(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     return rows
 
 

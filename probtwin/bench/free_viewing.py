@@ -143,7 +143,8 @@ def run_free_viewing_comparison(
                 out["gaze_twin_coverage_90"] = scores["coverage_90"]
         elif side == "image_twin_whole_scene":
             frames = scenes_per_frame(rec)
-            twin, epochs, seconds = _fit(ImageTwin(frames), time_limit)
+            one_fit = ImageTwin(frames, posterior="readout")  # the gaze twin's posterior: one fit
+            twin, epochs, seconds = _fit(one_fit, time_limit)
             scores = twin.evaluate(frames, "test")
         else:
             raise DataError("sides", "'gaze_twin', 'independent_priors' or 'image_twin_whole_scene'", repr(side))
@@ -200,7 +201,7 @@ def fixation_comparison(session: str = "201025", time_limit: float = 600.0, root
     rec = pt.datasets.cowley_v4(session, root=root)
     out: dict = {"session": session}
     for side, cls in (("gaze_twin", GazeTwin), ("image_twin", ImageTwin)):
-        twin, epochs, seconds = _fit(cls(rec), time_limit)
+        twin, epochs, seconds = _fit(cls(rec, posterior="readout"), time_limit)  # one fit each
         scores = twin.evaluate(rec, "test")
         out[f"{side}_correlation"] = scores["single_trial_correlation"]
         out[f"{side}_bits"] = scores["log_likelihood_bits"]

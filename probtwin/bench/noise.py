@@ -118,7 +118,7 @@ def run_flow_noise(
     }
     for name, options in {name: all_fits[name] for name in fits}.items():
         start = time.perf_counter()
-        twin = ImageTwin(rec, hidden_channels=hidden_channels, seed=seed, **options)
+        twin = ImageTwin(rec, hidden_channels=hidden_channels, seed=seed, posterior="readout", **options)
         twin.fit(max_epochs=max_epochs, time_limit=time_limit, progress=progress, seed=seed)
         scores = twin.evaluate(rec, "test")
         out[f"{name}_bits"] = scores["log_likelihood_bits"]
@@ -221,7 +221,9 @@ def run_count_noise(
         "independent": dict(noise="independent"),
     }.items():
         start = time.perf_counter()
-        twin = ImageTwin(rec, likelihood="poisson", hidden_channels=hidden_channels, seed=seed, **options)
+        twin = ImageTwin(
+            rec, likelihood="poisson", hidden_channels=hidden_channels, seed=seed, posterior="readout", **options
+        )
         twin.fit(max_epochs=max_epochs, time_limit=time_limit, progress=progress, seed=seed)
         scores = twin.evaluate(rec, "test", num_samples=num_samples)
         for key in ("log_likelihood_bits", "log_likelihood_mc_error", "single_trial_correlation", "coverage_90"):
@@ -363,7 +365,7 @@ def step_scaling(
             "flow": dict(noise="flow", latent_rank=rank),
             "independent": dict(likelihood="normal"),
         }.items():
-            twin = ImageTwin(rec, position_init="uniform", **options).to(resolve_device(device))
+            twin = ImageTwin(rec, position_init="uniform", posterior="readout", **options).to(resolve_device(device))
             batch = _batch(twin, batch_size)
             svi_step_time(twin, batch, 2)  # warm-up
             out[f"{name}_{n}"] = float(np.median(svi_step_time(twin, batch, steps)))

@@ -98,7 +98,7 @@ def _neural_source(data: str, time_limit: float, seed: int) -> tuple[Any, Any, d
         raise DataError("data", f"one of {sorted(DATASETS)}", repr(data))
     load, likelihood = DATASETS[data]
     rec = load()
-    twin = pt.ImageTwin(rec, likelihood=likelihood, seed=seed)
+    twin = pt.ImageTwin(rec, likelihood=likelihood, seed=seed, posterior="readout")  # the figures on its page
     twin.fit(time_limit=time_limit, progress=False)
     held_out = rec.subset(np.flatnonzero(rec.tiers != "train"))
     return twin, held_out, twin.evaluate(rec, "test")

@@ -316,7 +316,7 @@ def run_video_comparison(
             out[side], out[f"{side}_epochs"] = anchor["single_trial_correlation"], anchor["epochs"]
         elif side == "image_twin_per_frame":
             frames = frames_as_images(rec)
-            twin = ImageTwin(frames)
+            twin = ImageTwin(frames, posterior="readout")  # one fit, as the video twin's
             history = twin.fit(time_limit=time_limit, progress=False)
             out[side] = twin.evaluate(frames, "test")["single_trial_correlation"]
             out[f"{side}_epochs"] = len(history)

@@ -50,6 +50,7 @@ arguments, the names of the data plates and of the observation site.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -188,6 +189,8 @@ def run(
         The chunk's key and each reader's result on it, (num_samples, chunk, ...) for the
         per-draw readers.
     """
+    if not any(getattr(r, "parametric", False) for r in readers.values()):
+        query = dataclasses.replace(query, combination="mixture")  # nothing to combine: as drawn
     drawn = {getattr(r, "site", None) for r in readers.values() if getattr(r, "needs_value", True)}
     unsampled = {r.site for r in readers.values() if not getattr(r, "needs_value", True)} - drawn
     if local not in ("guide", "prior"):

@@ -252,6 +252,9 @@ class GazeTwin(GazeQueries, GazeData, ImageTwin):
 
     # settings that twins saved before they existed had: one pair, bumps summing to 1, the core's
     # features alone, sizes between levels read linearly in log size
+    #: A gaze twin's ensemble is not yet measured against its targets: the readout posterior.
+    default_posterior = "readout"
+
     _saved_before = {"temporal_rank": 1, "temporal_norm": "sum", "stimulus_pathway": False, "pooling_blend": "log"}
 
     # ------------------------------------------------------------------ building

@@ -81,7 +81,11 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, R
         Output nonlinearity f (ELU + 1 or softplus); ``normal`` uses the identity.
     behavior_in_core : bool, optional
         Feed standardised behaviour to the core as channels (Sensorium+), so that state can change
-        selectivity, not only gain. Default: when every session has behaviour.
+        selectivity, not only gain. Default: when every session has behaviour, unless
+        ``state_readout`` is on: then state reaches the responses through the Bayesian readout
+        (and the modulator) only, so that every state effect has a posterior. (Through a core that
+        is a point estimate, a state effect is certain: a test of state effects then finds
+        shifts that are not there.)
     state_readout : bool
         Feature weights ``w_i + V_i^T b_t`` that change with the standardised behaviour, ``V_i``
         Bayesian under an automatic-relevance prior ``V_ij ~ Normal(0, tau_ij^2 I)`` (``tau_ij``
@@ -102,11 +106,14 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, R
     init_range, init_scale, position_init_scale : float
         Initial spread of the positions, and initial posterior scales of weights and bias, and of
         positions (a wide start lets the positions explore before the posterior narrows).
-    posterior : {"readout", "ensemble", "bootstrap", "swag"}
+    posterior : {"readout", "ensemble", "bootstrap", "swag"}, optional
         What is uncertain (:mod:`probtwin.twins.posterior`): the readout only, with the rest point
         estimates; or the whole twin, as a deep ensemble of ``members`` fits, as ``members`` fits
         of bootstrap resamples of the training trials (a bagged posterior), or as ``members``
-        SWAG draws (``swag_epochs`` further epochs, rank ``swag_rank``).
+        SWAG draws (``swag_epochs`` further epochs, rank ``swag_rank``). Default (None): the
+        class's :attr:`default_posterior`, ``"ensemble"`` for an ImageTwin (three fits: the
+        only posterior whose intervals and state tests held on the simulator, at three times the
+        fitting time), ``"readout"`` for a VideoTwin and a GazeTwin (not yet measured).
     members : int, optional
         Members of the whole-twin posterior (default: 1, 3, 3 and 10 for the four).
     combination : {"mixture", "student"}, optional
@@ -152,7 +159,7 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, R
         init_scale: float = 0.05,
         position_init_scale: float = 0.1,
         position_init: str = "energy",
-        posterior: str = "readout",
+        posterior: str | None = None,
         members: int | None = None,
         combination: str | None = None,
         swag_epochs: int = 10,
@@ -162,6 +169,7 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, R
         _specs: list[SessionSpec] | None = None,
     ) -> None:
         likelihood = resolve_likelihood(noise, likelihood)
+        posterior = self.default_posterior if posterior is None else posterior
         members = resolve_posterior(posterior, members)
         combination = resolve_combination(posterior, members, combination)
         if output not in ("elu", "softplus"):
@@ -174,7 +182,7 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, R
         self._check_specs()
         n_behavior = {s.n_behavior for s in self.specs}
         if behavior_in_core is None:
-            behavior_in_core = len(n_behavior) == 1 and n_behavior != {0}
+            behavior_in_core = not state_readout and len(n_behavior) == 1 and n_behavior != {0}
         if behavior_in_core and (len(n_behavior) != 1 or n_behavior == {0}):
             raise DataError("behavior_in_core", "sessions with the same behavioural variables", f"{n_behavior}")
         self.config["behavior_in_core"] = bool(behavior_in_core)
@@ -226,9 +234,12 @@ class ImageTwin(PosteriorQueries, Evaluation, ArvizExport, LatentStateQueries, R
             b = self._batch(k, batch_arrays(train, i))
             yield b["stimuli"], b["responses"]
 
+    #: The whole-twin posterior of ``posterior=None`` (see the "Whole-twin posterior" page).
+    default_posterior: str = "ensemble"
+
     #: Settings a twin saved before they existed was built with, where they differ from today's
     #: defaults (read by :meth:`_from_specs` under the saved config).
-    _saved_before: dict[str, object] = {}
+    _saved_before: dict[str, object] = {"posterior": "readout"}
 
     @classmethod
     def _from_specs(cls, specs: list[SessionSpec], likelihood: str, config: dict, core: nn.Module | None = None):

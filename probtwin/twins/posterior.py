@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -335,6 +336,17 @@ def _fit_ensemble(twin: Any, config: FitConfig, device: torch.device, k: int, re
         )
         twin.member_histories.append(run_fit(member, member_config, device))
         twin.members.append(member._own_parameters())
+    if share is not None and all(h.stopped.startswith("time limit") for h in twin.member_histories):
+        epochs = ", ".join(str(len(h.epochs)) for h in twin.member_histories)
+        warnings.warn(
+            f"probtwin: each of the {k} members had time_limit / {k} = {share:.0f} s and stopped at it "
+            f"({epochs} epochs), before its early stop. Members stopped short predict less well, and "
+            "a state test on them can find more false discoveries (the 'Whole-twin posterior' page): "
+            "give a longer time_limit (None: each member to its early stop), or posterior='readout' "
+            "for one fit of the whole time",
+            UserWarning,
+            stacklevel=4,
+        )
     return twin.member_histories[0]
 
 

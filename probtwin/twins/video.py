@@ -170,6 +170,9 @@ class VideoTwin(ImageTwin):
 
     # a twin saved before ``retinal`` existed moved its readout by gaze; before the readout's lags,
     # it read the features of the frame alone
+    #: A video's ensemble is not yet measured against its targets: the readout posterior.
+    default_posterior = "readout"
+
     _saved_before = {"retinal": False, "readout_lags": 1, "readout_basis": 1}
 
     def _check_specs(self) -> None:

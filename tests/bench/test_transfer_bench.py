@@ -31,7 +31,7 @@ def test_summary_and_the_paired_difference_are_their_direct_computation():
 
 def test_the_benchmark_runs_every_variant_on_small_settings(shared_data):
     sim = pt.simulate.v1(n_neurons=10, n_images=100, image_size=(16, 24), seed=0)
-    twin = pt.ImageTwin(sim.recording, hidden_channels=4, layers=1)
+    twin = pt.ImageTwin(sim.recording, hidden_channels=4, layers=1, posterior="readout")
     twin.fit(max_epochs=1, progress=False)
     out = run_transfer_comparison(
         seeds=(0, 1),

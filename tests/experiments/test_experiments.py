@@ -20,7 +20,13 @@ def sim():
 def state_twin(sim):
     torch.manual_seed(0)
     twin = pt.ImageTwin(
-        sim.recording, hidden_channels=12, layers=3, behavior_in_core=False, state_readout=True, state_prior_scale=0.1
+        sim.recording,
+        hidden_channels=12,
+        layers=3,
+        behavior_in_core=False,
+        state_readout=True,
+        state_prior_scale=0.1,
+        posterior="readout",
     )
     twin.fit(max_epochs=100, progress=False)
     return twin
@@ -28,7 +34,7 @@ def state_twin(sim):
 
 @pytest.fixture(scope="module")
 def gain_twin(sim):
-    twin = pt.ImageTwin(sim.recording, hidden_channels=6, layers=2, behavior_in_core=False)
+    twin = pt.ImageTwin(sim.recording, hidden_channels=6, layers=2, behavior_in_core=False, posterior="readout")
     twin.fit(max_epochs=1, progress=False)
     return twin
 

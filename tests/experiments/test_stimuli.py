@@ -57,7 +57,7 @@ def test_sparse_noise_has_one_square_per_image():
 
 def test_a_twin_supplies_size_channels_and_pixel_statistics():
     sim = pt.simulate.v1(n_neurons=4, n_images=40, image_size=(12, 16), seed=0)
-    twin = pt.ImageTwin(sim.recording, hidden_channels=4, layers=1)
+    twin = pt.ImageTwin(sim.recording, hidden_channels=4, layers=1, posterior="readout")
     s = ex.gratings([0.0], twin=twin, phases=1)
     assert s.images.shape == (1, 1, 12, 16)
     mean, std = float(twin.stim_mean_0), float(twin.stim_std_0)

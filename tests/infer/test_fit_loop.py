@@ -113,7 +113,15 @@ def test_two_sessions_step_together_each_step_the_sum_of_their_bounds():
     a = pt.simulate.v1(n_neurons=6, n_images=90, image_size=(18, 32), seed=1).recording
     b = pt.simulate.v1(n_neurons=5, n_images=30, image_size=(18, 32), seed=2).recording
     b.name = "other"
-    twin = pt.ImageTwin([a, b], hidden_channels=4, layers=1, input_kernel=5, hidden_kernel=3, position_init="uniform")
+    twin = pt.ImageTwin(
+        [a, b],
+        hidden_channels=4,
+        layers=1,
+        input_kernel=5,
+        hidden_kernel=3,
+        position_init="uniform",
+        posterior="readout",
+    )
     twin._batch_size, twin._seed = 16, 0
     steps = list(twin.epoch_batches(0))
     assert all([batch["session"] for batch in step] == [0, 1] for step in steps)

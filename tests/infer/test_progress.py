@@ -26,7 +26,7 @@ def test_bars_follow_the_switch_and_the_environment(monkeypatch):
 def test_a_fit_prints_its_bar_only_when_bars_are_on(monkeypatch, capsys, setting):
     monkeypatch.setenv("PROBTWIN_PROGRESS", setting)
     sim = pt.simulate.v1(n_neurons=4, n_images=40, image_size=(12, 16), seed=0)
-    twin = pt.ImageTwin(sim.recording, hidden_channels=4, layers=1)
+    twin = pt.ImageTwin(sim.recording, hidden_channels=4, layers=1, posterior="readout")
     twin.fit(max_epochs=1, progress=True, seed=0)
     err = capsys.readouterr().err
     assert ("fit" in err) == (setting == "1")

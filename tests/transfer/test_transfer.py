@@ -45,7 +45,7 @@ def test_shuffled_similarity_keeps_values_not_images(rng):
 @pytest.fixture(scope="module")
 def small_twin():
     sim = pt.simulate.v1(n_neurons=12, n_images=120, image_size=(16, 24), seed=0)
-    twin = pt.ImageTwin(sim.recording, hidden_channels=4, layers=1)
+    twin = pt.ImageTwin(sim.recording, hidden_channels=4, layers=1, posterior="readout")
     twin.fit(max_epochs=2, progress=False, seed=0)
     return twin, np.asarray(sim.recording.stimuli[:30])
 

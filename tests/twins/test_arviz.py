@@ -16,7 +16,7 @@ def sim():
 
 @pytest.fixture(scope="module")
 def twin(sim):
-    twin = pt.ImageTwin(sim.recording, hidden_channels=6, layers=2, state_readout=True)
+    twin = pt.ImageTwin(sim.recording, hidden_channels=6, layers=2, state_readout=True, posterior="readout")
     twin.fit(max_epochs=2, progress=False)
     return twin
 
@@ -89,7 +89,9 @@ def test_latent_count_pointwise_density_integrates_the_latent_state():
 
 def test_arviz_runs_for_every_noise_model(sim):
     for noise, likelihood in (("flow", None), ("zero_inflated_flow", None), ("latent", "poisson")):
-        twin = pt.ImageTwin(sim.recording, likelihood, noise, latent_rank=2, hidden_channels=4, layers=1)
+        twin = pt.ImageTwin(
+            sim.recording, likelihood, noise, latent_rank=2, hidden_channels=4, layers=1, posterior="readout"
+        )
         idata = twin.to_arviz(sim.recording, num_samples=10)
         assert np.all(np.isfinite(idata.log_likelihood["responses"].values))
         assert np.isfinite(az.loo(idata).elpd_loo)

@@ -8,7 +8,7 @@ import probtwin as pt
 from probtwin.bench.noise import canonical_correlations
 from probtwin.twins.noise import FlowNoise
 
-SMALL = dict(hidden_channels=8, layers=2, input_kernel=9, hidden_kernel=3)
+SMALL = dict(hidden_channels=8, layers=2, input_kernel=9, hidden_kernel=3, posterior="readout")
 FIT = dict(max_epochs=15, batch_size=32, lr=0.01, progress=False, seed=0)
 
 

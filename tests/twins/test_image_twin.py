@@ -6,7 +6,7 @@ import torch
 import probtwin as pt
 from probtwin.twins import queries
 
-SMALL = dict(hidden_channels=8, layers=2, input_kernel=9, hidden_kernel=3)
+SMALL = dict(hidden_channels=8, layers=2, input_kernel=9, hidden_kernel=3, posterior="readout")
 
 
 @pytest.fixture(scope="module")

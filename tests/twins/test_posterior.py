@@ -208,6 +208,56 @@ def test_bootstrap_members_fit_resamples_of_the_training_trials(sim, monkeypatch
     assert twin.predict(x, num_samples=4, seed=0).samples.shape[:2] == (4, 4)
 
 
+def test_the_default_posterior_is_an_ensemble_of_three_fits(sim, tmp_path):
+    """ImageTwin(rec) is the measured choice: three fits combined as Student-t, which
+    compare_states takes without its readout-only warning. VideoTwin and GazeTwin keep the
+    readout posterior; a twin saved before the setting existed loads as it was fitted."""
+    twin = pt.ImageTwin(sim.recording, state_readout=True, **SMALL)
+    assert (twin.config["posterior"], twin.config["members"], twin.config["combination"]) == ("ensemble", 3, "student")
+    twin.fit(max_epochs=1, progress=False)
+    assert len(twin.members) == 3 and twin._combination() == "student"
+    stimuli = pt.experiments.gratings(np.linspace(0, np.pi, 4, endpoint=False), [0.1], phases=2, twin=twin)
+    behavior = np.asarray(sim.recording.behavior)
+    a, b = np.percentile(behavior, 10, axis=0)[None], np.percentile(behavior, 90, axis=0)[None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning on the defaults
+        effect = pt.experiments.compare_states(twin, stimuli, a, b, "log_gain", num_samples=6)
+    assert effect.shape == (6, sim.recording.n_neurons)
+    assert pt.VideoTwin.default_posterior == pt.GazeTwin.default_posterior == "readout"
+    plain = pt.ImageTwin(sim.recording, posterior="readout", **SMALL)
+    path = plain.save(tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=True)
+    for key in ("posterior", "members", "combination"):  # as saved before the setting existed
+        del payload["config"][key]
+    torch.save(payload, path)
+    old = pt.load(path)
+    assert (old.config["posterior"], old.config["members"], old.members) == ("readout", 1, [])
+
+
+def test_an_ensemble_whose_members_stop_at_the_time_limit_says_so(sim):
+    """A time limit is shared by the members: when every member stops at its share before its
+    early stop, the fit warns (members stopped short are less accurate)."""
+    twin = pt.ImageTwin(sim.recording, posterior="ensemble", members=2, **SMALL)
+    with pytest.warns(UserWarning, match="stopped at it"):
+        twin.fit(max_epochs=3, time_limit=1e-3, progress=False)
+    assert all(h.stopped.startswith("time limit") for h in twin.member_histories)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        twin.fit(max_epochs=1, progress=False)  # no limit: no warning
+
+
+def test_predictive_draws_of_a_student_ensemble_need_no_draw_per_member(sim, ensemble):
+    """Only quantities of the parameters combine as Student-t (every member needs draws);
+    posterior predictive responses keep the mixture, so one draw of two members is fine."""
+    twin = ensemble[0]
+    x = np.asarray(sim.recording.split("test").stimuli)[:3]
+    assert twin._combination() == "student"
+    draws = twin.sample(x, num_samples=1, seed=0)
+    assert draws.shape == (1, 3, sim.recording.n_neurons) and np.all(draws >= 0)
+    with pytest.raises(ValueError, match="at least 2 draws"):
+        twin.predict(x, num_samples=1)
+
+
 def test_bad_posteriors_are_refused(sim):
     with pytest.raises(pt.DataError, match="posterior"):
         pt.ImageTwin(sim.recording, posterior="laplace", **SMALL)
@@ -257,9 +307,11 @@ def test_a_whole_twin_posterior_runs_the_state_comparison_without_the_narrow_int
     twin = as_mixture(ensemble[0])
     grid = pt.experiments.gratings(np.linspace(0, np.pi, 4, endpoint=False), [0.1], phases=2, twin=twin)
     a, b = np.percentile(sim.recording.behavior, [10, 90], axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         effect = pt.experiments.compare_states(twin, grid, a[None], b[None], "log_gain", num_samples=4)
+    assert not [w for w in caught if "readout only" in str(w.message)]
+    assert [w for w in caught if "behavior_in_core=True" in str(w.message)]  # this twin's core takes behaviour
     assert effect.shape == (4, 12)
     first = alone(twin, twin.members[0])  # the first member's draws come first, from the same stream
     with warnings.catch_warnings():

@@ -5,7 +5,7 @@ import torch
 import probtwin as pt
 from probtwin.twins.recalibration import shrunk_ratios
 
-SMALL = dict(hidden_channels=8, layers=2, input_kernel=9, hidden_kernel=3)
+SMALL = dict(hidden_channels=8, layers=2, input_kernel=9, hidden_kernel=3, posterior="readout")
 
 
 def test_shrunk_ratios_pool_and_shrink_each_neurons_ratio_by_its_precision():
