@@ -116,6 +116,12 @@ def _rates(found: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     }
 
 
+def _report(report: Any, row: dict) -> None:
+    """One result row as ``key=value`` (floats to 3 decimals), where ``report`` is not None."""
+    if report is not None:
+        report(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+
+
 def pupil_states(sim: Simulation, low: float = 10.0, high: float = 90.0) -> tuple[np.ndarray, np.ndarray]:
     """Two behavioural states (1, B): small and large pupil (percentiles), other variables at their median."""
     behavior = np.asarray(sim.recording.behavior)
@@ -333,7 +339,7 @@ def run_state_tests(
             "mei_fraction_above_training": meis["fraction_above_training"],
         }
         rows.append(row)
-        report(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        _report(report, row)
     summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "seed"}
     report("mean " + " ".join(f"{k}={v:.3f}" for k, v in summary.items()))
     return {"rows": rows, "mean": summary}
@@ -408,8 +414,7 @@ def run_posterior_comparison(
     def score(row: dict, twin: ImageTwin, sim: Simulation) -> None:
         row |= posterior_targets(twin, sim, num_samples=num_samples, seed=row["seed"])
         rows.append(row)
-        if report is not None:
-            report(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        _report(report, row)
 
     for seed in seeds:
         sim = v1(n_neurons=n_neurons, n_images=n_images, seed=seed, pupil_shift_fraction=pupil_shift_fraction)
@@ -460,8 +465,7 @@ def run_default_state_tests(
             row |= {"epochs": len(twin.history)}
             row |= posterior_targets(twin, sim, deltas=(None, 5.0, 10.0))
             rows.append(row)
-            if report is not None:
-                report(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            _report(report, row)
     return rows
 
 
@@ -488,6 +492,5 @@ def real_calibration(
         check = calibration.single_trial_calibration(twin, recording, "test", num_samples=num_samples)
         row |= {f"coverage_{level:g}": float(c) for level, c in zip(check.levels, check.coverage, strict=True)}
         rows.append(row)
-        if report is not None:
-            report(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        _report(report, row)
     return rows

@@ -109,3 +109,20 @@ def test_posterior_comparison_scores_an_ensemble_as_student_t_and_as_a_mixture_o
     # the t predictive is wider than the members' mixture: its intervals cover more
     assert student["mean_coverage_90"] > mixture["mean_coverage_90"]
     assert student["position_coverage_90"] >= mixture["position_coverage_90"]
+
+
+def test_the_user_case_fits_the_twin_with_its_defaults_and_tests_at_the_default_delta():
+    """``run_default_state_tests``: ``ImageTwin(rec, state_readout=True)`` with the default
+    posterior (None) or the one named, its time limit shared by an ensemble's members (which
+    then warns), and the state test at the defaults (sign) beside 5 and 10 degrees."""
+    from probtwin.bench import experiments as bx
+
+    with pytest.warns(UserWarning, match="stopped at it"):
+        rows = bx.run_default_state_tests(
+            seeds=(8,), posteriors=(None, "readout"), n_neurons=6, n_images=120, time_limit=1.0, report=None
+        )
+    assert [r["posterior"] for r in rows] == ["ensemble", "readout"]
+    for row in rows:
+        assert {"twin_fdr_dNone", "twin_power_dNone", "twin_fdr_d5.0", "twin_fdr_d10.0"} <= set(row)
+        assert 0 <= row["twin_fdr_dNone"] <= 1 and row["epochs"] >= 1
+        assert row["fit_seconds"] < 60  # the limit bounds the whole fit (checked between epochs)
